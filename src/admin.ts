@@ -1,0 +1,69 @@
+import http from 'node:http'
+import type { Registry } from 'prom-client'
+import type { Snapshot } from './snapshot.ts'
+import type { Logger } from './log.ts'
+
+/** What the admin listener needs to know about the running proxy. */
+export interface AdminSource {
+  /** The active snapshot, or undefined before the first config is loaded. */
+  snapshot (): Snapshot | undefined
+  /** Extra readiness condition (e.g. control plane heard from); true if none. */
+  ready (): boolean
+  draining (): boolean
+  metrics (): Promise<{ contentType: string, body: string }>
+}
+
+/**
+ * The admin endpoints (ARCHITECTURE §1), on their own listener (loopback by
+ * default) so they are never reachable through a route.
+ */
+export function createAdminServer (source: AdminSource, log: Logger): http.Server {
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '/'
+    const path = url.split('?', 1)[0]
+    if (req.method !== 'GET' && req.method !== 'HEAD') { json(res, 405, { error: 'only GET and HEAD' }, { allow: 'GET, HEAD' }); return }
+    switch (path) {
+      case '/live':
+        json(res, 200, { status: 'live' }); return
+      case '/ready': {
+        const snap = source.snapshot()
+        const ready = snap !== undefined && source.ready() && !source.draining()
+        json(res, ready ? 200 : 503, { status: ready ? 'ready' : (source.draining() ? 'draining' : 'not ready'), version: snap?.version ?? null })
+        return
+      }
+      case '/config': {
+        const snap = source.snapshot()
+        if (snap === undefined) { json(res, 503, { error: 'no config loaded yet' }); return }
+        json(res, 200, snap.describe()); return
+      }
+      case '/clusters': {
+        const snap = source.snapshot()
+        if (snap === undefined) { json(res, 503, { error: 'no config loaded yet' }); return }
+        json(res, 200, { version: snap.version, clusters: [...snap.clusters.values()].map((c) => c.state()) }); return
+      }
+      case '/metrics':
+        source.metrics().then(({ contentType, body }) => {
+          res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) })
+          res.end(body)
+        }, (err: unknown) => {
+          log.error('metrics collection failed', { err })
+          json(res, 500, { error: 'metrics collection failed' })
+        })
+        return
+      default:
+        json(res, 404, { error: 'not found', endpoints: ['/live', '/ready', '/config', '/clusters', '/metrics'] })
+    }
+  })
+  return server
+}
+
+/** Metrics of this process's registry. */
+export function registryMetrics (registry: Registry): () => Promise<{ contentType: string, body: string }> {
+  return async () => ({ contentType: registry.contentType, body: await registry.metrics() })
+}
+
+function json (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body, null, 2) + '\n'
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store', ...headers })
+  res.end(res.req.method === 'HEAD' ? undefined : text)
+}

@@ -1,0 +1,24 @@
+import { z } from 'zod'
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/
+const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+const SIZE = /^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$/i
+const SIZE_BYTES: Record<string, number> = { b: 1, kb: 1000, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3 }
+
+/** A duration in milliseconds: a number (ms) or a string such as `250ms`, `5s`, `2m`, `1h`. */
+export const duration = z.union([
+  z.number().int().nonnegative(),
+  z.string().regex(DURATION, 'a duration such as 250ms, 5s, 2m or 1h').transform((s) => {
+    const m = DURATION.exec(s) as RegExpExecArray
+    return Math.round(Number(m[1]) * (DURATION_MS[m[2] as string] as number))
+  }),
+], { error: 'a duration: milliseconds as a number, or a string such as 250ms, 5s, 2m, 1h' })
+
+/** A size in bytes: a number or a string such as `64kb`, `10mib`, `1gb`. */
+export const size = z.union([
+  z.number().int().nonnegative(),
+  z.string().regex(SIZE, 'a size such as 512, 64kb, 10mib or 1gb').transform((s) => {
+    const m = SIZE.exec(s) as RegExpExecArray
+    return Math.round(Number(m[1]) * (SIZE_BYTES[(m[2] ?? 'b').toLowerCase()] as number))
+  }),
+], { error: 'a size in bytes: a number, or a string such as 64kb, 10mib, 1gb' })

@@ -1,0 +1,128 @@
+import type { IncomingMessage } from 'node:http'
+import type { HeaderMap } from '../plugin.ts'
+import { BadFramingError, BadRequestError, MethodNotAllowedError, type OutriderError } from '../errors.ts'
+import { HOP_BY_HOP } from './hop-by-hop.ts'
+
+/**
+ * What one pass over the client's raw request head yields: the headers to send
+ * upstream (hop-by-hop removed, lower-case names, repeats as arrays) and the
+ * facts the listener needs. node's parser (llhttp, strict mode) already rejects
+ * most malformed framing — CL+TE together, duplicate Content-Length, bare LF,
+ * obs-fold, invalid octets; this pass refuses what it lets through but a proxy
+ * must not forward (RFC 9112 §6.1, §6.3, §7.6.1, §9.6; RFC 9110 §7.6.1).
+ */
+export interface RequestHead {
+  headers: HeaderMap
+  /** The authority the request is for (Host, or the absolute-form target's). */
+  authority: string
+  /** Path as sent, without the query. */
+  path: string
+  /** Query without '?', '' when absent. */
+  query: string
+  /** The client sent a body (Content-Length > 0 or chunked). */
+  hasBody: boolean
+  /** Declared Content-Length, or -1 (chunked or absent). */
+  contentLength: number
+  /** The client asked to upgrade to WebSocket (and nothing else). */
+  websocket: boolean
+}
+
+// Framing headers a client may not nominate as hop-by-hop: removing them would
+// change how the upstream delimits the message.
+const PROTECTED = new Set(['host', 'content-length', 'transfer-encoding'])
+
+/**
+ * Reads `req`'s head. Returns an OutriderError for a request that must not be
+ * forwarded; the listener answers it and closes the connection.
+ */
+export function readRequestHead (req: IncomingMessage): RequestHead | OutriderError {
+  const method = req.method as string
+  if (method === 'CONNECT') return new MethodNotAllowedError('CONNECT is not supported', { headers: { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS' } })
+
+  const raw = req.rawHeaders
+  const headers: HeaderMap = {}
+  let host: string | undefined
+  let hostCount = 0
+  let contentLength = -1
+  let transferEncoding: string | undefined
+  let connection: string | undefined
+  let upgrade: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase()
+    const value = raw[i + 1] as string
+    switch (name) {
+      case 'host': hostCount++; host = value; break
+      case 'content-length':
+        if (contentLength !== -1) return new BadFramingError('repeated Content-Length')
+        contentLength = Number(value)
+        break
+      case 'transfer-encoding':
+        if (transferEncoding !== undefined) return new BadFramingError('repeated Transfer-Encoding')
+        transferEncoding = value
+        continue
+      case 'connection': connection = connection === undefined ? value : `${connection}, ${value}`; continue
+      case 'upgrade': upgrade = value; continue
+      // undici cannot send request trailers, so announcing them would be a lie.
+      case 'trailer': continue
+    }
+    if (HOP_BY_HOP.has(name)) continue
+    const prev = headers[name]
+    if (prev === undefined) headers[name] = value
+    else if (typeof prev === 'string') headers[name] = [prev, value]
+    else prev.push(value)
+  }
+
+  // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (node only insists on at least one).
+  if (hostCount > 1) return new BadRequestError('repeated Host header')
+
+  if (transferEncoding !== undefined) {
+    // §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing.
+    if (req.httpVersionMinor === 0 && req.httpVersionMajor === 1) return new BadFramingError('Transfer-Encoding in an HTTP/1.0 request')
+    if (contentLength !== -1) return new BadFramingError('both Content-Length and Transfer-Encoding')
+    // We only relay chunked: any other coding is one the upstream might read
+    // differently (§6.1: "chunked" must be final and appear once).
+    if (transferEncoding.trim().toLowerCase() !== 'chunked') return new BadFramingError(`unsupported Transfer-Encoding "${transferEncoding}"`)
+  }
+
+  let websocket = false
+  if (connection !== undefined) {
+    const tokens = connection.toLowerCase().split(',')
+    for (let t of tokens) {
+      t = t.trim()
+      if (t === '' || t === 'close' || t === 'keep-alive') continue
+      if (t === 'upgrade') { websocket = upgrade !== undefined && upgrade.trim().toLowerCase() === 'websocket'; continue }
+      if (PROTECTED.has(t)) return new BadFramingError(`Connection names the framing header "${t}"`)
+      if (t in headers) delete headers[t]
+    }
+  }
+  // `Upgrade` without `Connection: upgrade` is meaningless, and `h2c` (or
+  // anything but websocket) is never relayed: it would let a client open a
+  // tunnel past the proxy's routing and plugins. Both are simply dropped.
+
+  let url = req.url as string
+  let authority = host ?? ''
+  if (url.charCodeAt(0) !== 47 /* / */) {
+    if (url === '*' && method === 'OPTIONS') {
+      url = '*'
+    } else {
+      // Absolute-form (RFC 9112 §3.2.2): the target's authority wins over Host.
+      const m = /^https?:\/\/([^/?#]+)(.*)$/i.exec(url)
+      if (m === null) return new BadRequestError('malformed request target')
+      authority = m[1] as string
+      url = m[2] === '' ? '/' : m[2] as string
+    }
+  }
+  if (url.includes('#')) return new BadRequestError('a fragment in the request target')
+  headers.host = authority
+
+  const q = url.indexOf('?')
+  return {
+    headers,
+    authority,
+    path: q === -1 ? url : url.slice(0, q),
+    query: q === -1 ? '' : url.slice(q + 1),
+    hasBody: transferEncoding !== undefined || contentLength > 0,
+    contentLength: transferEncoding !== undefined ? -1 : contentLength,
+    websocket,
+  }
+}

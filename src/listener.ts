@@ -1,0 +1,159 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { Socket } from 'node:net'
+import { createProxyServer } from 'http-proxy-3'
+import type { Snapshot, CompiledRoute } from './snapshot.ts'
+import type { Config } from './config/schema.ts'
+import { Exchange, type ExchangeEnv } from './exchange.ts'
+import { readRequestHead, type RequestHead } from './http/request-head.ts'
+import { normalizePath } from './http/normalize-path.ts'
+import { problemBody, sendProblem } from './http/problem.ts'
+import {
+  BadRequestError, HeadersTooLargeError, MethodNotAllowedError, NoHealthyUpstreamError, NoRouteError,
+  OutriderError, RequestTimeoutError,
+} from './errors.ts'
+import type { ProxyMetrics } from './metrics.ts'
+import type { Logger } from './log.ts'
+
+/**
+ * The client-facing HTTP/1.1 listener. Reads `current` once per request, so a
+ * snapshot swap never changes a request that already started.
+ */
+export class ProxyListener {
+  current: Snapshot
+  readonly server: http.Server
+  readonly #env: ExchangeEnv
+  readonly #log: Logger
+  readonly #metrics: ProxyMetrics
+  readonly #ws = createProxyServer({ ws: true, xfwd: true })
+  /** Open WebSocket tunnels: closed on shutdown. */
+  readonly #tunnels = new Set<Duplex>()
+
+  constructor (snapshot: Snapshot, options: { metrics: ProxyMetrics, log: Logger }) {
+    this.current = snapshot
+    this.#log = options.log
+    this.#metrics = options.metrics
+    this.#env = { metrics: options.metrics, log: options.log, via: 'outrider', draining: false }
+    const limits = snapshot.config.limits
+    this.server = http.createServer({
+      maxHeaderSize: limits.maxHeaderSize,
+      headersTimeout: limits.headersTimeout,
+      requestTimeout: limits.requestTimeout,
+      keepAliveTimeout: limits.keepAliveTimeout,
+      requireHostHeader: true,
+      // Only WebSocket upgrades leave the request path; `h2c` and the rest are
+      // served as plain requests with Upgrade stripped (no tunnels past routing).
+      shouldUpgradeCallback: isWebSocketUpgrade,
+    }, (req, res) => { this.#handle(req, res) })
+    this.server.maxRequestsPerSocket = limits.maxRequestsPerSocket
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { this.#upgrade(req, socket, head) })
+    this.server.on('connect', (req: IncomingMessage, socket: Duplex) => { this.#rejectRaw(socket, new MethodNotAllowedError('CONNECT is not supported'), req) })
+    this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => { this.#clientError(err, socket) })
+    this.#ws.on('error', (err: Error, _req: unknown, target: unknown) => {
+      this.#log.debug('websocket proxy error', { err })
+      if (target !== undefined && typeof (target as Socket).destroy === 'function') (target as Socket).destroy()
+    })
+  }
+
+  /** Applies the limits a reload can change without a restart. */
+  applyLimits (config: Config): void {
+    const l = config.limits
+    this.server.headersTimeout = l.headersTimeout
+    this.server.requestTimeout = l.requestTimeout
+    this.server.keepAliveTimeout = l.keepAliveTimeout
+    this.server.maxRequestsPerSocket = l.maxRequestsPerSocket
+  }
+
+  /** Stops accepting; keep-alive connections close after their current response. */
+  beginDrain (): void {
+    this.#env.draining = true
+    this.server.close()
+    this.server.closeIdleConnections()
+  }
+
+  destroyTunnels (): void {
+    for (const t of this.#tunnels) t.destroy()
+  }
+
+  #handle (req: IncomingMessage, res: ServerResponse): void {
+    const snapshot = this.current
+    const head = readRequestHead(req)
+    if (head instanceof OutriderError) { this.#reject(snapshot, req, res, head, true); return }
+    const path = normalizePath(head.path)
+    if (path !== head.path) head.path = path
+    const route = snapshot.router.match({ method: req.method as string, host: head.authority, path, query: head.query, headers: head.headers })
+    if (route === undefined) {
+      this.#reject(snapshot, req, res, new NoRouteError('no route matches this request'), false)
+      return
+    }
+    new Exchange(snapshot, route, req, res, head, this.#env, 'http').start()
+  }
+
+  #reject (snapshot: Snapshot, req: IncomingMessage, res: ServerResponse, err: OutriderError, close: boolean): void {
+    const start = performance.now()
+    this.#metrics.localReplies.labels('__unmatched__', err.code).inc()
+    const id = req.headers['x-request-id']
+    if (close) { req.on('error', () => {}) }
+    sendProblem(res, err, typeof id === 'string' && id.length <= 200 ? id : undefined, close || this.#env.draining)
+    if (close) res.once('finish', () => { req.socket.destroySoon() })
+    snapshot.unmatched.record(req.method as string, err.status, (performance.now() - start) / 1000)
+  }
+
+  /** WebSocket: routed and checked like any request, then relayed by http-proxy-3. */
+  #upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const snapshot = this.current
+    socket.on('error', () => {})
+    const parsed = readRequestHead(req)
+    if (parsed instanceof OutriderError) { this.#rejectRaw(socket, parsed, req); return }
+    const path = normalizePath(parsed.path)
+    const route = snapshot.router.match({ method: req.method as string, host: parsed.authority, path, query: parsed.query, headers: parsed.headers })
+    if (route === undefined) { this.#rejectRaw(socket, new NoRouteError('no route matches this request'), req); return }
+    if (route.pipeline.onRequest.length > 0) {
+      // Plugins need a ServerResponse for local replies; the request phase for
+      // upgrades arrives with the auth issue (#4). Until then, refuse rather than bypass.
+      this.#rejectRaw(socket, new BadRequestError('WebSocket is not available on routes with plugins yet'), req)
+      return
+    }
+    this.#relayWebSocket(route, req, socket, head, parsed, path)
+  }
+
+  #relayWebSocket (route: CompiledRoute, req: IncomingMessage, socket: Duplex, head: Buffer, parsed: RequestHead, path: string): void {
+    const endpoint = route.cluster.pick(parsed.headers, req.socket.remoteAddress ?? '')
+    if (endpoint === undefined) { this.#rejectRaw(socket, new NoHealthyUpstreamError('no healthy endpoint'), req); return }
+    req.url = path + (parsed.query === '' ? '' : `?${parsed.query}`)
+    this.#tunnels.add(socket)
+    socket.once('close', () => { this.#tunnels.delete(socket) })
+    this.#metrics.requests.labels(route.name, 'GET', '1xx').inc()
+    this.#ws.ws(req, socket, head, { target: endpoint.url })
+  }
+
+  /** A response on a raw socket (upgrade/CONNECT paths have no ServerResponse). */
+  #rejectRaw (socket: Duplex, err: OutriderError, req: IncomingMessage | undefined): void {
+    this.#metrics.localReplies.labels('__unmatched__', err.code).inc()
+    if (!socket.writable) { socket.destroy(); return }
+    const body = problemBody(err, undefined)
+    const headers = [`HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? ''}`,
+      'content-type: application/problem+json', `content-length: ${Buffer.byteLength(body)}`, 'connection: close']
+    if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) headers.push(`${k}: ${v}`)
+    socket.end(`${headers.join('\r\n')}\r\n\r\n${req?.method === 'HEAD' ? '' : body}`)
+  }
+
+  /** Requests node's parser refused: answered with a problem and the connection closed. */
+  #clientError (err: Error & { code?: string }, socket: Duplex): void {
+    if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
+    let e: OutriderError
+    switch (err.code) {
+      case 'HPE_HEADER_OVERFLOW': e = new HeadersTooLargeError('request head too large'); break
+      case 'ERR_HTTP_REQUEST_TIMEOUT': e = new RequestTimeoutError('the request was not received in time'); break
+      default: e = new BadRequestError('malformed request', { extensions: { parser: err.code ?? 'unknown' } })
+    }
+    // A connection that timed out mid-response can't take a new status line.
+    if ((socket as Socket & { _httpMessage?: ServerResponse })._httpMessage?.headersSent === true) { socket.destroy(); return }
+    this.#rejectRaw(socket, e, undefined)
+  }
+}
+
+function isWebSocketUpgrade (req: IncomingMessage): boolean {
+  const u = req.headers.upgrade
+  return typeof u === 'string' && u.toLowerCase() === 'websocket' && req.method === 'GET'
+}

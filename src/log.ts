@@ -1,0 +1,46 @@
+/**
+ * A minimal structured logger: one JSON line per event on stderr. The access log
+ * (issue #7) will use pino; operational events are rare and stay synchronous-free
+ * by going through process.stderr's own buffering.
+ */
+export type Level = 'debug' | 'info' | 'warn' | 'error'
+
+const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 }
+
+export interface Logger {
+  debug (msg: string, fields?: Record<string, unknown>): void
+  info (msg: string, fields?: Record<string, unknown>): void
+  warn (msg: string, fields?: Record<string, unknown>): void
+  error (msg: string, fields?: Record<string, unknown>): void
+  child (fields: Record<string, unknown>): Logger
+}
+
+function serialise (v: unknown): unknown {
+  if (v instanceof Error) {
+    const out: Record<string, unknown> = { type: v.name, message: v.message }
+    const code = (v as { code?: unknown }).code
+    if (code !== undefined) out.code = code
+    if (v.cause !== undefined) out.cause = serialise(v.cause)
+    return out
+  }
+  return v
+}
+
+export function createLogger (options: { level?: Level, base?: Record<string, unknown>, write?: (line: string) => void } = {}): Logger {
+  const min = ORDER[options.level ?? (process.env.OUTRIDER_LOG_LEVEL as Level | undefined) ?? 'info'] ?? ORDER.info
+  const base = options.base ?? {}
+  const write = options.write ?? ((line: string) => { process.stderr.write(line) })
+  const emit = (level: Level, msg: string, fields?: Record<string, unknown>): void => {
+    if (ORDER[level] < min) return
+    const rec: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...base }
+    if (fields !== undefined) for (const k in fields) rec[k] = serialise(fields[k])
+    write(JSON.stringify(rec) + '\n')
+  }
+  return {
+    debug: (m, f) => { emit('debug', m, f) },
+    info: (m, f) => { emit('info', m, f) },
+    warn: (m, f) => { emit('warn', m, f) },
+    error: (m, f) => { emit('error', m, f) },
+    child: (fields) => createLogger({ ...options, base: { ...base, ...fields } }),
+  }
+}

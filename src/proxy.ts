@@ -1,0 +1,138 @@
+import type http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { once } from 'node:events'
+import type { Config } from './config/schema.ts'
+import { Snapshot } from './snapshot.ts'
+import { ProxyListener } from './listener.ts'
+import { createAdminServer, registryMetrics, type AdminSource } from './admin.ts'
+import { createMetrics, type ProxyMetrics } from './metrics.ts'
+import { createLogger, type Logger } from './log.ts'
+
+export interface StartOptions {
+  config: Config
+  /** Where the config came from (file path, `control-plane`, …): shown on /config. */
+  source?: string
+  log?: Logger
+  metrics?: ProxyMetrics
+  /** Serve the admin listener here (a multi-worker primary serves it instead). */
+  admin?: boolean
+  /** Bind with SO_REUSEPORT so several workers share the port (node:cluster). */
+  reusePort?: boolean
+  /** Overrides the metrics the admin endpoint serves (cluster-wide aggregation). */
+  adminMetrics?: AdminSource['metrics']
+}
+
+/** A running data plane: one listener, its admin endpoints and the active snapshot. */
+export interface RunningProxy {
+  readonly port: number
+  readonly adminPort: number | undefined
+  readonly snapshot: Snapshot
+  readonly metrics: ProxyMetrics
+  readonly log: Logger
+  /**
+   * Builds a snapshot from `config` and swaps it in. On failure the old snapshot
+   * keeps serving and the error is rethrown (and counted).
+   */
+  apply (config: Config, source?: string): Promise<Snapshot>
+  /** Stops accepting, lets in-flight requests finish (up to the deadline), closes everything. */
+  shutdown (deadlineMs?: number): Promise<void>
+}
+
+export async function startProxy (options: StartOptions): Promise<RunningProxy> {
+  const log = options.log ?? createLogger()
+  const metrics = options.metrics ?? createMetrics()
+  const config = options.config
+  let snapshot: Snapshot
+  try {
+    snapshot = await Snapshot.build(config, { source: options.source ?? 'inline', metrics, log })
+  } catch (err) {
+    metrics.configReloads.labels('failure').inc()
+    throw err
+  }
+  metrics.configReloads.labels('success').inc()
+  metrics.configVersion.labels(snapshot.version).set(1)
+
+  const listener = new ProxyListener(snapshot, { metrics, log })
+  let draining = false
+  let admin: http.Server | undefined
+  listener.server.listen({ host: config.listen.host, port: config.listen.port, reusePort: options.reusePort === true, exclusive: options.reusePort === true })
+  await once(listener.server, 'listening')
+  const port = (listener.server.address() as AddressInfo).port
+
+  let adminPort: number | undefined
+  if ((options.admin ?? true) && config.admin.enabled) {
+    admin = createAdminServer({
+      snapshot: () => listener.current,
+      ready: () => true,
+      draining: () => draining,
+      metrics: options.adminMetrics ?? registryMetrics(metrics.registry),
+    }, log)
+    admin.listen(config.admin.port, config.admin.host)
+    try {
+      await once(admin, 'listening')
+    } catch (err) {
+      listener.server.close()
+      throw err
+    }
+    adminPort = (admin.address() as AddressInfo).port
+  }
+  log.info('proxy listening', { address: `${config.listen.host}:${port}`, admin: adminPort === undefined ? null : `${config.admin.host}:${adminPort}`, version: snapshot.version })
+
+  // Reloads are serialised: two quick edits must not race to swap.
+  let applying: Promise<unknown> = Promise.resolve()
+  const apply = (next: Config, source?: string): Promise<Snapshot> => {
+    const run = applying.then(async () => {
+      let built: Snapshot
+      try {
+        built = await Snapshot.build(next, { source: source ?? listener.current.source, metrics, log })
+      } catch (err) {
+        metrics.configReloads.labels('failure').inc()
+        throw err
+      }
+      const old = listener.current
+      listener.current = built
+      listener.applyLimits(next)
+      metrics.configReloads.labels('success').inc()
+      metrics.configVersion.reset()
+      metrics.configVersion.labels(built.version).set(1)
+      if (next.listen.port !== old.config.listen.port || next.listen.host !== old.config.listen.host ||
+        next.limits.maxHeaderSize !== old.config.limits.maxHeaderSize) {
+        log.warn('listen address and maxHeaderSize changes take effect on restart', { version: built.version })
+      }
+      log.info('config applied', { version: built.version, previous: old.version })
+      old.retire(old.config.shutdown.drainTimeout).catch((err: unknown) => { log.error('retiring the old snapshot failed', { err }) })
+      return built
+    })
+    applying = run.catch(() => {})
+    return run
+  }
+
+  let shuttingDown: Promise<void> | undefined
+  const shutdown = (deadlineMs?: number): Promise<void> => {
+    shuttingDown ??= (async () => {
+      draining = true
+      const snap = listener.current
+      const deadline = deadlineMs ?? snap.config.shutdown.drainTimeout
+      listener.beginDrain()
+      const t0 = Date.now()
+      while (snap.inflight > 0 && Date.now() - t0 < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
+      if (snap.inflight > 0) log.warn('drain deadline reached, closing remaining connections', { inflight: snap.inflight })
+      listener.destroyTunnels()
+      listener.server.closeAllConnections()
+      await snap.retire(Math.max(0, deadline - (Date.now() - t0)))
+      if (admin !== undefined) { admin.closeAllConnections(); admin.close() }
+      log.info('proxy stopped')
+    })()
+    return shuttingDown
+  }
+
+  return {
+    port,
+    adminPort,
+    get snapshot () { return listener.current },
+    metrics,
+    log,
+    apply,
+    shutdown,
+  }
+}

@@ -1,0 +1,110 @@
+import { createHash } from 'node:crypto'
+import type { Config, RouteConfig } from './config/schema.ts'
+import { Router } from './router.ts'
+import { Cluster } from './upstream/cluster.ts'
+import { Pipeline, buildPipeline } from './pipeline.ts'
+import { RouteMetrics, type ProxyMetrics } from './metrics.ts'
+import type { Logger } from './log.ts'
+
+/** A route with everything the hot path needs resolved in advance. */
+export class CompiledRoute {
+  readonly name: string
+  readonly config: RouteConfig
+  readonly cluster: Cluster
+  readonly pipeline: Pipeline
+  readonly metrics: RouteMetrics
+  /** 0 = unlimited. */
+  readonly maxBodySize: number
+  /** Prefix to cut from the path and what to put instead (rewrite.pathPrefix). */
+  readonly stripPrefix: string | undefined
+  readonly newPrefix: string | undefined
+  readonly headersTimeout: number | undefined
+  readonly bodyTimeout: number | undefined
+
+  constructor (config: RouteConfig, cluster: Cluster, pipeline: Pipeline, metrics: RouteMetrics, defaultMaxBody: number) {
+    this.name = config.name
+    this.config = config
+    this.cluster = cluster
+    this.pipeline = pipeline
+    this.metrics = metrics
+    this.maxBodySize = config.maxBodySize ?? defaultMaxBody
+    this.stripPrefix = config.rewrite === undefined ? undefined : config.match.pathPrefix
+    this.newPrefix = config.rewrite?.pathPrefix
+    this.headersTimeout = config.timeouts?.request
+    this.bodyTimeout = config.timeouts?.idle
+  }
+}
+
+/**
+ * Everything compiled from one config: immutable once built. The listener reads
+ * `holder.current` once per request, so a swap never affects a request that has
+ * started; the old snapshot is retired when its in-flight count drains.
+ */
+export class Snapshot {
+  readonly version: string
+  readonly config: Config
+  readonly source: string
+  readonly loadedAt: Date
+  readonly router: Router<CompiledRoute>
+  readonly clusters: ReadonlyMap<string, Cluster>
+  readonly routes: readonly CompiledRoute[]
+  /** The pseudo-route unmatched requests are counted under. */
+  readonly unmatched: RouteMetrics
+  inflight = 0
+  #retired = false
+
+  private constructor (config: Config, source: string, version: string, clusters: Map<string, Cluster>, routes: CompiledRoute[], unmatched: RouteMetrics) {
+    this.config = config
+    this.source = source
+    this.version = version
+    this.loadedAt = new Date()
+    this.clusters = clusters
+    this.routes = routes
+    this.router = new Router(routes.map((r) => ({ match: r.config.match, value: r })))
+    this.unmatched = unmatched
+  }
+
+  /**
+   * Builds a snapshot off the hot path. On failure everything opened so far is
+   * closed and the error is rethrown; the caller keeps its current snapshot.
+   */
+  static async build (config: Config, options: { source: string, metrics: ProxyMetrics, log: Logger }): Promise<Snapshot> {
+    const version = configVersion(config)
+    const clusters = new Map<string, Cluster>()
+    const routes: CompiledRoute[] = []
+    try {
+      for (const c of config.clusters) clusters.set(c.name, new Cluster(c))
+      for (const r of config.routes) {
+        const cluster = clusters.get(r.cluster)
+        if (cluster === undefined) throw new Error(`route "${r.name}" names an unknown cluster "${r.cluster}"`)
+        const pipeline = await buildPipeline(r, { metrics: options.metrics.registry, log: options.log })
+        routes.push(new CompiledRoute(r, cluster, pipeline, new RouteMetrics(options.metrics, r.name), config.limits.maxBodySize))
+      }
+    } catch (err) {
+      await Promise.allSettled([...routes.map((r) => r.pipeline.close()), ...[...clusters.values()].map((c) => c.drain(0))])
+      throw err
+    }
+    return new Snapshot(config, options.source, version, clusters, routes, new RouteMetrics(options.metrics, '__unmatched__'))
+  }
+
+  /** What the admin `/config` endpoint shows. */
+  describe (): Record<string, unknown> {
+    return { version: this.version, source: this.source, loadedAt: this.loadedAt.toISOString(), config: this.config }
+  }
+
+  /**
+   * Called once a newer snapshot serves: waits (up to `deadlineMs`) for this
+   * one's in-flight requests, then closes its pools and plugins.
+   */
+  async retire (deadlineMs: number): Promise<void> {
+    if (this.#retired) return
+    this.#retired = true
+    await Promise.all([...this.clusters.values()].map((c) => c.drain(deadlineMs)))
+    await Promise.allSettled(this.routes.map((r) => r.pipeline.close()))
+  }
+}
+
+/** A short content hash: the same document always has the same version. */
+export function configVersion (config: Config): string {
+  return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 12)
+}
