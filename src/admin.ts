@@ -5,12 +5,26 @@ import type { Logger } from './log.ts'
 
 /** What the admin listener needs to know about the running proxy. */
 export interface AdminSource {
-  /** The active snapshot, or undefined before the first config is loaded. */
-  snapshot (): Snapshot | undefined
+  /** The active config's version, or undefined before one is loaded. */
+  version (): string | undefined
+  /** `/config`: the active source config and its version. */
+  config (): unknown
+  /** `/clusters`: endpoints and their state. */
+  clusters (): unknown
   /** Extra readiness condition (e.g. control plane heard from); true if none. */
   ready (): boolean
   draining (): boolean
   metrics (): Promise<{ contentType: string, body: string }>
+}
+
+/** An AdminSource over one process's active snapshot. */
+export function snapshotSource (current: () => Snapshot, rest: Pick<AdminSource, 'ready' | 'draining' | 'metrics'>): AdminSource {
+  return {
+    ...rest,
+    version: () => current().version,
+    config: () => current().describe(),
+    clusters: () => ({ version: current().version, clusters: [...current().clusters.values()].map((c) => c.state()) }),
+  }
 }
 
 /**
@@ -26,20 +40,19 @@ export function createAdminServer (source: AdminSource, log: Logger): http.Serve
       case '/live':
         json(res, 200, { status: 'live' }); return
       case '/ready': {
-        const snap = source.snapshot()
-        const ready = snap !== undefined && source.ready() && !source.draining()
-        json(res, ready ? 200 : 503, { status: ready ? 'ready' : (source.draining() ? 'draining' : 'not ready'), version: snap?.version ?? null })
+        const version = source.version()
+        const ready = version !== undefined && source.ready() && !source.draining()
+        json(res, ready ? 200 : 503, { status: ready ? 'ready' : (source.draining() ? 'draining' : 'not ready'), version: version ?? null })
         return
       }
-      case '/config': {
-        const snap = source.snapshot()
-        if (snap === undefined) { json(res, 503, { error: 'no config loaded yet' }); return }
-        json(res, 200, snap.describe()); return
-      }
+      case '/config':
       case '/clusters': {
-        const snap = source.snapshot()
-        if (snap === undefined) { json(res, 503, { error: 'no config loaded yet' }); return }
-        json(res, 200, { version: snap.version, clusters: [...snap.clusters.values()].map((c) => c.state()) }); return
+        if (source.version() === undefined) { json(res, 503, { error: 'no config loaded yet' }); return }
+        Promise.resolve(path === '/config' ? source.config() : source.clusters()).then((body) => { json(res, 200, body) }, (err: unknown) => {
+          log.error('admin endpoint failed', { path, err })
+          json(res, 500, { error: 'failed' })
+        })
+        return
       }
       case '/metrics':
         source.metrics().then(({ contentType, body }) => {

@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import type { Config } from './config/schema.ts'
 import { Snapshot } from './snapshot.ts'
 import { ProxyListener } from './listener.ts'
-import { createAdminServer, registryMetrics, type AdminSource } from './admin.ts'
+import { createAdminServer, registryMetrics, snapshotSource, type AdminSource } from './admin.ts'
 import { createMetrics, type ProxyMetrics } from './metrics.ts'
 import { createLogger, type Logger } from './log.ts'
 
@@ -61,12 +61,11 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
 
   let adminPort: number | undefined
   if ((options.admin ?? true) && config.admin.enabled) {
-    admin = createAdminServer({
-      snapshot: () => listener.current,
+    admin = createAdminServer(snapshotSource(() => listener.current, {
       ready: () => true,
       draining: () => draining,
       metrics: options.adminMetrics ?? registryMetrics(metrics.registry),
-    }, log)
+    }), log)
     admin.listen(config.admin.port, config.admin.host)
     try {
       await once(admin, 'listening')

@@ -1,0 +1,22 @@
+# Outrider data plane. Node 24 runs the TypeScript sources directly (type stripping).
+FROM node:24-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Production dependencies only: the node@24 devDependency is for machines whose
+# own node is older; the image already has Node 24.
+RUN npm ci --omit=dev --no-audit --no-fund
+
+FROM node:24-bookworm-slim
+ENV NODE_ENV=production OUTRIDER_CONFIG=/etc/outrider/outrider.yaml
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY src ./src
+COPY plugins ./plugins
+COPY config/outrider.yaml /etc/outrider/outrider.yaml
+# A fixed uid so transparent interception can exclude the proxy's own traffic.
+USER 1337:1337
+EXPOSE 8080 9901
+HEALTHCHECK --interval=10s --timeout=2s CMD node -e "fetch('http://127.0.0.1:9901/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "src/cli.ts"]

@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util'
+import { availableParallelism } from 'node:os'
+import cluster from 'node:cluster'
+import { readFileSync } from 'node:fs'
+import { loadConfigFile } from './config/load.ts'
+import { ConfigError } from './errors.ts'
+import { createLogger, type Level } from './log.ts'
+import { runSingle } from './run.ts'
+import { runPrimary, runWorker } from './workers.ts'
+
+const USAGE = `Usage:
+  outrider [--config FILE] [--workers N|auto]   run the proxy
+  outrider validate FILE                        check a config file and exit (0 valid, 2 invalid)
+  outrider --version | --help
+
+Options:
+  -c, --config FILE     YAML or JSON config (default: $OUTRIDER_CONFIG or config/outrider.yaml)
+  -w, --workers N|auto  worker processes sharing the listener (overrides the config's workers)
+      --log-level L     debug | info | warn | error (default info)
+
+Signals: SIGHUP reloads the config; SIGTERM/SIGINT drain in-flight requests and exit 0.`
+
+function version (): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+/** Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage (like `nginx -t`). */
+async function main (argv: string[]): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        workers: { type: 'string', short: 'w' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    })
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${USAGE}\n`)
+    return 2
+  }
+  const { values, positionals } = parsed
+  if (values.help === true) { process.stdout.write(`${USAGE}\n`); return 0 }
+  if (values.version === true) { process.stdout.write(`outrider ${version()}\n`); return 0 }
+  const level = (values['log-level'] ?? process.env.OUTRIDER_LOG_LEVEL ?? 'info') as Level
+  const log = createLogger({ level })
+
+  if (positionals[0] === 'validate') {
+    const file = positionals[1] ?? values.config
+    if (file === undefined) { process.stderr.write(`validate needs a FILE\n\n${USAGE}\n`); return 2 }
+    try {
+      const config = await loadConfigFile(file)
+      process.stdout.write(`${file}: valid (${config.clusters.length} clusters, ${config.routes.length} routes)\n`)
+      return 0
+    } catch (err) {
+      return reportConfigError(err)
+    }
+  }
+  if (positionals.length > 0) { process.stderr.write(`unknown command "${positionals[0]}"\n\n${USAGE}\n`); return 2 }
+
+  const file = values.config ?? process.env.OUTRIDER_CONFIG ?? 'config/outrider.yaml'
+  if (cluster.isWorker) { await runWorker(file, log.child({ worker: cluster.worker?.id })); return -1 }
+
+  let config
+  try {
+    config = await loadConfigFile(file)
+  } catch (err) {
+    return reportConfigError(err)
+  }
+  let workers: number
+  const w = values.workers ?? (config.workers === 'auto' ? 'auto' : String(config.workers))
+  if (w === 'auto') workers = availableParallelism()
+  else {
+    workers = Number(w)
+    if (!Number.isInteger(workers) || workers < 1) { process.stderr.write(`--workers must be a positive integer or auto, got "${w}"\n`); return 2 }
+  }
+  if (workers > 1) await runPrimary(file, config, workers, log)
+  else await runSingle(file, config, log)
+  return -1 // keeps running; signals decide the exit
+}
+
+function reportConfigError (err: unknown): number {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`)
+    return 2
+  }
+  process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`)
+  return 1
+}
+
+main(process.argv.slice(2)).then((code) => {
+  if (code >= 0) process.exitCode = code
+}, (err: unknown) => {
+  process.stderr.write(`outrider: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+  process.exitCode = 1
+})

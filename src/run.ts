@@ -1,0 +1,41 @@
+import type { Config } from './config/schema.ts'
+import { startProxy, type RunningProxy, type StartOptions } from './proxy.ts'
+import { createReloader, watchConfigFile } from './reload.ts'
+import type { Logger } from './log.ts'
+
+/**
+ * Runs one proxy process: serve, reload on file change and SIGHUP, drain on
+ * SIGTERM/SIGINT and exit 0. Unexpected errors are logged and counted, never
+ * allowed to take down the requests in flight.
+ */
+export async function runSingle (file: string, config: Config, log: Logger, extra: Partial<StartOptions> = {}): Promise<RunningProxy> {
+  const proxy = await startProxy({ config, source: file, log, ...extra })
+  const reload = createReloader(file, (c) => proxy.apply(c, file), log, () => { proxy.metrics.configReloads.labels('failure').inc() })
+  const stopWatching = watchConfigFile(file, () => { void reload() })
+  process.on('SIGHUP', () => { log.info('SIGHUP: reloading', { file }); void reload() })
+  installCrashGuards(log)
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    log.info(`${signal}: draining`, { deadlineMs: proxy.snapshot.config.shutdown.drainTimeout })
+    stopWatching()
+    proxy.shutdown().then(() => { process.exit(0) }, (err: unknown) => {
+      log.error('shutdown failed', { err })
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', () => { stop('SIGTERM') })
+  process.on('SIGINT', () => { stop('SIGINT') })
+  return proxy
+}
+
+/**
+ * A proxy must not drop every connection because one request hit a bug: log,
+ * count and carry on. (Workers are additionally restarted by the primary if
+ * they do exit.)
+ */
+export function installCrashGuards (log: Logger): void {
+  process.on('uncaughtException', (err) => { log.error('uncaught exception', { err, stack: err.stack }) })
+  process.on('unhandledRejection', (err) => { log.error('unhandled rejection', { err }) })
+}

@@ -1,0 +1,166 @@
+import cluster, { type Worker } from 'node:cluster'
+import { AggregatorRegistry, Registry } from 'prom-client'
+import type { Config } from './config/schema.ts'
+import { loadConfigFile } from './config/load.ts'
+import { createAdminServer } from './admin.ts'
+import { createReloader, watchConfigFile } from './reload.ts'
+import { installCrashGuards } from './run.ts'
+import { startProxy } from './proxy.ts'
+import { configVersion } from './snapshot.ts'
+import type { Logger } from './log.ts'
+
+/**
+ * Multi-core mode: a primary process that owns the config, the admin listener
+ * and the workers' lifecycle, and N workers that each bind the proxy port with
+ * SO_REUSEPORT (the kernel spreads connections; the primary never touches
+ * proxied traffic). The config is loaded and validated once, in the primary,
+ * and the parsed document is sent to every worker over IPC.
+ */
+
+type ToWorker =
+  | { type: 'apply', config: Config, seq: number }
+  | { type: 'state', id: number }
+  | { type: 'count-load-failure' }
+  | { type: 'shutdown' }
+
+type FromWorker =
+  | { type: 'ready', version: string }
+  | { type: 'applied', seq: number, ok: boolean, version?: string, error?: string }
+  | { type: 'state', id: number, body: unknown }
+
+const RESTART_MIN_MS = 500
+const RESTART_MAX_MS = 30_000
+
+export async function runPrimary (file: string, initial: Config, count: number, log: Logger): Promise<void> {
+  let config = initial
+  let seq = 0
+  let shuttingDown = false
+  const ready = new Set<number>()
+  const aggregator = new AggregatorRegistry()
+  const primaryMetrics = new Registry()
+  let restartDelay = RESTART_MIN_MS
+  let lastCrash = 0
+  const pendingState = new Map<number, (body: unknown) => void>()
+  let stateSeq = 0
+
+  const send = (w: Worker, msg: ToWorker): void => { if (w.isConnected()) w.send(msg) }
+  const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+
+  const fork = (): void => {
+    const w = cluster.fork({ OUTRIDER_WORKER_REUSEPORT: '1' })
+    w.on('message', (msg: FromWorker) => {
+      switch (msg.type) {
+        case 'ready': ready.add(w.id); break
+        case 'applied':
+          if (!msg.ok) log.error('worker failed to apply config', { worker: w.id, error: msg.error })
+          break
+        case 'state': pendingState.get(msg.id)?.(msg.body); pendingState.delete(msg.id); break
+      }
+    })
+  }
+
+  cluster.on('exit', (w, code, signal) => {
+    ready.delete(w.id)
+    if (shuttingDown) return
+    // Crash loop protection: back off when workers die in quick succession.
+    const now = Date.now()
+    restartDelay = now - lastCrash < RESTART_MAX_MS ? Math.min(restartDelay * 2, RESTART_MAX_MS) : RESTART_MIN_MS
+    lastCrash = now
+    log.error('worker exited; restarting', { worker: w.id, code, signal, inMs: restartDelay })
+    setTimeout(() => { if (!shuttingDown) fork() }, restartDelay).unref()
+  })
+
+  for (let i = 0; i < count; i++) fork()
+
+  const reload = createReloader(file, async (next) => {
+    config = next
+    seq++
+    for (const w of workers()) send(w, { type: 'apply', config: next, seq })
+  }, log, () => {
+    const first = workers()[0]
+    if (first !== undefined) send(first, { type: 'count-load-failure' })
+  })
+  const stopWatching = watchConfigFile(file, () => { void reload() })
+  process.on('SIGHUP', () => { void reload() })
+  installCrashGuards(log)
+
+  const admin = createAdminServer({
+    version: () => configVersion(config),
+    config: () => ({ version: configVersion(config), source: file, workers: count, config }),
+    // Endpoint state is per process: ask one ready worker.
+    clusters: () => new Promise((resolve, reject) => {
+      const w = workers().find((x) => ready.has(x.id))
+      if (w === undefined) { reject(new Error('no ready worker')); return }
+      const id = ++stateSeq
+      const timer = setTimeout(() => { pendingState.delete(id); reject(new Error('worker did not answer')) }, 2000)
+      pendingState.set(id, (body) => { clearTimeout(timer); resolve(body) })
+      send(w, { type: 'state', id })
+    }),
+    ready: () => ready.size === count,
+    draining: () => shuttingDown,
+    metrics: async () => {
+      const workersText = await aggregator.clusterMetrics()
+      return { contentType: aggregator.contentType, body: workersText + await primaryMetrics.metrics() }
+    },
+  }, log)
+  if (config.admin.enabled) admin.listen(config.admin.port, config.admin.host)
+  log.info('primary started', { workers: count, admin: config.admin.enabled ? `${config.admin.host}:${config.admin.port}` : null })
+
+  const stop = (signal: string): void => {
+    if (shuttingDown) return
+    shuttingDown = true
+    stopWatching()
+    log.info(`${signal}: draining workers`)
+    for (const w of workers()) send(w, { type: 'shutdown' })
+    const deadline = setTimeout(() => {
+      for (const w of workers()) w.process.kill('SIGKILL')
+    }, config.shutdown.drainTimeout + 5000)
+    deadline.unref()
+    const check = setInterval(() => {
+      if (workers().length === 0) {
+        clearInterval(check)
+        admin.close()
+        process.exit(0)
+      }
+    }, 50)
+  }
+  process.on('SIGTERM', () => { stop('SIGTERM') })
+  process.on('SIGINT', () => { stop('SIGINT') })
+}
+
+export async function runWorker (file: string, log: Logger): Promise<void> {
+  const config = await loadConfigFile(file)
+  const proxy = await startProxy({ config, source: file, log, admin: false, reusePort: true })
+  AggregatorRegistry.setRegistries([proxy.metrics.registry])
+  installCrashGuards(log)
+  const send = (msg: FromWorker): void => { if (process.connected) process.send?.(msg) }
+  send({ type: 'ready', version: proxy.snapshot.version })
+  let stopping = false
+  const stop = (): void => {
+    if (stopping) return
+    stopping = true
+    proxy.shutdown().finally(() => { process.exit(0) })
+  }
+  process.on('message', (msg: ToWorker) => {
+    switch (msg.type) {
+      case 'apply':
+        proxy.apply(msg.config, file).then(
+          (s) => { send({ type: 'applied', seq: msg.seq, ok: true, version: s.version }) },
+          (err: unknown) => { send({ type: 'applied', seq: msg.seq, ok: false, error: err instanceof Error ? err.message : String(err) }) },
+        )
+        break
+      case 'state':
+        send({ type: 'state', id: msg.id, body: { version: proxy.snapshot.version, worker: process.pid, clusters: [...proxy.snapshot.clusters.values()].map((c) => c.state()) } })
+        break
+      case 'count-load-failure':
+        proxy.metrics.configReloads.labels('failure').inc()
+        break
+      case 'shutdown': stop(); break
+    }
+  })
+  // The primary relays signals; a terminal's Ctrl-C reaches the whole group.
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+  process.on('SIGHUP', () => {})
+  process.on('disconnect', stop)
+}

@@ -1,0 +1,92 @@
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { writeFile, mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import { request } from 'undici'
+import { startUpstream } from '../helpers/upstream.ts'
+import { startTestProxy, simpleDoc } from '../helpers/proxy.ts'
+
+const run = promisify(execFile)
+
+async function hasPromtool (): Promise<boolean> {
+  try { await run('promtool', ['--version']); return true } catch { return false }
+}
+
+/** Parses Prometheus text into `name{labels}` → value. */
+function parseMetrics (text: string): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue
+    const i = line.lastIndexOf(' ')
+    out.set(line.slice(0, i), Number(line.slice(i + 1)))
+  }
+  return out
+}
+
+t.test('admin endpoints', async (t) => {
+  const up = await startUpstream((_req, res) => { res.end('ok') })
+  t.teardown(up.close)
+  const proxy = await startTestProxy({
+    clusters: [{ name: 'users', endpoints: [{ url: up.url }, { url: up.url.replace('127.0.0.1', 'localhost'), weight: 3 }] }],
+    routes: [{ name: 'users-api', match: { pathPrefix: '/users' }, cluster: 'users' }],
+  }, t)
+
+  const live = await request(`${proxy.adminUrl}/live`)
+  t.equal(live.statusCode, 200)
+  await live.body.dump()
+  const ready = await request(`${proxy.adminUrl}/ready`)
+  t.equal(ready.statusCode, 200)
+  t.match(await ready.body.json(), { status: 'ready', version: proxy.snapshot.version })
+
+  const cfg = await (await request(`${proxy.adminUrl}/config`)).body.json() as Record<string, unknown>
+  t.match(cfg, { version: proxy.snapshot.version, source: 'test', config: { routes: [{ name: 'users-api' }] } })
+
+  const clusters = await (await request(`${proxy.adminUrl}/clusters`)).body.json() as { clusters: Array<{ name: string, endpoints: Array<Record<string, unknown>> }> }
+  t.equal(clusters.clusters[0]?.name, 'users')
+  t.equal(clusters.clusters[0]?.endpoints.length, 2)
+  t.match(clusters.clusters[0]?.endpoints[1], { weight: 3, healthy: true, inflight: 0, pool: { size: Number } })
+
+  const nf = await request(`${proxy.adminUrl}/nope`)
+  t.equal(nf.statusCode, 404)
+  await nf.body.dump()
+})
+
+t.test('/metrics: per-route series with bounded labels', async (t) => {
+  const up = await startUpstream((req, res) => { res.statusCode = req.url?.includes('fail') === true ? 503 : 200; res.end('x') })
+  t.teardown(up.close)
+  const proxy = await startTestProxy({
+    clusters: [{ name: 'users', endpoints: [{ url: up.url }] }],
+    routes: [{ name: 'users-api', match: { pathPrefix: '/users' }, cluster: 'users' }],
+  }, t)
+  for (const p of ['/users/1', '/users/2?secret=1', '/users/fail']) await (await request(proxy.url + p)).body.dump()
+  await (await request(proxy.url + '/users/3', { method: 'POST', body: 'hi' })).body.dump()
+  await (await request(proxy.url + '/elsewhere/attacker-chosen')).body.dump()
+  await (await request(proxy.url + '/users/4', { method: 'PROPFIND' })).body.dump()
+
+  const res = await request(`${proxy.adminUrl}/metrics`)
+  t.match(res.headers['content-type'], /text\/plain/)
+  const text = await res.body.text()
+  const m = parseMetrics(text)
+  t.equal(m.get('outrider_requests_total{route="users-api",method="GET",status_class="2xx"}'), 2)
+  t.equal(m.get('outrider_requests_total{route="users-api",method="GET",status_class="5xx"}'), 1)
+  t.equal(m.get('outrider_requests_total{route="users-api",method="POST",status_class="2xx"}'), 1)
+  t.equal(m.get('outrider_requests_total{route="users-api",method="OTHER",status_class="2xx"}'), 1, 'unknown methods are folded into OTHER')
+  t.equal(m.get('outrider_requests_total{route="__unmatched__",method="GET",status_class="4xx"}'), 1)
+  t.equal(m.get('outrider_request_duration_seconds_count{route="users-api"}'), 5)
+  t.equal(m.get('outrider_upstream_duration_seconds_count{cluster="users"}'), 5)
+  t.equal(m.get('outrider_requests_in_flight'), 0)
+  t.equal(m.get('outrider_config_reloads_total{result="success"}'), 1)
+  t.notOk(text.includes('attacker-chosen') || text.includes('secret') || text.includes('PROPFIND'), 'no client input in label values')
+
+  if (await hasPromtool()) {
+    const dir = await mkdtemp(path.join(tmpdir(), 'outrider-metrics-'))
+    const file = path.join(dir, 'metrics.txt')
+    await writeFile(file, text)
+    const { stdout, stderr } = await run('sh', ['-c', `promtool check metrics < ${file}`]).catch((e: { stdout: string, stderr: string }) => e)
+    t.equal(`${stdout}${stderr}`.trim(), '', 'promtool check metrics finds no problem')
+  } else {
+    t.comment('promtool not installed: exposition format not cross-checked')
+  }
+})
