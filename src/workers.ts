@@ -1,5 +1,5 @@
 import cluster, { type Worker } from 'node:cluster'
-import { AggregatorRegistry, Registry } from 'prom-client'
+import { AggregatorRegistry } from 'prom-client'
 import type { Config } from './config/schema.ts'
 import { loadConfigFile } from './config/load.ts'
 import { createAdminServer } from './admin.ts'
@@ -37,7 +37,6 @@ export async function runPrimary (file: string, initial: Config, count: number, 
   let shuttingDown = false
   const ready = new Set<number>()
   const aggregator = new AggregatorRegistry()
-  const primaryMetrics = new Registry()
   let restartDelay = RESTART_MIN_MS
   let lastCrash = 0
   const pendingState = new Map<number, (body: unknown) => void>()
@@ -99,8 +98,7 @@ export async function runPrimary (file: string, initial: Config, count: number, 
     ready: () => ready.size === count,
     draining: () => shuttingDown,
     metrics: async () => {
-      const workersText = await aggregator.clusterMetrics()
-      return { contentType: aggregator.contentType, body: workersText + await primaryMetrics.metrics() }
+      return { contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }
     },
   }, log)
   if (config.admin.enabled) admin.listen(config.admin.port, config.admin.host)
@@ -131,6 +129,9 @@ export async function runPrimary (file: string, initial: Config, count: number, 
 export async function runWorker (file: string, log: Logger): Promise<void> {
   const config = await loadConfigFile(file)
   const proxy = await startProxy({ config, source: file, log, admin: false, reusePort: true })
+  // Constructing one installs prom-client's worker-side IPC listener that
+  // answers the primary's aggregation requests.
+  new AggregatorRegistry()
   AggregatorRegistry.setRegistries([proxy.metrics.registry])
   installCrashGuards(log)
   const send = (msg: FromWorker): void => { if (process.connected) process.send?.(msg) }

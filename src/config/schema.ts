@@ -99,7 +99,7 @@ const match = z.strictObject({
 
 const pluginEntry = z.discriminatedUnion('name', (plugins.map((p) => z.strictObject({
   name: z.literal(p.name),
-  config: p.schema.default({}),
+  config: p.schema.prefault({}),
 }))) as unknown as [z.ZodObject<{ name: z.ZodLiteral<string>, config: z.ZodType }>])
 
 const route = z.strictObject({
