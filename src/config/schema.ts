@@ -61,7 +61,81 @@ const loadBalancer = z.discriminatedUnion('policy', [
     policy: z.literal('consistent_hash'),
     hashOn: hashOn.default({ by: 'ip' }).describe('Where the hash key comes from.'),
   }),
+  z.strictObject({
+    policy: z.literal('peak_ewma'),
+    decay: duration.default(10_000).describe('Time constant of the latency EWMA: how long a past observation keeps weight.'),
+    errorPenalty: duration.default(1_000).describe('Latency charged for a failed request (connect error, reset, 5xx) in the model.'),
+    useOrca: z.boolean().default(true).describe('Read ORCA `endpoint-load-metrics` response headers into the cost model.'),
+  }),
 ])
+
+const healthCheck = z.strictObject({
+  path: z.string().startsWith('/').default('/healthz').describe('Path probed on each endpoint.'),
+  interval: duration.default(5_000).describe('Time between probes of one endpoint.'),
+  timeout: duration.default(1_000).describe('A probe slower than this fails.'),
+  expectedStatuses: z.array(z.number().int().min(100).max(599)).min(1).default([200]).describe('Statuses that count as healthy.'),
+  healthyThreshold: z.number().int().min(1).default(2).describe('Consecutive passes that make an unhealthy endpoint healthy.'),
+  unhealthyThreshold: z.number().int().min(1).default(3).describe('Consecutive failures that make a healthy endpoint unhealthy.'),
+  jitter: z.number().min(0).max(1).default(0.1).describe('Random spread of the interval (fraction), so probes from many sidecars do not align.'),
+  host: z.string().optional().describe('Host header of the probe (default: the endpoint\'s).'),
+})
+
+const outlierDetection = z.strictObject({
+  enabled: z.boolean().default(true),
+  consecutive5xx: z.number().int().min(1).default(5).describe('Consecutive 5xx answers that eject an endpoint.'),
+  consecutiveGatewayFailures: z.number().int().min(1).default(3).describe('Consecutive connect failures, resets or timeouts that eject an endpoint.'),
+  baseEjectionTime: duration.default(10_000).describe('First ejection time; the n-th ejection lasts n × this.'),
+  maxEjectionTime: duration.default(300_000).describe('Longest an endpoint stays ejected.'),
+  maxEjectionPercent: z.number().min(0).max(100).default(50).describe('Never eject more than this share of the cluster by outlier detection.'),
+})
+
+const breakerTrigger = z.discriminatedUnion('by', [
+  z.strictObject({ by: z.literal('consecutive'), failures: z.number().int().min(1).default(5).describe('Consecutive failed requests that open the circuit.') }),
+  z.strictObject({
+    by: z.literal('ratio'),
+    threshold: z.number().gt(0).max(1).default(0.5).describe('Failure ratio over the window that opens the circuit.'),
+    window: duration.default(10_000).describe('Sliding window the ratio is measured over.'),
+    minimumRequests: z.number().int().min(1).default(20).describe('Requests needed in the window before the ratio counts.'),
+  }),
+])
+
+const circuitBreaker = z.strictObject({
+  trigger: breakerTrigger.default({ by: 'consecutive', failures: 5 }),
+  halfOpenAfter: duration.default(5_000).describe('Time the circuit stays open before one probe request is let through.'),
+  maxHalfOpenAfter: duration.default(60_000).describe('Longest open period: re-opening after a failed probe backs off up to this.'),
+})
+
+const overloadLimits = z.strictObject({
+  maxConnections: z.number().int().min(1).default(1024).describe('Connections to all endpoints of the cluster together.'),
+  maxPendingRequests: z.number().int().min(0).default(1024).describe('Requests waiting for a connection.'),
+  maxRequests: z.number().int().min(1).default(1024).describe('Requests in flight to the cluster.'),
+  maxRetries: z.number().int().min(0).default(3).describe('Retries in flight to the cluster.'),
+})
+
+const RETRY_ON = ['connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes', 'timeout'] as const
+
+const retry = z.strictObject({
+  retryOn: z.array(z.enum(RETRY_ON)).default(['connect-failure', 'reset', 'gateway-error']).describe('Failures that are retried.'),
+  retriableStatusCodes: z.array(z.number().int().min(100).max(599)).default([]).describe('Statuses retried when `retryOn` has `retriable-status-codes`.'),
+  maxAttempts: z.number().int().min(1).max(10).default(2).describe('Attempts in all, the first included; 1 disables retries.'),
+  perTryTimeout: duration.optional().describe('Timeout of one attempt until the response head (default: timeouts.request).'),
+  backoff: z.strictObject({
+    base: duration.default(25).describe('First backoff; doubles per retry, with full jitter.'),
+    max: duration.default(250),
+  }).prefault({}),
+  budget: z.strictObject({
+    percent: z.number().min(0).max(100).default(20).describe('Retries in flight may add at most this share of the cluster\'s active requests.'),
+    minRetriesPerSecond: z.number().min(0).default(10).describe('Retries always allowed per second, so a quiet cluster can still retry.'),
+  }).prefault({}),
+  retryNonIdempotent: z.boolean().default(false).describe('Also retry POST/PATCH (and other non-idempotent methods).'),
+  maxReplayBodySize: size.default(64 * 1024).describe('Request bodies up to this size are kept for replay; larger ones are never retried.'),
+  attemptsHeader: z.boolean().default(false).describe('Add `x-outrider-attempts` to responses.'),
+})
+
+const hedge = z.strictObject({
+  delay: z.union([duration, z.literal('p95')]).default('p95').describe('When a second attempt is sent: a duration, or the route\'s observed p95.'),
+  maxHedges: z.number().int().min(1).max(3).default(1),
+})
 
 const cluster = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'a name of letters, digits, _ . -'),
@@ -69,6 +143,12 @@ const cluster = z.strictObject({
   loadBalancer: loadBalancer.default({ policy: 'round_robin' }).describe('How an endpoint is picked per request.'),
   timeouts: upstreamTimeouts.default(upstreamTimeouts.parse({})),
   connectionsPerEndpoint: z.number().int().min(1).default(128).describe('Max pooled connections to each endpoint.'),
+  healthCheck: healthCheck.optional().describe('Active HTTP health checks; off unless set.'),
+  outlierDetection: outlierDetection.prefault({}).describe('Passive health: eject endpoints that keep failing.'),
+  panicThreshold: z.number().min(0).max(100).default(50).describe('When fewer than this % of endpoints are healthy, balance over all of them.'),
+  circuitBreaker: circuitBreaker.optional().describe('Per-endpoint and per-cluster circuit breakers; off unless set.'),
+  overload: overloadLimits.prefault({}).describe('Envoy-style overload limits → 503 with x-outrider-overloaded.'),
+  retry: retry.optional().describe('Default retry policy of routes to this cluster.'),
 })
 
 const valueMatch = z.union([
@@ -109,9 +189,11 @@ const route = z.strictObject({
   rewrite: z.strictObject({
     pathPrefix: z.string().startsWith('/').describe('Replaces the matched `pathPrefix` before forwarding.'),
   }).optional(),
-  timeouts: z.strictObject({ request: duration.optional(), idle: duration.optional() }).optional()
+  timeouts: z.strictObject({ request: duration.optional(), idle: duration.optional(), overall: duration.optional().describe('Deadline for the whole exchange, all attempts included.') }).optional()
     .describe('Per-route overrides of the cluster timeouts.'),
   maxBodySize: size.optional().describe('Overrides limits.maxBodySize for this route.'),
+  retry: retry.optional().describe('Retry policy; overrides the cluster\'s.'),
+  hedge: hedge.optional().describe('Hedged requests for idempotent GET/HEAD; off unless set.'),
   plugins: z.array(pluginEntry).default([]).describe('The route\'s plugin pipeline, in order.'),
 })
 
@@ -150,3 +232,9 @@ export type MatchConfig = RouteConfig['match']
 export type ValueMatch = z.output<typeof valueMatch>
 export type LoadBalancerConfig = ClusterConfig['loadBalancer']
 export type EndpointConfig = ClusterConfig['endpoints'][number]
+export type HealthCheckConfig = NonNullable<ClusterConfig['healthCheck']>
+export type OutlierDetectionConfig = ClusterConfig['outlierDetection']
+export type CircuitBreakerConfig = NonNullable<ClusterConfig['circuitBreaker']>
+export type OverloadConfig = ClusterConfig['overload']
+export type RetryConfig = NonNullable<ClusterConfig['retry']>
+export type HedgeConfig = NonNullable<RouteConfig['hedge']>

@@ -23,6 +23,27 @@ export interface Balancer {
    * @returns an endpoint, or undefined when none is healthy.
    */
   pick (hashKey: string | undefined): BalancedEndpoint | undefined
+  /**
+   * Called once per finished upstream attempt (only latency-aware policies
+   * implement it). Must be cheap: it runs on every response.
+   */
+  observe? (endpoint: BalancedEndpoint, sample: AttemptSample): void
+  /** An external weight hint (the control plane's), or undefined to clear it. */
+  setWeightHint? (endpointId: string, weight: number | undefined): void
+  /** What the admin `/clusters` endpoint shows of this endpoint's score and its inputs. */
+  describe? (endpoint: BalancedEndpoint): Record<string, unknown>
+}
+
+/** One finished attempt as a balancer sees it. */
+export interface AttemptSample {
+  /** Dispatch until the response head (or the failure), in ms. */
+  latencyMs: number
+  /** Connect failure, reset, timeout or 5xx. */
+  failed: boolean
+  /** The raw ORCA `endpoint-load-metrics` response header, when the upstream sent one. */
+  orca: string | undefined
+  /** performance.now() at the end of the attempt. */
+  now: number
 }
 
 export type BalancerFactory = (config: LoadBalancerConfig, endpoints: readonly BalancedEndpoint[]) => Balancer

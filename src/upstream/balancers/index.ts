@@ -28,5 +28,7 @@ export const createBalancer: BalancerFactory = (config, endpoints) => {
     case 'least_request': return new LeastRequest(endpoints)
     case 'random': return new WeightedRandom(endpoints)
     case 'consistent_hash': return new ConsistentHashRing(endpoints)
+    // TODO(#3): replaced by PeakEwma (being written).
+    case 'peak_ewma': return new LeastRequest(endpoints)
   }
 }
