@@ -1,0 +1,108 @@
+import { ExponentialBackoff, fullJitterGenerator, type IBackoff } from 'cockatiel'
+import type { RetryConfig } from '../config/schema.ts'
+import type { OutriderError } from '../errors.ts'
+
+export type RetryReason = 'connect-failure' | 'reset' | 'timeout' | '5xx' | 'gateway-error' | 'retriable-status-codes'
+
+/** RFC 9110 §9.2.2: requests whose repetition has the same intended effect. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE', 'QUERY'])
+
+/**
+ * A route's retry policy, compiled once per snapshot. Decides whether a failed
+ * attempt is retried and why; the budget and the backoff are separate.
+ */
+export class RetryPolicy {
+  readonly config: RetryConfig
+  readonly maxAttempts: number
+  readonly #on: ReadonlySet<string>
+  readonly #statuses: ReadonlySet<number>
+  readonly #backoff: ExponentialBackoff<unknown>
+
+  constructor (config: RetryConfig) {
+    this.config = config
+    this.maxAttempts = config.maxAttempts
+    this.#on = new Set(config.retryOn)
+    this.#statuses = new Set(config.retriableStatusCodes)
+    this.#backoff = new ExponentialBackoff({ initialDelay: config.backoff.base, maxDelay: config.backoff.max, generator: fullJitterGenerator })
+  }
+
+  /**
+   * May this method be retried at all, after the given failure? A connect
+   * failure sent no byte, so even a POST is safe to send again.
+   */
+  methodAllows (method: string, reason: RetryReason): boolean {
+    return reason === 'connect-failure' || this.config.retryNonIdempotent || IDEMPOTENT.has(method)
+  }
+
+  /** The reason to retry a response status, or undefined. */
+  forStatus (status: number): RetryReason | undefined {
+    if (status < 500) return this.#statuses.has(status) && this.#on.has('retriable-status-codes') ? 'retriable-status-codes' : undefined
+    if ((status === 502 || status === 503 || status === 504) && this.#on.has('gateway-error')) return 'gateway-error'
+    if (this.#on.has('5xx')) return '5xx'
+    if (this.#statuses.has(status) && this.#on.has('retriable-status-codes')) return 'retriable-status-codes'
+    return undefined
+  }
+
+  /** The reason to retry a failed attempt (no response head), or undefined. */
+  forError (err: OutriderError): RetryReason | undefined {
+    const phase = err.extensions?.phase
+    if (phase === 'connect') {
+      if (this.#on.has('connect-failure')) return 'connect-failure'
+      // A connect failure is also a gateway error (Envoy counts it as one).
+      return this.#on.has('gateway-error') || this.#on.has('5xx') ? 'connect-failure' : undefined
+    }
+    if (phase === 'reset' || phase === 'response') return this.#on.has('reset') || this.#on.has('gateway-error') || this.#on.has('5xx') ? 'reset' : undefined
+    if (phase === 'headers') return this.#on.has('timeout') || this.#on.has('gateway-error') || this.#on.has('5xx') ? 'timeout' : undefined
+    return undefined
+  }
+
+  /** Backoff before the next retry (full jitter, exponential, capped). */
+  nextBackoff (previous: IBackoff<unknown> | undefined): IBackoff<unknown> {
+    return previous === undefined ? this.#backoff.next() : previous.next(undefined)
+  }
+}
+
+/**
+ * A cluster's retry budget (as in Envoy's retry_budget and Linkerd's): retries
+ * in flight may be at most `percent` of the cluster's active requests, plus a
+ * floor of `minRetriesPerSecond` (a token bucket) so a quiet cluster can still
+ * retry. During an outage every first attempt fails; without a budget each
+ * would be sent `maxAttempts` times and multiply the load on what is left.
+ */
+export class RetryBudget {
+  readonly #ratio: number
+  readonly #minPerSecond: number
+  #tokens: number
+  #refilledAt: number
+  retriesInFlight = 0
+  readonly #now: () => number
+
+  constructor (percent: number, minRetriesPerSecond: number, now: () => number = Date.now) {
+    this.#ratio = percent / 100
+    this.#minPerSecond = minRetriesPerSecond
+    this.#tokens = minRetriesPerSecond
+    this.#now = now
+    this.#refilledAt = now()
+  }
+
+  /** Claims a retry slot; `activeRequests` counts first attempts in flight. */
+  tryAcquire (activeRequests: number): boolean {
+    if (this.retriesInFlight < Math.floor(activeRequests * this.#ratio)) {
+      this.retriesInFlight++
+      return true
+    }
+    const now = this.#now()
+    this.#tokens = Math.min(this.#minPerSecond, this.#tokens + (now - this.#refilledAt) * this.#minPerSecond / 1000)
+    this.#refilledAt = now
+    if (this.#tokens >= 1) {
+      this.#tokens--
+      this.retriesInFlight++
+      return true
+    }
+    return false
+  }
+
+  release (): void {
+    if (this.retriesInFlight > 0) this.retriesInFlight--
+  }
+}
