@@ -73,7 +73,7 @@ export class Snapshot {
     const clusters = new Map<string, Cluster>()
     const routes: CompiledRoute[] = []
     try {
-      for (const c of config.clusters) clusters.set(c.name, new Cluster(c))
+      for (const c of config.clusters) clusters.set(c.name, new Cluster(c, { metrics: options.metrics, log: options.log }))
       for (const r of config.routes) {
         const cluster = clusters.get(r.cluster)
         if (cluster === undefined) throw new Error(`route "${r.name}" names an unknown cluster "${r.cluster}"`)

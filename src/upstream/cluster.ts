@@ -1,26 +1,41 @@
 import { Pool } from 'undici'
 import type { ClusterConfig } from '../config/schema.ts'
 import type { HeaderMap } from '../plugin.ts'
+import type { ProxyMetrics } from '../metrics.ts'
+import type { Logger } from '../log.ts'
 import type { Balancer, BalancedEndpoint } from './balancer.ts'
 import { createBalancer } from './balancers/index.ts'
 import { createHashKeyExtractor } from './balancers/consistent-hash.ts'
+import { EndpointHealth } from './endpoint-health.ts'
+import { OutlierDetector, type AttemptOutcome } from './outlier-detection.ts'
+import { ActiveHealthChecker } from './health-check.ts'
+import { CircuitBreaker, type BreakerState } from './circuit-breaker.ts'
+import { RetryBudget } from './retry.ts'
+
+const BREAKER_GAUGE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 }
 
 /** One upstream endpoint: its pooled keep-alive connections and live state. */
 export class Endpoint implements BalancedEndpoint {
   readonly id: string
+  readonly index: number
   readonly url: string
   readonly weight: number
   readonly pool: Pool
+  /** Pool size: more in-flight requests than this are queued (pending). */
+  readonly connections: number
   inflight = 0
   healthy = true
+  breaker: CircuitBreaker | undefined = undefined
 
-  constructor (url: string, weight: number, cfg: ClusterConfig) {
+  constructor (index: number, url: string, weight: number, cfg: ClusterConfig, connections: number) {
     const origin = new URL(url).origin
     this.id = origin
+    this.index = index
     this.url = url
     this.weight = weight
+    this.connections = connections
     this.pool = new Pool(origin, {
-      connections: cfg.connectionsPerEndpoint,
+      connections,
       // Pipelining would let one slow response stall the ones queued behind it.
       pipelining: 1,
       keepAliveTimeout: cfg.timeouts.keepAlive,
@@ -28,49 +43,191 @@ export class Endpoint implements BalancedEndpoint {
       connectTimeout: cfg.timeouts.connect,
       headersTimeout: cfg.timeouts.request,
       bodyTimeout: cfg.timeouts.idle,
-      // The client's framing was already checked; the upstream's is checked by undici.
       strictContentLength: true,
     })
   }
-
-  state (): Record<string, unknown> {
-    const s = this.pool.stats
-    return {
-      url: this.url,
-      weight: this.weight,
-      healthy: this.healthy,
-      inflight: this.inflight,
-      pool: { connected: s.connected, free: s.free, pending: s.pending, running: s.running, size: s.size },
-    }
-  }
 }
 
+export type OverloadLimit = 'max_requests' | 'max_pending_requests' | 'circuit_open'
+
 /**
- * A named set of endpoints and the policy that picks among them. Built once per
- * snapshot; retired (pools drained, then closed) when the snapshot is replaced.
+ * A named set of endpoints, the policy that picks among them and the
+ * machinery that keeps bad endpoints out of the pick, layered in this order:
+ *
+ * - overload limits first: cheap counters, and they must hold even when every
+ *   endpoint looks healthy (a slow upstream fills queues before it errors);
+ * - the cluster circuit breaker: a cluster-wide outage fails fast;
+ * - health (active checks + outlier ejection, with the panic threshold) is
+ *   folded into each endpoint's `healthy` flag, which balancers already skip;
+ * - per-endpoint breakers are consulted after the balancer's pick, because
+ *   their half-open state must hand out exactly one probe.
+ *
+ * Built once per snapshot; retired (pools drained, then closed) on a swap.
  */
 export class Cluster {
   readonly name: string
   readonly config: ClusterConfig
   readonly endpoints: readonly Endpoint[]
+  readonly health: EndpointHealth
+  readonly retryBudget: RetryBudget
+  /** First attempts in flight (the retry budget's and max_requests' base). */
+  active = 0
+  readonly breaker: CircuitBreaker | undefined
   readonly #balancer: Balancer
   readonly #hashKey: ((headers: HeaderMap, clientIp: string) => string | undefined) | undefined
+  readonly #detector: OutlierDetector | undefined
+  readonly #checker: ActiveHealthChecker | undefined
+  readonly #maxPendingPerEndpoint: number
+  readonly #metrics: ProxyMetrics | undefined
+  readonly upstreamDuration: { observe (v: number): void }
 
-  constructor (config: ClusterConfig) {
+  constructor (config: ClusterConfig, options: { metrics?: ProxyMetrics, log?: Logger } = {}) {
     this.name = config.name
     this.config = config
-    this.endpoints = config.endpoints.map((e) => new Endpoint(e.url, e.weight, config))
+    this.#metrics = options.metrics
+    const metrics = options.metrics
+    const n = config.endpoints.length
+    // max_connections is cluster-wide (Envoy); undici sizes pools per endpoint.
+    const perEndpoint = Math.max(1, Math.min(config.connectionsPerEndpoint, Math.floor(config.overload.maxConnections / n)))
+    this.#maxPendingPerEndpoint = Math.ceil(config.overload.maxPendingRequests / n)
+    this.endpoints = config.endpoints.map((e, i) => new Endpoint(i, e.url, e.weight, config, perEndpoint))
     this.#balancer = createBalancer(config.loadBalancer, this.endpoints)
     this.#hashKey = config.loadBalancer.policy === 'consistent_hash' ? createHashKeyExtractor(config.loadBalancer.hashOn) : undefined
+    this.upstreamDuration = metrics?.upstreamDuration.labels(config.name) ?? { observe () {} }
+
+    this.health = new EndpointHealth(this.endpoints, {
+      panicThreshold: config.panicThreshold,
+      logger: options.log,
+      onChange: (i, healthy, reason) => {
+        const e = this.endpoints[i] as Endpoint
+        metrics?.endpointHealthy.labels(config.name, e.id).set(healthy ? 1 : 0)
+        if (reason.includes('eject') && !healthy) metrics?.outlierEjections.labels(config.name, e.id).inc()
+        options.log?.warn(healthy ? 'endpoint healthy' : 'endpoint unhealthy', { cluster: config.name, endpoint: e.id, reason })
+      },
+      onPanic: (panic) => { options.log?.warn(panic ? 'cluster in panic mode: balancing over all endpoints' : 'cluster left panic mode', { cluster: config.name }) },
+    })
+    for (const e of this.endpoints) metrics?.endpointHealthy.labels(config.name, e.id).set(1)
+    if (config.outlierDetection.enabled) this.#detector = new OutlierDetector(config.outlierDetection, this.health)
+    if (config.healthCheck !== undefined) {
+      this.#checker = new ActiveHealthChecker(this.endpoints, config.healthCheck, this.health, { logger: options.log })
+      this.#checker.start()
+    }
+    const cb = config.circuitBreaker
+    if (cb !== undefined) {
+      const onChange = (endpoint: string) => (state: BreakerState): void => {
+        metrics?.circuitState.labels(config.name, endpoint).set(BREAKER_GAUGE[state])
+        metrics?.circuitTransitions.labels(config.name, endpoint, state).inc()
+        options.log?.warn('circuit breaker state changed', { cluster: config.name, endpoint: endpoint === '' ? undefined : endpoint, state })
+      }
+      this.breaker = new CircuitBreaker(cb, { onChange: onChange('') })
+      metrics?.circuitState.labels(config.name, '').set(0)
+      for (const e of this.endpoints) {
+        e.breaker = new CircuitBreaker(cb, { onChange: onChange(e.id) })
+        metrics?.circuitState.labels(config.name, e.id).set(0)
+      }
+    }
+    const budget = config.retry?.budget ?? { percent: 20, minRetriesPerSecond: 10 }
+    this.retryBudget = new RetryBudget(budget.percent, budget.minRetriesPerSecond)
   }
 
-  /** The endpoint for this request, or undefined when none is healthy. */
+  /**
+   * Which overload limit refuses a new request now, if any. Checked before a
+   * first attempt (retries are limited by the budget and maxRetries instead).
+   */
+  overloaded (): OverloadLimit | undefined {
+    if (this.active >= this.config.overload.maxRequests) return this.#refuse('max_requests')
+    if (this.breaker !== undefined && !this.breaker.wouldAllow()) return this.#refuse('circuit_open')
+    return undefined
+  }
+
+  #refuse (limit: OverloadLimit): OverloadLimit {
+    this.#metrics?.overloaded.labels(this.name, limit).inc()
+    return limit
+  }
+
+  /**
+   * The endpoint for this attempt, or a reason there is none: no healthy
+   * endpoint, or every candidate's circuit is open, or its queue is full.
+   * `avoid` is an endpoint that just failed (retries go elsewhere if they can).
+   */
+  choose (headers: HeaderMap, clientIp: string, avoid?: Endpoint): Endpoint | 'none' | OverloadLimit {
+    const key = this.#hashKey === undefined ? undefined : this.#hashKey(headers, clientIp)
+    let first = this.#balancer.pick(key) as Endpoint | undefined
+    if (first === undefined) return 'none'
+    if (avoid !== undefined && first === avoid && this.endpoints.length > 1) {
+      // One re-pick: most policies move on; hash rings may not, and that is fine.
+      first = (this.#balancer.pick(key) as Endpoint | undefined) ?? first
+    }
+    let e = first
+    for (let tries = 0; ; tries++) {
+      if (e.inflight - e.connections >= this.#maxPendingPerEndpoint) {
+        if (tries >= this.endpoints.length) return this.#refuse('max_pending_requests')
+      } else if (e.breaker === undefined || e.breaker.allow()) {
+        return e
+      } else if (tries >= this.endpoints.length) {
+        return this.#refuse('circuit_open')
+      }
+      e = (this.#balancer.pick(key) as Endpoint | undefined) ?? first
+    }
+  }
+
+  /** The endpoint for a request, or undefined: `choose` without the reasons. */
   pick (headers: HeaderMap, clientIp: string): Endpoint | undefined {
-    return this.#balancer.pick(this.#hashKey === undefined ? undefined : this.#hashKey(headers, clientIp)) as Endpoint | undefined
+    const e = this.choose(headers, clientIp)
+    return typeof e === 'string' ? undefined : e
+  }
+
+  /**
+   * Feeds one finished attempt to passive health, the breakers and
+   * latency-aware balancers. `outcome` is undefined when the attempt ended
+   * without a verdict (cancelled: the client left, or a hedge lost).
+   */
+  record (e: Endpoint, outcome: AttemptOutcome | undefined, latencyMs: number, orca: string | undefined): void {
+    if (outcome === undefined) {
+      e.breaker?.release()
+      return
+    }
+    this.#detector?.record(e.index, outcome)
+    if (outcome === 'success') {
+      e.breaker?.success()
+      this.breaker?.success()
+    } else {
+      e.breaker?.failure()
+      this.breaker?.failure()
+    }
+    this.#balancer.observe?.(e, { latencyMs, failed: outcome !== 'success', orca, now: performance.now() })
+  }
+
+  /** An external weight hint for latency-aware policies (e.g. from the control plane). */
+  setWeightHint (endpointId: string, weight: number | undefined): boolean {
+    if (this.#balancer.setWeightHint === undefined) return false
+    this.#balancer.setWeightHint(endpointId, weight)
+    return true
   }
 
   state (): Record<string, unknown> {
-    return { name: this.name, loadBalancer: this.config.loadBalancer, endpoints: this.endpoints.map((e) => e.state()) }
+    return {
+      name: this.name,
+      loadBalancer: this.config.loadBalancer,
+      panic: this.health.panic,
+      active: this.active,
+      retriesInFlight: this.retryBudget.retriesInFlight,
+      circuit: this.breaker?.describe(),
+      endpoints: this.endpoints.map((e) => {
+        const s = e.pool.stats
+        return {
+          url: e.url,
+          weight: e.weight,
+          healthy: e.healthy,
+          inflight: e.inflight,
+          health: this.health.describe(e.index),
+          activeCheck: this.#checker?.describe(e.index),
+          circuit: e.breaker?.describe(),
+          score: this.#balancer.describe?.(e),
+          pool: { connected: s.connected, free: s.free, pending: s.pending, running: s.running, size: s.size },
+        }
+      }),
+    }
   }
 
   /**
@@ -78,6 +235,8 @@ export class Cluster {
    * then closes the pools; after `deadlineMs` whatever is left is destroyed.
    */
   async drain (deadlineMs: number): Promise<void> {
+    this.#detector?.close()
+    const stopping = this.#checker?.stop()
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), deadlineMs) })
     timer?.unref()
@@ -86,5 +245,6 @@ export class Cluster {
       if (result === 'late') await e.pool.destroy()
     }))
     clearTimeout(timer)
+    await stopping
   }
 }
