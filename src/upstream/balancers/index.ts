@@ -1,6 +1,7 @@
 import type { BalancerFactory } from '../balancer.ts'
 import { ConsistentHashRing } from './consistent-hash.ts'
 import { LeastRequest } from './least-request.ts'
+import { PeakEwma } from './peak-ewma.ts'
 import { WeightedRandom } from './random.ts'
 import { RoundRobin } from './round-robin.ts'
 import { SmoothWeighted } from './weighted.ts'
@@ -8,6 +9,7 @@ import { SmoothWeighted } from './weighted.ts'
 export { ConsistentHashRing, createHashKeyExtractor } from './consistent-hash.ts'
 export type { HashKeyExtractor } from './consistent-hash.ts'
 export { LeastRequest } from './least-request.ts'
+export { PeakEwma } from './peak-ewma.ts'
 export { WeightedRandom } from './random.ts'
 export { RoundRobin } from './round-robin.ts'
 export { SmoothWeighted } from './weighted.ts'
@@ -28,7 +30,6 @@ export const createBalancer: BalancerFactory = (config, endpoints) => {
     case 'least_request': return new LeastRequest(endpoints)
     case 'random': return new WeightedRandom(endpoints)
     case 'consistent_hash': return new ConsistentHashRing(endpoints)
-    // TODO(#3): replaced by PeakEwma (being written).
-    case 'peak_ewma': return new LeastRequest(endpoints)
+    case 'peak_ewma': return new PeakEwma(endpoints, config)
   }
 }
