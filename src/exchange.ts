@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { randomUUID } from 'node:crypto'
 import { Transform, pipeline, type Duplex, type Writable, type TransformCallback } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { ExchangeSummary, HeaderMap, LocalResponse, RequestContext, ResponseContext } from './plugin.ts'
@@ -11,6 +10,8 @@ import type { Logger } from './log.ts'
 import { HOP_BY_HOP } from './http/hop-by-hop.ts'
 import { sendProblem, toOutriderError } from './http/problem.ts'
 import { toUpstreamError } from './upstream/errors.ts'
+import { forgetResponse, markClosing } from './http/connection.ts'
+import { setForwardingHeaders } from './http/forwarding.ts'
 import {
   NoHealthyUpstreamError, OutriderError, PayloadTooLargeError, PluginError,
 } from './errors.ts'
@@ -33,8 +34,6 @@ type WithExchange = { [kExchange]?: Exchange }
 function onClientClose (this: ServerResponse & WithExchange): void { this[kExchange]?.clientClosed() }
 function onSinkDrain (this: Writable & WithExchange): void { this[kExchange]?.resumeUpstream() }
 function noop (): void {}
-
-const REQUEST_ID = /^[\x21-\x7e]{1,200}$/
 
 /**
  * One request's journey: the RequestContext the plugins see and the undici
@@ -72,6 +71,8 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
   #error: Error | undefined
   #done = false
   #bodyError: OutriderError | undefined
+  /** What node decided for the connection, held back while a 100-continue is pending. */
+  #keepAlive = true
 
   constructor (snapshot: Snapshot, route: CompiledRoute, req: IncomingMessage, res: ServerResponse, head: RequestHead, env: ExchangeEnv, scheme: string) {
     this.startTime = performance.now()
@@ -90,20 +91,16 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
     const headers = head.headers
     this.upstreamHeaders = headers
 
-    const incomingId = headers['x-request-id']
-    this.requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID()
-    headers['x-request-id'] = this.requestId
-    const xff = headers['x-forwarded-for']
-    headers['x-forwarded-for'] = xff === undefined ? this.clientIp : `${Array.isArray(xff) ? xff.join(', ') : xff}, ${this.clientIp}`
-    headers['x-forwarded-proto'] = scheme
-    headers['x-forwarded-host'] = head.authority
-    const via = headers.via
-    const hop = `${req.httpVersion} ${env.via}`
-    headers.via = via === undefined ? hop : `${Array.isArray(via) ? via.join(', ') : via}, ${hop}`
-    // undici negotiates 100-continue itself; node already answered the client's.
-    headers.expect = undefined
+    this.requestId = setForwardingHeaders(headers, req, this.clientIp, scheme, head.authority, env.via)
 
     this.upstreamPath = rewritePath(route, head.path, head.query)
+    if (head.expectContinue) {
+      // Until we send 100 the client may be holding its body back. Any final
+      // answer before that leaves the body unread, so the connection cannot be
+      // reused: its next bytes might be that body, not a request (§10.1.1).
+      this.#keepAlive = res.shouldKeepAlive
+      res.shouldKeepAlive = false
+    }
     snapshot.inflight++
     env.metrics.inFlight.inc()
     ;(res as ServerResponse & WithExchange)[kExchange] = this
@@ -154,6 +151,12 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
       // A declared length was checked in start(); only chunked bodies need counting.
       body = limit > 0 && head.contentLength === -1 ? this.req.pipe(new BodyLimit(limit, this)) : this.req
     }
+    if (head.expectContinue) {
+      // Only now is the body wanted (RFC 9110 §10.1.1): limits, routing and
+      // the request phase had their say without the client uploading it.
+      this.res.writeContinue()
+      this.res.shouldKeepAlive = this.#keepAlive
+    }
     this.#dispatchedAt = performance.now()
     endpoint.pool.dispatch({
       origin: endpoint.id,
@@ -174,10 +177,16 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
   }
 
   onResponseStart (controller: Dispatcher.DispatchController, statusCode: number, headers: HeaderMap): void {
+    // undici hands over interim responses too (it refuses only 100); the
+    // final one follows on the same handler, so a 1xx must not start ours.
+    if (statusCode < 200) { this.#interim(statusCode, headers); return }
     const now = performance.now()
     this.#upstreamMs = now - this.#dispatchedAt
     this.#env.metrics.upstreamDuration.labels(this.#route.cluster.name).observe(this.#upstreamMs / 1000)
     stripHopByHop(headers)
+    // RFC 9110 §8.6: a 204 MUST NOT carry Content-Length. undici already read
+    // no body; a client trusting a stray length would eat the next response.
+    if (statusCode === 204 && headers['content-length'] !== undefined) delete headers['content-length']
     const via = headers.via
     const hop = `1.1 ${this.#env.via}`
     headers.via = via === undefined ? hop : `${Array.isArray(via) ? via.join(', ') : via}, ${hop}`
@@ -204,6 +213,21 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
       this.#startBody(rc)
       controller.resume()
     }, (err) => { controller.abort(pluginError(err)) })
+  }
+
+  /**
+   * 103 Early Hints are relayed (RFC 8297) so the client can preload while the
+   * upstream thinks; other 1xx codes mean nothing past this hop. Never to an
+   * HTTP/1.0 client (RFC 9110 §15.2).
+   */
+  #interim (statusCode: number, headers: HeaderMap): void {
+    if (statusCode !== 103 || headers.link === undefined || this.req.httpVersionMinor === 0 || this.res.headersSent) return
+    stripHopByHop(headers)
+    try {
+      this.res.writeEarlyHints(headers as Record<string, string | string[]>)
+    } catch {
+      // A Link value node will not write: the hint is optional, the response is not.
+    }
   }
 
   #startBody (rc: ResponseState): void {
@@ -312,6 +336,7 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
       // Don't read an unwanted body: the connection is closed after this reply.
       this.req.unpipe()
       this.req.on('error', noop)
+      markClosing(this.req.socket)
     }
     this.#plainProblem(err, close)
   }
@@ -325,6 +350,7 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
     if (this.#done) return
     this.#done = true
     this.#release()
+    forgetResponse(this.req.socket, this.res)
     this.#snapshot.inflight--
     this.#env.metrics.inFlight.dec()
     const durationMs = performance.now() - this.startTime

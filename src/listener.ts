@@ -5,11 +5,13 @@ import { createProxyServer } from 'http-proxy-3'
 import type { Snapshot, CompiledRoute } from './snapshot.ts'
 import type { Config } from './config/schema.ts'
 import { Exchange, type ExchangeEnv } from './exchange.ts'
-import { readRequestHead, type RequestHead } from './http/request-head.ts'
+import { connectNotAllowed, readRequestHead, type RequestHead } from './http/request-head.ts'
 import { normalizePath } from './http/normalize-path.ts'
 import { problemBody, sendProblem } from './http/problem.ts'
+import { setForwardingHeaders } from './http/forwarding.ts'
+import { isClosing, lastResponse, markClosing, trackResponse } from './http/connection.ts'
 import {
-  BadRequestError, HeadersTooLargeError, MethodNotAllowedError, NoHealthyUpstreamError, NoRouteError,
+  BadRequestError, HeadersTooLargeError, NoHealthyUpstreamError, NoRouteError,
   OutriderError, RequestTimeoutError,
 } from './errors.ts'
 import type { ProxyMetrics } from './metrics.ts'
@@ -25,7 +27,7 @@ export class ProxyListener {
   readonly #env: ExchangeEnv
   readonly #log: Logger
   readonly #metrics: ProxyMetrics
-  readonly #ws = createProxyServer({ ws: true, xfwd: true })
+  readonly #ws = createProxyServer({ ws: true, xfwd: false })
   /** Open WebSocket tunnels: closed on shutdown. */
   readonly #tunnels = new Set<Duplex>()
 
@@ -40,14 +42,24 @@ export class ProxyListener {
       headersTimeout: limits.headersTimeout,
       requestTimeout: limits.requestTimeout,
       keepAliveTimeout: limits.keepAliveTimeout,
+      // node only looks for expired heads/requests this often (30 s by default),
+      // which would stretch a 10 s slowloris guard to 40 s.
+      connectionsCheckingInterval: checkingInterval(limits.headersTimeout, limits.requestTimeout),
       requireHostHeader: true,
       // Only WebSocket upgrades leave the request path; `h2c` and the rest are
       // served as plain requests with Upgrade stripped (no tunnels past routing).
       shouldUpgradeCallback: isWebSocketUpgrade,
     }, (req, res) => { this.#handle(req, res) })
+    // With a listener here node no longer sends `100 Continue` on its own: the
+    // exchange sends it once the request is really going upstream.
+    this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => { this.#handle(req, res) })
     this.server.maxRequestsPerSocket = limits.maxRequestsPerSocket
+    // node would drop fields past the 2000th from rawHeaders while llhttp still
+    // frames by them: readRequestHead must see every field the parser saw.
+    // maxHeaderSize bounds the head anyway.
+    this.server.maxHeadersCount = 0
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { this.#upgrade(req, socket, head) })
-    this.server.on('connect', (req: IncomingMessage, socket: Duplex) => { this.#rejectRaw(socket, new MethodNotAllowedError('CONNECT is not supported'), req) })
+    this.server.on('connect', (req: IncomingMessage, socket: Duplex) => { this.#rejectRaw(socket, connectNotAllowed(), req) })
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => { this.#clientError(err, socket) })
     this.#ws.on('error', (err: Error, _req: unknown, target: unknown) => {
       this.#log.debug('websocket proxy error', { err })
@@ -76,6 +88,9 @@ export class ProxyListener {
   }
 
   #handle (req: IncomingMessage, res: ServerResponse): void {
+    // Read in the same packet as a request we answered with `close`: not ours to serve.
+    if (isClosing(req.socket)) return
+    trackResponse(req.socket, res)
     const snapshot = this.current
     const head = readRequestHead(req)
     if (head instanceof OutriderError) { this.#reject(snapshot, req, res, head, true); return }
@@ -83,7 +98,8 @@ export class ProxyListener {
     if (path !== head.path) head.path = path
     const route = snapshot.router.match({ method: req.method as string, host: head.authority, path, query: head.query, headers: head.headers })
     if (route === undefined) {
-      this.#reject(snapshot, req, res, new NoRouteError('no route matches this request'), false)
+      // A body held back for `100 Continue` is never coming: close rather than read the next request from it.
+      this.#reject(snapshot, req, res, new NoRouteError('no route matches this request'), head.expectContinue)
       return
     }
     new Exchange(snapshot, route, req, res, head, this.#env, 'http').start()
@@ -93,7 +109,10 @@ export class ProxyListener {
     const start = performance.now()
     this.#metrics.localReplies.labels('__unmatched__', err.code).inc()
     const id = req.headers['x-request-id']
-    if (close) { req.on('error', () => {}) }
+    if (close) {
+      req.on('error', () => {})
+      markClosing(req.socket)
+    }
     sendProblem(res, err, typeof id === 'string' && id.length <= 200 ? id : undefined, close || this.#env.draining)
     if (close) res.once('finish', () => { req.socket.destroySoon() })
     snapshot.unmatched.record(req.method as string, err.status, (performance.now() - start) / 1000)
@@ -103,6 +122,7 @@ export class ProxyListener {
   #upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const snapshot = this.current
     socket.on('error', () => {})
+    if (isClosing(socket)) { socket.destroy(); return }
     const parsed = readRequestHead(req)
     if (parsed instanceof OutriderError) { this.#rejectRaw(socket, parsed, req); return }
     const path = normalizePath(parsed.path)
@@ -121,6 +141,15 @@ export class ProxyListener {
     const endpoint = route.cluster.pick(parsed.headers, req.socket.remoteAddress ?? '')
     if (endpoint === undefined) { this.#rejectRaw(socket, new NoHealthyUpstreamError('no healthy endpoint'), req); return }
     req.url = path + (parsed.query === '' ? '' : `?${parsed.query}`)
+    // The same header policy as any request: hop-by-hop fields (and whatever
+    // the client's Connection named) stay here; forwarding fields are added.
+    const headers = parsed.headers
+    setForwardingHeaders(headers, req, req.socket.remoteAddress ?? '', 'http', parsed.authority, this.#env.via)
+    headers.connection = 'Upgrade'
+    headers.upgrade = 'websocket'
+    // node's client refuses undefined values, which undici simply skips.
+    for (const k in headers) if (headers[k] === undefined) delete headers[k]
+    req.headers = headers as IncomingMessage['headers']
     this.#tunnels.add(socket)
     socket.once('close', () => { this.#tunnels.delete(socket) })
     this.#metrics.requests.labels(route.name, 'GET', '1xx').inc()
@@ -138,19 +167,50 @@ export class ProxyListener {
     socket.end(`${headers.join('\r\n')}\r\n\r\n${req?.method === 'HEAD' ? '' : body}`)
   }
 
-  /** Requests node's parser refused: answered with a problem and the connection closed. */
+  /**
+   * Requests node's parser refused (or timeouts): answered with a problem and
+   * the connection closed — but never ahead of a response still owed on it.
+   */
   #clientError (err: Error & { code?: string }, socket: Duplex): void {
     if (err.code === 'ECONNRESET' || !socket.writable) { socket.destroy(); return }
+    markClosing(socket)
     let e: OutriderError
     switch (err.code) {
       case 'HPE_HEADER_OVERFLOW': e = new HeadersTooLargeError('request head too large'); break
       case 'ERR_HTTP_REQUEST_TIMEOUT': e = new RequestTimeoutError('the request was not received in time'); break
       default: e = new BadRequestError('malformed request', { extensions: { parser: err.code ?? 'unknown' } })
     }
-    // A connection that timed out mid-response can't take a new status line.
-    if ((socket as Socket & { _httpMessage?: ServerResponse })._httpMessage?.headersSent === true) { socket.destroy(); return }
+    const last = lastResponse(socket)
+    if (last !== undefined && !last.writableFinished) {
+      if (last.req.complete) {
+        // The bad bytes follow complete requests whose responses are still
+        // owed (pipelining, or data after `Connection: close`): a status line
+        // now would answer the wrong request. Answer those first (RFC 9112
+        // §9.3.2); after a `close` response the socket is gone and nothing
+        // more is sent (§9.6).
+        last.once('finish', () => { if (socket.writable) this.#rejectRaw(socket, e, undefined) })
+        return
+      }
+      // The error is inside the last request (its body, or it timed out). It
+      // can only be answered if nothing of an earlier or its own response is
+      // on the wire yet.
+      const current = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+      if (current !== last || last.headersSent) { socket.destroy(); return }
+    }
     this.#rejectRaw(socket, e, undefined)
   }
+}
+
+/**
+ * Often enough that a head/request timeout fires within half its length of
+ * expiring, and at least every second (so a reload that shortens a timeout
+ * stays within a second of it). 0 disables a timeout.
+ */
+function checkingInterval (headersTimeout: number, requestTimeout: number): number {
+  let shortest = Infinity
+  if (headersTimeout > 0) shortest = headersTimeout
+  if (requestTimeout > 0 && requestTimeout < shortest) shortest = requestTimeout
+  return shortest === Infinity ? 1000 : Math.max(50, Math.min(1000, Math.floor(shortest / 2)))
 }
 
 function isWebSocketUpgrade (req: IncomingMessage): boolean {

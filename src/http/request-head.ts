@@ -25,11 +25,27 @@ export interface RequestHead {
   contentLength: number
   /** The client asked to upgrade to WebSocket (and nothing else). */
   websocket: boolean
+  /**
+   * An HTTP/1.1 `Expect: 100-continue` (node answers any other expectation
+   * with 417, and RFC 9110 §10.1.1 says to ignore it in HTTP/1.0): the client
+   * may hold the body back until it sees `100 Continue`.
+   */
+  expectContinue: boolean
 }
 
 // Framing headers a client may not nominate as hop-by-hop: removing them would
 // change how the upstream delimits the message.
 const PROTECTED = new Set(['host', 'content-length', 'transfer-encoding'])
+
+// `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): an IP literal or a
+// reg-name, never userinfo (RFC 9110 §4.2.4), whitespace, a path or a second host.
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)(.*)$/i
+
+/** CONNECT is never tunnelled; a 405 MUST list what is allowed (RFC 9110 §15.5.6). */
+export function connectNotAllowed (): MethodNotAllowedError {
+  return new MethodNotAllowedError('CONNECT is not supported', { headers: { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS' } })
+}
 
 /**
  * Reads `req`'s head. Returns an OutriderError for a request that must not be
@@ -37,7 +53,10 @@ const PROTECTED = new Set(['host', 'content-length', 'transfer-encoding'])
  */
 export function readRequestHead (req: IncomingMessage): RequestHead | OutriderError {
   const method = req.method as string
-  if (method === 'CONNECT') return new MethodNotAllowedError('CONNECT is not supported', { headers: { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS' } })
+  // llhttp also reads `HTTP/0.9`-style lines and `HTTP/2.0`; neither is HTTP/1.x
+  // framing we can relay (RFC 9112 §2.3).
+  if (req.httpVersionMajor !== 1) return new BadRequestError('unsupported HTTP version')
+  if (method === 'CONNECT') return connectNotAllowed()
 
   const raw = req.rawHeaders
   const headers: HeaderMap = {}
@@ -47,6 +66,7 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
   let transferEncoding: string | undefined
   let connection: string | undefined
   let upgrade: string | undefined
+  let expect = false
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase()
     const value = raw[i + 1] as string
@@ -62,6 +82,9 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
         continue
       case 'connection': connection = connection === undefined ? value : `${connection}, ${value}`; continue
       case 'upgrade': upgrade = value; continue
+      // Answered on our hop (the listener sends 100 when the request is about
+      // to be forwarded); undici sends the body without waiting.
+      case 'expect': expect = true; continue
       // undici cannot send request trailers, so announcing them would be a lie.
       case 'trailer': continue
     }
@@ -72,8 +95,10 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
     else prev.push(value)
   }
 
-  // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (node only insists on at least one).
+  // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (node only insists on at least
+  // one), and a valid one: a server MUST answer 400 otherwise.
   if (hostCount > 1) return new BadRequestError('repeated Host header')
+  if (host !== undefined && !AUTHORITY.test(host)) return new BadRequestError('invalid Host header')
 
   if (transferEncoding !== undefined) {
     // §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing.
@@ -106,14 +131,18 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
       url = '*'
     } else {
       // Absolute-form (RFC 9112 §3.2.2): the target's authority wins over Host.
-      const m = /^https?:\/\/([^/?#]+)(.*)$/i.exec(url)
-      if (m === null) return new BadRequestError('malformed request target')
+      // An empty host is invalid for http(s) (RFC 9110 §4.2.1).
+      const m = ABSOLUTE_FORM.exec(url)
+      if (m === null || m[1] === '' || !AUTHORITY.test(m[1] as string)) return new BadRequestError('malformed request target')
       authority = m[1] as string
       url = m[2] === '' ? '/' : m[2] as string
     }
   }
   if (url.includes('#')) return new BadRequestError('a fragment in the request target')
-  headers.host = authority
+  // An HTTP/1.0 request may come without Host: let the upstream get its own
+  // authority rather than an empty one.
+  if (authority !== '') headers.host = authority
+  else if (host !== undefined) delete headers.host
 
   const q = url.indexOf('?')
   return {
@@ -124,5 +153,6 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
     hasBody: transferEncoding !== undefined || contentLength > 0,
     contentLength: transferEncoding !== undefined ? -1 : contentLength,
     websocket,
+    expectContinue: expect && req.httpVersionMinor === 1,
   }
 }

@@ -1,0 +1,28 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import type { HeaderMap } from '../plugin.ts'
+
+// Visible ASCII only, bounded: the id ends up in logs and response headers.
+const REQUEST_ID = /^[\x21-\x7e]{1,200}$/
+
+/**
+ * Adds what the next hop should know about this one, in place, and returns the
+ * request id: the client's `x-request-id` if it is one well-formed value, a
+ * fresh UUID otherwise. `X-Forwarded-For` and `Via` (RFC 9110 §7.6.3) are
+ * appended to; `X-Forwarded-Proto`/`-Host` are ours alone (a client's claim is
+ * replaced). Shared by the HTTP exchange and the WebSocket relay.
+ */
+export function setForwardingHeaders (headers: HeaderMap, req: IncomingMessage, clientIp: string, scheme: string, authority: string, via: string): string {
+  const incomingId = headers['x-request-id']
+  const requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID()
+  headers['x-request-id'] = requestId
+  const xff = headers['x-forwarded-for']
+  headers['x-forwarded-for'] = xff === undefined ? clientIp : `${Array.isArray(xff) ? xff.join(', ') : xff}, ${clientIp}`
+  headers['x-forwarded-proto'] = scheme
+  // An HTTP/1.0 request without Host has no authority to report.
+  headers['x-forwarded-host'] = authority === '' ? undefined : authority
+  const prev = headers.via
+  const hop = `${req.httpVersion} ${via}`
+  headers.via = prev === undefined ? hop : `${Array.isArray(prev) ? prev.join(', ') : prev}, ${hop}`
+  return requestId
+}

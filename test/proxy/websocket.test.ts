@@ -1,0 +1,146 @@
+import t from 'tap'
+import { once } from 'node:events'
+import net from 'node:net'
+import { startTestProxy, simpleDoc } from '../helpers/proxy.ts'
+import { startWsEcho } from '../helpers/ws-echo.ts'
+import { rawRequest } from '../helpers/raw-http.ts'
+
+/**
+ * WebSocket upgrades (RFC 6455, RFC 9110 §7.8) are routed like any request,
+ * then relayed as a tunnel. The client is Node's global WebSocket (undici's).
+ */
+
+const H = 'Host: x.test\r\n'
+
+/** Opens a WebSocket and resolves once it is open (or rejects on error/close). */
+async function open (url: string): Promise<WebSocket> {
+  const ws = new WebSocket(url)
+  ws.binaryType = 'arraybuffer'
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener('open', () => { resolve() }, { once: true })
+    ws.addEventListener('error', () => { reject(new Error('websocket error')) }, { once: true })
+  })
+  return ws
+}
+
+/** The next message on `ws`. */
+async function next (ws: WebSocket): Promise<string | ArrayBuffer> {
+  return await new Promise((resolve, reject) => {
+    ws.addEventListener('message', (e) => { resolve(e.data as string | ArrayBuffer) }, { once: true })
+    ws.addEventListener('close', () => { reject(new Error('closed before a message')) }, { once: true })
+  })
+}
+
+t.test('echo through the proxy: text, binary, large and many messages', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${echo.port}`), t)
+
+  const ws = await open(`ws://127.0.0.1:${proxy.port}/chat/../socket?room=1`)
+  t.teardown(() => { ws.close() })
+  ws.send('hello')
+  t.equal(await next(ws), 'hello', 'text echoed')
+
+  ws.send(new Uint8Array([0, 1, 2, 255]))
+  const bin = await next(ws)
+  t.same([...new Uint8Array(bin as ArrayBuffer)], [0, 1, 2, 255], 'binary echoed')
+
+  const big = 'x'.repeat(200_000) // a 64-bit payload length (RFC 6455 §5.2)
+  ws.send(big)
+  t.equal((await next(ws) as string).length, big.length, 'a 200 kB message echoed whole')
+
+  const got: string[] = []
+  const all = new Promise<void>((resolve) => {
+    ws.addEventListener('message', function onMessage (e) {
+      got.push(e.data as string)
+      if (got.length === 50) { ws.removeEventListener('message', onMessage); resolve() }
+    })
+  })
+  for (let i = 0; i < 50; i++) ws.send(`m${i}`)
+  await all
+  t.same(got, Array.from({ length: 50 }, (_, i) => `m${i}`), 'fifty messages, in order')
+
+  const closed = new Promise<CloseEvent>((resolve) => { ws.addEventListener('close', (e) => { resolve(e) }, { once: true }) })
+  ws.close(1000, 'done')
+  const ev = await closed
+  t.equal(ev.code, 1000, 'clean close handshake through the tunnel')
+
+  const u = echo.upgrades[0]
+  t.equal(u?.url, '/socket?room=1', 'the path was normalised before routing and relaying')
+  t.equal(u?.headers['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For on the upgrade')
+  t.equal(u?.headers.upgrade?.toLowerCase(), 'websocket')
+})
+
+t.test('the upgrade request gets the same header policy as any request', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${echo.port}`), t)
+  const r = await rawRequest(proxy.port, `GET /ws HTTP/1.1\r\n${H}Connection: Upgrade, X-Secret\r\nUpgrade: websocket\r\n` +
+    'X-Secret: s\r\nProxy-Authorization: Basic Zm9v\r\nKeep-Alive: timeout=5\r\nX-Forwarded-For: 10.1.1.1\r\nX-Forwarded-Proto: https\r\n' +
+    'Via: 1.1 edge\r\nX-Request-Id: ws-1\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', { expect: 1 })
+  t.equal(r.responses[0]?.status, 101)
+  t.equal(r.responses[0]?.headers['sec-websocket-accept'], 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=', 'RFC 6455 §1.3 example key')
+  const h = echo.upgrades[0]?.headers ?? {}
+  t.equal(h['x-secret'], undefined, 'a field named in Connection is dropped')
+  t.equal(h['proxy-authorization'], undefined)
+  t.equal(h['keep-alive'], undefined)
+  t.equal(h['x-forwarded-for'], '10.1.1.1, 127.0.0.1')
+  t.equal(h['x-forwarded-proto'], 'http')
+  t.equal(h['x-forwarded-host'], 'x.test')
+  t.equal(h.via, '1.1 edge, 1.1 outrider')
+  t.equal(h['x-request-id'], 'ws-1')
+  t.equal(h.host, 'x.test')
+  t.match(h.connection, /upgrade/i)
+  t.equal(h['sec-websocket-key'], 'dGhlIHNhbXBsZSBub25jZQ==')
+})
+
+t.test('no route for the upgrade → 404 and no tunnel', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy({
+    clusters: [{ name: 'ws', endpoints: [{ url: `http://127.0.0.1:${echo.port}` }] }],
+    routes: [{ name: 'ws', match: { pathPrefix: '/ws' }, cluster: 'ws' }],
+  }, t)
+  const r = await rawRequest(proxy.port, `GET /other HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: websocket\r\n` +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+  t.equal(r.responses[0]?.status, 404)
+  t.equal(r.responses[0]?.headers.connection, 'close')
+  t.ok(r.closed)
+  t.equal(echo.upgrades.length, 0, 'nothing reached the upstream')
+
+  await t.rejects(open(`ws://127.0.0.1:${proxy.port}/other`), 'the client sees the handshake fail')
+})
+
+t.test('an upgrade with a bad request head is refused', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${echo.port}`), t)
+  const r = await rawRequest(proxy.port, `GET /ws HTTP/1.1\r\n${H}Host: evil.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+  t.equal(r.responses[0]?.status, 400, 'two Host headers')
+  t.ok(r.closed)
+  t.equal(echo.upgrades.length, 0)
+})
+
+t.test('upstream down → the handshake fails, the proxy survives', async (t) => {
+  const s = net.createServer()
+  s.listen(0, '127.0.0.1')
+  await once(s, 'listening')
+  const port = (s.address() as net.AddressInfo).port
+  s.close()
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${port}`), t)
+  await t.rejects(open(`ws://127.0.0.1:${proxy.port}/ws`))
+  const r = await rawRequest(proxy.port, `GET /plain HTTP/1.1\r\n${H}\r\n`)
+  t.equal(r.responses[0]?.status, 502, 'ordinary requests still answered')
+})
+
+t.test('open tunnels are closed on shutdown', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${echo.port}`))
+  const ws = await open(`ws://127.0.0.1:${proxy.port}/ws`)
+  const closed = new Promise<void>((resolve) => { ws.addEventListener('close', () => { resolve() }, { once: true }) })
+  await proxy.shutdown(200)
+  await closed
+  t.equal(ws.readyState, WebSocket.CLOSED)
+})
