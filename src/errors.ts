@@ -102,6 +102,15 @@ export class CircuitOpenError extends OutriderError {
   readonly status = 503
 }
 
+/**
+ * A cluster overload limit refused the request (Envoy's circuit breaking
+ * thresholds): fail fast instead of queueing behind a struggling upstream.
+ */
+export class OverloadedError extends OutriderError {
+  readonly code = 'OVERLOADED'
+  readonly status = 503
+}
+
 export class ShuttingDownError extends OutriderError {
   readonly code = 'SHUTTING_DOWN'
   readonly status = 503

@@ -1,19 +1,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { Transform, pipeline, type Duplex, type Writable, type TransformCallback } from 'node:stream'
+import { Readable, Transform, pipeline, type Duplex, type Writable, type TransformCallback } from 'node:stream'
 import type { Dispatcher } from 'undici'
+import type { IBackoff } from 'cockatiel'
 import type { ExchangeSummary, HeaderMap, LocalResponse, RequestContext, ResponseContext } from './plugin.ts'
 import type { CompiledRoute, Snapshot } from './snapshot.ts'
 import type { Endpoint } from './upstream/cluster.ts'
 import type { RequestHead } from './http/request-head.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
+import type { RetryReason } from './upstream/retry.ts'
+import type { AttemptOutcome } from './upstream/outlier-detection.ts'
 import { HOP_BY_HOP } from './http/hop-by-hop.ts'
-import { sendProblem, toOutriderError } from './http/problem.ts'
+import { problemResponse, toOutriderError } from './http/problem.ts'
 import { toUpstreamError } from './upstream/errors.ts'
 import { forgetResponse, markClosing } from './http/connection.ts'
 import { setForwardingHeaders } from './http/forwarding.ts'
 import {
-  NoHealthyUpstreamError, OutriderError, PayloadTooLargeError, PluginError,
+  NoHealthyUpstreamError, OutriderError, OverloadedError, PayloadTooLargeError, PluginError, UpstreamTimeoutError,
 } from './errors.ts'
 
 /** Shared, per-listener facts an exchange needs. */
@@ -35,12 +38,67 @@ function onClientClose (this: ServerResponse & WithExchange): void { this[kExcha
 function onSinkDrain (this: Writable & WithExchange): void { this[kExchange]?.resumeUpstream() }
 function noop (): void {}
 
+/** Why we abort an attempt ourselves: never reported as an upstream failure. */
+const CANCELLED = new Error('attempt cancelled by the proxy')
+
 /**
- * One request's journey: the RequestContext the plugins see and the undici
- * DispatchHandler that streams the upstream response to the client with
- * backpressure. One object per request keeps allocation to a minimum.
+ * One upstream attempt: the undici DispatchHandler for one dispatch. An
+ * exchange has one, or several when it retries or hedges; only the attempt
+ * the exchange commits to may write to the client.
  */
-export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
+class Attempt implements Dispatcher.DispatchHandler {
+  readonly exchange: Exchange
+  readonly endpoint: Endpoint
+  readonly startedAt: number
+  /** Holds a retry-budget slot (a retry or a hedge). */
+  readonly extra: boolean
+  controller: Dispatcher.DispatchController | undefined = undefined
+  /** Its load was released (answered, failed or cancelled). */
+  ended = false
+  /** Its outcome was reported to the cluster. */
+  judged = false
+  cancelled = false
+
+  constructor (exchange: Exchange, endpoint: Endpoint, startedAt: number, extra: boolean) {
+    this.exchange = exchange
+    this.endpoint = endpoint
+    this.startedAt = startedAt
+    this.extra = extra
+  }
+
+  cancel (): void {
+    this.cancelled = true
+    if (this.controller !== undefined && !this.controller.aborted) this.controller.abort(CANCELLED)
+  }
+
+  onRequestStart (controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+    if (this.cancelled) controller.abort(CANCELLED)
+  }
+
+  onResponseStart (controller: Dispatcher.DispatchController, statusCode: number, headers: HeaderMap): void {
+    this.exchange.attemptResponse(this, controller, statusCode, headers)
+  }
+
+  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.exchange.attemptData(controller, chunk)
+  }
+
+  onResponseEnd (_controller: Dispatcher.DispatchController, trailers: HeaderMap): void {
+    this.exchange.attemptEnd(this, trailers)
+  }
+
+  onResponseError (_controller: Dispatcher.DispatchController, err: Error): void {
+    this.exchange.attemptError(this, err)
+  }
+}
+
+/**
+ * One request's journey: the RequestContext the plugins see, and the driver
+ * of its upstream attempts, streaming the committed one to the client with
+ * backpressure.
+ */
+export class Exchange implements RequestContext {
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly requestId: string
@@ -60,17 +118,26 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
   readonly #env: ExchangeEnv
   readonly #head: RequestHead
   #state: Record<string, unknown> | undefined
-  #controller: Dispatcher.DispatchController | undefined
-  #endpoint: Endpoint | undefined
+  /** The attempt writing to the client. */
+  #winner: Attempt | undefined
+  /** Attempts started and not ended (more than one only while hedging). */
+  #live: Attempt[] | undefined
+  #attempts = 0
   #sink: Writable | undefined
-  #dispatchedAt = 0
   #upstreamMs: number | undefined
   #status = 0
-  #bytesIn = 0
   #bytesOut = 0
   #error: Error | undefined
   #done = false
+  #countedActive = false
   #bodyError: OutriderError | undefined
+  /** The request body to send: null (none), the buffered body, or a stream. */
+  #body: Buffer | Readable | null | undefined
+  #bodyRead: Promise<Buffer | undefined> | undefined
+  #backoff: IBackoff<unknown> | undefined
+  #timer: NodeJS.Timeout | undefined
+  #deadline: NodeJS.Timeout | undefined
+  #continueSent = false
   /** What node decided for the connection, held back while a 100-continue is pending. */
   #keepAlive = true
 
@@ -120,17 +187,17 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
       return
     }
     const pipeline = this.#route.pipeline
-    if (pipeline.onRequest.length === 0) { this.#dispatch(); return }
+    if (pipeline.onRequest.length === 0) { this.#forward(); return }
     let r: ReturnType<typeof pipeline.runRequest>
     try {
       r = pipeline.runRequest(this)
     } catch (err) {
       this.#fail(pluginError(err)); return
     }
-    if (r === undefined) { this.#dispatch(); return }
+    if (r === undefined) { this.#forward(); return }
     if (typeof (r as Promise<unknown>).then === 'function') {
       (r as Promise<LocalResponse | undefined>).then(
-        (v) => { if (v === undefined) this.#dispatch(); else this.#respondLocal(v) },
+        (v) => { if (v === undefined) this.#forward(); else this.#respondLocal(v) },
         (err) => { this.#fail(pluginError(err)) },
       )
       return
@@ -138,51 +205,237 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
     this.#respondLocal(r as LocalResponse)
   }
 
-  #dispatch (): void {
+  // ---- request body ------------------------------------------------------------
+
+  readBody (limit: number): Promise<Buffer | undefined> {
+    this.#bodyRead ??= this.#readBody(limit)
+    return this.#bodyRead
+  }
+
+  /**
+   * Buffers the body up to `limit` bytes. A larger body is not lost: what was
+   * read is put back in front of the rest, and it streams upstream as usual.
+   */
+  async #readBody (limit: number): Promise<Buffer | undefined> {
+    if (!this.#head.hasBody) { this.#body = null; return Buffer.alloc(0) }
+    this.#sendContinue()
+    const max = this.#route.maxBodySize
+    const chunks: Buffer[] = []
+    let size = 0
+    const req = this.req
+    for (;;) {
+      const chunk = req.read() as Buffer | null
+      if (chunk !== null) {
+        chunks.push(chunk)
+        size += chunk.length
+        if (max > 0 && size > max) throw new PayloadTooLargeError(`request body exceeds the limit of ${max} bytes`)
+        if (size > limit) {
+          this.#body = Readable.from(prepend(chunks, req), { objectMode: false })
+          return undefined
+        }
+        continue
+      }
+      if (req.readableEnded) break
+      const ended = await new Promise<boolean>((resolve, reject) => {
+        const onReadable = (): void => { cleanup(); resolve(false) }
+        const onEnd = (): void => { cleanup(); resolve(true) }
+        const onError = (err: Error): void => { cleanup(); reject(err) }
+        const cleanup = (): void => { req.off('readable', onReadable); req.off('end', onEnd); req.off('error', onError) }
+        req.on('readable', onReadable)
+        req.on('end', onEnd)
+        req.on('error', onError)
+      })
+      if (ended && req.readableLength === 0) break
+    }
+    const body = Buffer.concat(chunks, size)
+    this.#body = body
+    return body
+  }
+
+  #sendContinue (): void {
+    if (!this.#head.expectContinue || this.#continueSent) return
+    // Only now is the body wanted (RFC 9110 §10.1.1): limits, routing and
+    // the request phase had their say without the client uploading it.
+    this.#continueSent = true
+    this.res.writeContinue()
+    this.res.shouldKeepAlive = this.#keepAlive
+  }
+
+  // ---- attempts ----------------------------------------------------------------
+
+  /** After the request phase: overload check, body preparation, first attempt. */
+  #forward (): void {
     if (this.#done || this.res.destroyed) return
-    const endpoint = this.#route.cluster.pick(this.upstreamHeaders, this.clientIp)
-    if (endpoint === undefined) { this.#fail(new NoHealthyUpstreamError(`cluster "${this.#route.cluster.name}" has no healthy endpoint`)); return }
-    this.#endpoint = endpoint
-    endpoint.inflight++
+    const cluster = this.#route.cluster
+    const limit = cluster.overloaded()
+    if (limit !== undefined) { this.#fail(new OverloadedError(`cluster "${cluster.name}" is overloaded (${limit})`, { headers: { 'x-outrider-overloaded': limit } })); return }
+    cluster.active++
+    this.#countedActive = true
+    const retry = this.#route.retry
     const head = this.#head
-    let body: IncomingMessage | Transform | null = null
-    if (head.hasBody) {
-      const limit = this.#route.maxBodySize
-      // A declared length was checked in start(); only chunked bodies need counting.
-      body = limit > 0 && head.contentLength === -1 ? this.req.pipe(new BodyLimit(limit, this)) : this.req
+    if (this.#body === undefined && head.hasBody && retry !== undefined &&
+      head.contentLength >= 0 && head.contentLength <= retry.config.maxReplayBodySize &&
+      (retry.config.retryNonIdempotent || retry.methodAllows(this.method, 'reset'))) {
+      // Small enough to replay: buffer it so a retry can send it again.
+      this.readBody(retry.config.maxReplayBodySize).then(() => { this.#firstAttempt() }, (err: unknown) => {
+        this.#fail(err instanceof OutriderError ? err : new PayloadTooLargeError('request body could not be read', { cause: err }), true)
+      })
+      return
     }
-    if (head.expectContinue) {
-      // Only now is the body wanted (RFC 9110 §10.1.1): limits, routing and
-      // the request phase had their say without the client uploading it.
-      this.res.writeContinue()
-      this.res.shouldKeepAlive = this.#keepAlive
+    this.#firstAttempt()
+  }
+
+  #firstAttempt (): void {
+    if (this.#done || this.res.destroyed) return
+    const overall = this.#route.overallTimeout
+    if (overall !== undefined) this.#deadline = setTimeout(() => { this.#overallTimeout() }, overall)
+    if (!this.#send(undefined, false)) return
+    const hedge = this.#route.hedge
+    if (hedge !== undefined && this.#body == null && (this.method === 'GET' || this.method === 'HEAD')) {
+      const p95 = this.#route.latencies?.quantile(0.95, performance.now(), 50)
+      this.#timer = setTimeout(() => { this.#hedge() }, hedge.delay === 'p95' ? Math.max(1, p95 ?? 50) : hedge.delay)
     }
-    this.#dispatchedAt = performance.now()
-    endpoint.pool.dispatch({
-      origin: endpoint.id,
+  }
+
+  /**
+   * Dispatches one attempt. Returns false when no endpoint could take it (the
+   * exchange has then failed, unless another attempt is still live).
+   */
+  #send (avoid: Endpoint | undefined, extra: boolean): boolean {
+    const cluster = this.#route.cluster
+    const picked = cluster.choose(this.upstreamHeaders, this.clientIp, avoid)
+    if (typeof picked === 'string') {
+      if (extra) cluster.retryBudget.release()
+      if (this.#live !== undefined && this.#live.length > 0) return false
+      this.#fail(picked === 'none'
+        ? new NoHealthyUpstreamError(`cluster "${cluster.name}" has no healthy endpoint`)
+        : new OverloadedError(`cluster "${cluster.name}" is overloaded (${picked})`, { headers: { 'x-outrider-overloaded': picked } }))
+      return false
+    }
+    picked.inflight++
+    this.#attempts++
+    const attempt = new Attempt(this, picked, performance.now(), extra)
+    if (this.#live === undefined) this.#live = [attempt]
+    else this.#live.push(attempt)
+    let body: Readable | Buffer | null = null
+    if (this.#head.hasBody) {
+      if (this.#body !== undefined) {
+        body = this.#body
+      } else {
+        this.#sendContinue()
+        const limit = this.#route.maxBodySize
+        // A declared length was checked in start(); only chunked bodies need counting.
+        body = limit > 0 && this.#head.contentLength === -1 ? this.req.pipe(new BodyLimit(limit, this)) : this.req
+      }
+    }
+    picked.pool.dispatch({
+      origin: picked.id,
       path: this.upstreamPath,
       method: this.method,
       headers: this.upstreamHeaders as Record<string, string | string[]>,
       body,
-      headersTimeout: this.#route.headersTimeout,
+      headersTimeout: this.#route.retry?.config.perTryTimeout ?? this.#route.headersTimeout,
       bodyTimeout: this.#route.bodyTimeout,
-    }, this)
+    }, attempt)
+    return true
   }
 
-  // ---- undici DispatchHandler ------------------------------------------------
-
-  onRequestStart (controller: Dispatcher.DispatchController): void {
-    this.#controller = controller
-    if (this.#done) controller.abort(new Error('client closed'))
+  /**
+   * Feeds an attempt's verdict to passive health, breakers and the balancer,
+   * once: at the response head (or the failure), not at the last body byte.
+   */
+  #verdict (a: Attempt, outcome: AttemptOutcome | undefined, orca: string | undefined): void {
+    if (a.judged) return
+    a.judged = true
+    this.#route.cluster.record(a.endpoint, a.cancelled ? undefined : outcome, performance.now() - a.startedAt, orca)
   }
 
-  onResponseStart (controller: Dispatcher.DispatchController, statusCode: number, headers: HeaderMap): void {
+  /** Ends an attempt's load once: endpoint in-flight count, budget slot, live list. */
+  #release (a: Attempt): void {
+    if (a.ended) return
+    a.ended = true
+    a.endpoint.inflight--
+    if (a.extra) this.#route.cluster.retryBudget.release()
+    const live = this.#live
+    if (live !== undefined) {
+      const i = live.indexOf(a)
+      if (i !== -1) live.splice(i, 1)
+    }
+  }
+
+  /** May the failed attempt be retried for `reason`? Claims a budget slot if so. */
+  #mayRetry (reason: RetryReason): boolean {
+    const retry = this.#route.retry
+    if (retry === undefined || this.#done || this.#winner !== undefined) return false
+    if (this.#attempts >= retry.maxAttempts || !retry.methodAllows(this.method, reason)) return false
+    // A streamed body is gone once sent; only a buffered one can be replayed.
+    if (this.#head.hasBody && !Buffer.isBuffer(this.#body)) return false
+    const cluster = this.#route.cluster
+    if (cluster.retryBudget.retriesInFlight >= cluster.config.overload.maxRetries || !cluster.retryBudget.tryAcquire(cluster.active)) {
+      this.#env.metrics.retryBudgetExhausted.labels(cluster.name).inc()
+      return false
+    }
+    return true
+  }
+
+  #scheduleRetry (reason: RetryReason, failed: Endpoint): void {
+    this.#env.metrics.retries.labels(this.routeName, reason).inc()
+    const retry = this.#route.retry
+    if (retry === undefined) return
+    this.#backoff = retry.nextBackoff(this.#backoff)
+    clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined
+      if (this.#done || this.res.destroyed) { this.#route.cluster.retryBudget.release(); return }
+      this.#send(failed, true)
+    }, this.#backoff.duration)
+  }
+
+  /** The hedge timer fired with no response yet: race a second endpoint. */
+  #hedge (): void {
+    this.#timer = undefined
+    const hedge = this.#route.hedge
+    if (hedge === undefined || this.#done || this.#winner !== undefined || this.#live === undefined || this.#live.length === 0) return
+    if (this.#attempts > hedge.maxHedges) return
+    const cluster = this.#route.cluster
+    if (!cluster.retryBudget.tryAcquire(cluster.active)) { this.#env.metrics.retryBudgetExhausted.labels(cluster.name).inc(); return }
+    this.#env.metrics.hedges.labels(this.routeName, 'sent').inc()
+    const first = this.#live[0] as Attempt
+    if (this.#send(first.endpoint, true) && this.#attempts <= hedge.maxHedges) {
+      this.#timer = setTimeout(() => { this.#hedge() }, hedge.delay === 'p95' ? 50 : hedge.delay)
+    }
+  }
+
+  #overallTimeout (): void {
+    this.#deadline = undefined
+    if (this.#winner !== undefined || this.#done) return
+    clearTimeout(this.#timer)
+    for (const a of this.#live ?? []) a.cancel()
+    this.#fail(new UpstreamTimeoutError('no upstream answered before the route deadline', { extensions: { phase: 'overall' } }))
+  }
+
+  // ---- attempt callbacks (from Attempt) ----------------------------------------
+
+  attemptResponse (a: Attempt, controller: Dispatcher.DispatchController, statusCode: number, headers: HeaderMap): void {
+    if (this.#winner !== undefined || this.#done || a.cancelled) { a.cancel(); return }
     // undici hands over interim responses too (it refuses only 100); the
     // final one follows on the same handler, so a 1xx must not start ours.
     if (statusCode < 200) { this.#interim(statusCode, headers); return }
-    const now = performance.now()
-    this.#upstreamMs = now - this.#dispatchedAt
-    this.#env.metrics.upstreamDuration.labels(this.#route.cluster.name).observe(this.#upstreamMs / 1000)
+    const latency = performance.now() - a.startedAt
+    const orca = headers['endpoint-load-metrics'] as string | undefined
+    const retry = this.#route.retry
+    const reason = retry?.forStatus(statusCode)
+    this.#verdict(a, statusCode >= 500 ? '5xx' : 'success', orca)
+    if (reason !== undefined && this.#mayRetry(reason)) {
+      a.cancel()
+      this.#release(a)
+      this.#scheduleRetry(reason, a.endpoint)
+      return
+    }
+    this.#commit(a)
+    this.#upstreamMs = latency
+    this.#route.cluster.upstreamDuration.observe(latency / 1000)
+    this.#route.latencies?.add(latency)
     stripHopByHop(headers)
     // RFC 9110 §8.6: a 204 MUST NOT carry Content-Length. undici already read
     // no body; a client trusting a stray length would eat the next response.
@@ -191,6 +444,7 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
     const hop = `1.1 ${this.#env.via}`
     headers.via = via === undefined ? hop : `${Array.isArray(via) ? via.join(', ') : via}, ${hop}`
     headers['x-request-id'] ??= this.requestId
+    if (retry?.config.attemptsHeader === true) headers['x-outrider-attempts'] = String(this.#attempts)
     if (this.#env.draining) headers.connection = 'close'
     this.#status = statusCode
     const hooks = this.#route.pipeline
@@ -213,6 +467,64 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
       this.#startBody(rc)
       controller.resume()
     }, (err) => { controller.abort(pluginError(err)) })
+  }
+
+  /** This attempt's response goes to the client; every other one is cancelled. */
+  #commit (a: Attempt): void {
+    this.#winner = a
+    clearTimeout(this.#timer)
+    clearTimeout(this.#deadline)
+    const live = this.#live
+    if (live !== undefined && live.length > 1) {
+      for (const other of live.slice()) if (other !== a) other.cancel()
+    }
+    if (a.extra && this.#route.hedge !== undefined) this.#env.metrics.hedges.labels(this.routeName, 'won').inc()
+  }
+
+  attemptData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#bytesOut += chunk.length
+    const sink = this.#sink as Writable
+    if (!sink.write(chunk)) {
+      controller.pause()
+      const s = sink as Writable & WithExchange
+      if (s[kExchange] === undefined) s[kExchange] = this
+      sink.once('drain', onSinkDrain)
+    }
+  }
+
+  attemptEnd (a: Attempt, trailers: HeaderMap): void {
+    this.#release(a)
+    for (const _ in trailers) {
+      stripHopByHop(trailers)
+      this.res.addTrailers(trailers as Record<string, string>)
+      break
+    }
+    ;(this.#sink as Writable).end()
+  }
+
+  attemptError (a: Attempt, err: Error): void {
+    if (a === this.#winner) {
+      // The response had started: cut the client's too, never end it cleanly.
+      this.#release(a)
+      const e = toUpstreamError(err)
+      if (err !== CANCELLED) this.#env.metrics.upstreamErrors.labels(this.#route.cluster.name, e.code).inc()
+      this.#fail(this.#bodyError ?? e, this.#bodyError instanceof PayloadTooLargeError)
+      return
+    }
+    if (a.cancelled || err === CANCELLED) { this.#verdict(a, undefined, undefined); this.#release(a); return }
+    if (this.#bodyError !== undefined) { this.#verdict(a, undefined, undefined); this.#release(a); this.#fail(this.#bodyError, true); return }
+    const e = toUpstreamError(err)
+    const phase = e.extensions?.phase
+    const upstreamFault = phase === 'connect' || phase === 'reset' || phase === 'headers' || phase === 'response'
+    this.#verdict(a, upstreamFault ? 'gateway-failure' : undefined, undefined)
+    this.#release(a)
+    if (this.#done || this.res.destroyed) return
+    if (upstreamFault) this.#env.metrics.upstreamErrors.labels(this.#route.cluster.name, e.code).inc()
+    // Another hedged attempt may still answer.
+    if (this.#live !== undefined && this.#live.length > 0) return
+    const reason = this.#route.retry?.forError(e)
+    if (reason !== undefined && this.#mayRetry(reason)) { this.#scheduleRetry(reason, a.endpoint); return }
+    this.#fail(e)
   }
 
   /**
@@ -239,60 +551,29 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
     this.#sink = first
   }
 
-  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.#bytesOut += chunk.length
-    const sink = this.#sink as Writable
-    if (!sink.write(chunk)) {
-      controller.pause()
-      const s = sink as Writable & WithExchange
-      if (s[kExchange] === undefined) s[kExchange] = this
-      sink.once('drain', onSinkDrain)
-    }
-  }
-
-  onResponseEnd (_controller: Dispatcher.DispatchController, trailers: HeaderMap): void {
-    this.#release()
-    for (const _ in trailers) {
-      stripHopByHop(trailers)
-      this.res.addTrailers(trailers as Record<string, string>)
-      break
-    }
-    ;(this.#sink as Writable).end()
-  }
-
-  onResponseError (_controller: Dispatcher.DispatchController, err: Error): void {
-    this.#release()
-    if (this.#done && this.res.destroyed) return
-    const e = this.#bodyError ?? toUpstreamError(err)
-    if (!(e instanceof PayloadTooLargeError)) this.#env.metrics.upstreamErrors.labels(this.#route.cluster.name, e.code).inc()
-    this.#fail(e, e instanceof PayloadTooLargeError)
-  }
-
   // ---- called by listeners ---------------------------------------------------
 
-  resumeUpstream (): void { this.#controller?.resume() }
+  resumeUpstream (): void { this.#winner?.controller?.resume() }
 
   /** The body limit tripped while streaming a chunked request. */
   bodyTooLarge (err: PayloadTooLargeError): void {
     this.#bodyError = err
-    if (this.#controller !== undefined) this.#controller.abort(err)
-    else this.#fail(err, true)
+    const live = this.#live
+    if (live !== undefined && live.length > 0) { for (const a of live.slice()) a.controller?.abort(err) } else this.#fail(err, true)
   }
 
   /** `close` on the response: either it finished or the client went away. */
   clientClosed (): void {
-    if (!this.res.writableFinished && this.#controller !== undefined && !this.#controller.aborted) {
-      // Client gone mid-exchange: stop the upstream request too (no orphaned work).
-      this.#controller.abort(new Error('client closed the connection'))
+    if (!this.res.writableFinished) {
+      // Client gone mid-exchange: stop the upstream requests too (no orphaned work).
+      for (const a of this.#live?.slice() ?? []) a.cancel()
+      const w = this.#winner?.controller
+      if (w !== undefined && !w.aborted) w.abort(new Error('client closed the connection'))
     }
     this.#finish()
   }
 
   // ---- endings ---------------------------------------------------------------
-
-  #release (): void {
-    if (this.#endpoint !== undefined) { this.#endpoint.inflight--; this.#endpoint = undefined }
-  }
 
   /** Answers with a local response, letting onResponse hooks see it. */
   #respondLocal (local: LocalResponse): void {
@@ -303,10 +584,14 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
     headers['x-request-id'] = this.requestId
     if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body))
     this.#status = local.status
-    this.#writeLocal(local.status, headers, body)
+    this.#writeLocal(local.status, headers, body, undefined)
   }
 
-  #writeLocal (status: number, headers: HeaderMap, body: string | Buffer | undefined): void {
+  /**
+   * Writes a response made here. onResponse hooks see it (CORS headers on a
+   * 401, say); if they fail, the plain `fallback` problem goes out instead.
+   */
+  #writeLocal (status: number, headers: HeaderMap, body: string | Buffer | undefined, fallback: OutriderError | undefined): void {
     const hooks = this.#route.pipeline
     const finish = (rc: ResponseState): void => {
       if (this.res.headersSent || this.res.destroyed) return
@@ -318,18 +603,26 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
     }
     const rc = new ResponseState(status, headers)
     if (hooks.onResponse.length === 0) { finish(rc); return }
+    const failed = (err: unknown): void => {
+      this.#env.log.warn('onResponse hook failed on a local response', { route: this.routeName, err })
+      const pr = problemResponse(fallback ?? pluginError(err), this.requestId, headers.connection === 'close')
+      body = pr.body
+      finish(new ResponseState(pr.status, pr.headers))
+    }
     try {
       const r = hooks.runResponse(this, rc)
       if (r === undefined) finish(rc)
-      else r.then(() => { finish(rc) }, (err) => { this.#plainProblem(pluginError(err), false) })
+      else r.then(() => { finish(rc) }, failed)
     } catch (err) {
-      this.#plainProblem(pluginError(err), false)
+      failed(err)
     }
   }
 
-  /** Turns an error into a problem response (through onResponse hooks when possible). */
+  /** Turns an error into a problem response (through onResponse hooks). */
   #fail (err: OutriderError, close = false): void {
     this.#error = err
+    clearTimeout(this.#timer)
+    clearTimeout(this.#deadline)
     this.#env.metrics.localReplies.labels(this.routeName, err.code).inc()
     if (this.res.headersSent || this.res.destroyed) { this.res.destroy(err); return }
     if (close) {
@@ -338,38 +631,43 @@ export class Exchange implements RequestContext, Dispatcher.DispatchHandler {
       this.req.on('error', noop)
       markClosing(this.req.socket)
     }
-    this.#plainProblem(err, close)
-  }
-
-  #plainProblem (err: OutriderError, close: boolean): void {
-    this.#status = err.status
-    sendProblem(this.res, err, this.requestId, close || this.#env.draining)
+    const p = problemResponse(err, this.requestId, close || this.#env.draining)
+    this.#writeLocal(p.status, p.headers, p.body, err)
   }
 
   #finish (): void {
     if (this.#done) return
     this.#done = true
-    this.#release()
+    clearTimeout(this.#timer)
+    clearTimeout(this.#deadline)
+    if (this.#countedActive) this.#route.cluster.active--
+    const w = this.#winner
+    if (w !== undefined) this.#release(w)
     forgetResponse(this.req.socket, this.res)
     this.#snapshot.inflight--
     this.#env.metrics.inFlight.dec()
     const durationMs = performance.now() - this.startTime
     const status = this.res.writableFinished ? this.#status || this.res.statusCode : 499
-    this.#route.metrics.record(this.method, status === 499 ? 499 : status, durationMs / 1000)
+    this.#route.metrics.record(this.method, status, durationMs / 1000)
     const pipeline = this.#route.pipeline
     if (pipeline.onLog.length === 0) return
-    this.#bytesIn = this.req.socket?.bytesRead ?? 0
     const summary: ExchangeSummary = {
       status,
-      bytesIn: this.#bytesIn,
+      bytesIn: this.req.socket?.bytesRead ?? 0,
       bytesOut: this.#bytesOut,
       durationMs,
       upstreamDurationMs: this.#upstreamMs,
-      endpoint: this.#endpoint?.id,
+      endpoint: this.#winner?.endpoint.id,
       error: this.#error,
     }
     pipeline.runLog(this, summary, (err) => { this.#env.log.warn('onLog hook failed', { route: this.routeName, err }) })
   }
+}
+
+/** Chunks already read, then the rest of the stream. */
+async function * prepend (chunks: Buffer[], rest: Readable): AsyncGenerator<Buffer> {
+  yield * chunks
+  for await (const chunk of rest) yield chunk as Buffer
 }
 
 /** The mutable response the onResponse hooks see. */

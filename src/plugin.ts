@@ -42,6 +42,14 @@ export interface RequestContext {
   upstreamPath: string
   /** Plugin-owned per-request data, keyed by plugin name. */
   readonly state: Record<string, unknown>
+  /**
+   * Reads the request body for inspection (WAF, body-based auth), at most
+   * `limit` bytes. Resolves to the whole body, or `undefined` when the body is
+   * larger than `limit` (or absent: then an empty Buffer). Either way the body
+   * is still forwarded upstream unchanged and complete. Idempotent: a second
+   * call returns the first call's result.
+   */
+  readBody (limit: number): Promise<Buffer | undefined>
   /** Set by auth plugins; read by e.g. rate limiting. */
   identity: { subject: string, claims?: Record<string, unknown>, scopes?: string[] } | undefined
   readonly startTime: number

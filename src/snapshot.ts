@@ -5,6 +5,9 @@ import { Cluster } from './upstream/cluster.ts'
 import { Pipeline, buildPipeline } from './pipeline.ts'
 import { RouteMetrics, type ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
+import { RetryPolicy } from './upstream/retry.ts'
+import { LatencyWindow } from './upstream/latency-window.ts'
+import type { HedgeConfig } from './config/schema.ts'
 
 /** A route with everything the hot path needs resolved in advance. */
 export class CompiledRoute {
@@ -20,6 +23,13 @@ export class CompiledRoute {
   readonly newPrefix: string | undefined
   readonly headersTimeout: number | undefined
   readonly bodyTimeout: number | undefined
+  /** The route's retry policy, else its cluster's; undefined: one attempt. */
+  readonly retry: RetryPolicy | undefined
+  readonly hedge: HedgeConfig | undefined
+  /** Deadline for the response head over all attempts (ms), if set. */
+  readonly overallTimeout: number | undefined
+  /** Recent upstream latencies (for `hedge.delay: p95`). */
+  readonly latencies: LatencyWindow | undefined
 
   constructor (config: RouteConfig, cluster: Cluster, pipeline: Pipeline, metrics: RouteMetrics, defaultMaxBody: number) {
     this.name = config.name
@@ -32,6 +42,11 @@ export class CompiledRoute {
     this.newPrefix = config.rewrite?.pathPrefix
     this.headersTimeout = config.timeouts?.request
     this.bodyTimeout = config.timeouts?.idle
+    const retry = config.retry ?? cluster.config.retry
+    this.retry = retry === undefined || retry.maxAttempts <= 1 ? undefined : new RetryPolicy(retry)
+    this.hedge = config.hedge
+    this.overallTimeout = config.timeouts?.overall
+    this.latencies = config.hedge?.delay === 'p95' ? new LatencyWindow() : undefined
   }
 }
 

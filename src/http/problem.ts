@@ -25,21 +25,27 @@ export function problemBody (err: OutriderError, requestId: string | undefined):
   return JSON.stringify(body)
 }
 
+/** A problem as a response the exchange can still pass through onResponse hooks. */
+export function problemResponse (err: OutriderError, requestId: string | undefined, close: boolean): { status: number, headers: Record<string, string>, body: string } {
+  const body = problemBody(err, requestId)
+  const headers: Record<string, string> = {
+    'content-type': 'application/problem+json',
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+  }
+  if (requestId !== undefined) headers['x-request-id'] = requestId
+  if (err.headers !== undefined) Object.assign(headers, err.headers)
+  if (close) headers.connection = 'close'
+  return { status: err.status, headers, body }
+}
+
 /**
  * Writes `err` to `res` if nothing was sent yet; otherwise the response is cut
  * (the client must see a truncated message, never a well-formed wrong one).
  */
 export function sendProblem (res: ServerResponse, err: OutriderError, requestId: string | undefined, close = false): void {
   if (res.headersSent) { res.destroy(err); return }
-  const body = problemBody(err, requestId)
-  const headers: Record<string, string | number> = {
-    'content-type': 'application/problem+json',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-  }
-  if (requestId !== undefined) headers['x-request-id'] = requestId
-  if (err.headers !== undefined) Object.assign(headers, err.headers)
-  if (close) headers.connection = 'close'
-  res.writeHead(err.status, headers)
-  res.end(res.req?.method === 'HEAD' ? undefined : body)
+  const p = problemResponse(err, requestId, close)
+  res.writeHead(p.status, p.headers)
+  res.end(res.req?.method === 'HEAD' ? undefined : p.body)
 }
