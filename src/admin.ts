@@ -15,6 +15,12 @@ export interface AdminSource {
   ready (): boolean
   draining (): boolean
   metrics (): Promise<{ contentType: string, body: string }>
+  /**
+   * Sets (or, with undefined, clears) an external weight hint for a
+   * latency-aware balancer. Returns false when the cluster, endpoint or policy
+   * cannot take one.
+   */
+  setWeightHint? (cluster: string, endpoint: string, weight: number | undefined): boolean | Promise<boolean>
 }
 
 /** An AdminSource over one process's active snapshot. */
@@ -24,6 +30,7 @@ export function snapshotSource (current: () => Snapshot, rest: Pick<AdminSource,
     version: () => current().version,
     config: () => current().describe(),
     clusters: () => ({ version: current().version, clusters: [...current().clusters.values()].map((c) => c.state()) }),
+    setWeightHint: (cluster, endpoint, weight) => current().clusters.get(cluster)?.setWeightHint(endpoint, weight) ?? false,
   }
 }
 
@@ -34,7 +41,9 @@ export function snapshotSource (current: () => Snapshot, rest: Pick<AdminSource,
 export function createAdminServer (source: AdminSource, log: Logger): http.Server {
   const server = http.createServer((req, res) => {
     const url = req.url ?? '/'
-    const path = url.split('?', 1)[0]
+    const path = url.split('?', 1)[0] as string
+    const hint = /^\/clusters\/([^/]+)\/weight-hints$/.exec(path)
+    if (hint !== null && req.method === 'POST') { weightHint(req, res, source, decodeURIComponent(hint[1] as string), log); return }
     if (req.method !== 'GET' && req.method !== 'HEAD') { json(res, 405, { error: 'only GET and HEAD' }, { allow: 'GET, HEAD' }); return }
     switch (path) {
       case '/live':
@@ -73,6 +82,31 @@ export function createAdminServer (source: AdminSource, log: Logger): http.Serve
 /** Metrics of this process's registry. */
 export function registryMetrics (registry: Registry): () => Promise<{ contentType: string, body: string }> {
   return async () => ({ contentType: registry.contentType, body: await registry.metrics() })
+}
+
+/**
+ * `POST /clusters/{name}/weight-hints` with `{ "endpoint": "http://10.0.0.1:8080", "weight": 3 }`
+ * (`"weight": null` clears it): how an operator or the control plane steers a
+ * peak_ewma cluster. Hints last until the next config reload.
+ */
+function weightHint (req: http.IncomingMessage, res: http.ServerResponse, source: AdminSource, cluster: string, log: Logger): void {
+  let raw = ''
+  req.setEncoding('utf8')
+  req.on('data', (c: string) => { if (raw.length < 4096) raw += c })
+  req.on('end', () => {
+    let body: { endpoint?: unknown, weight?: unknown }
+    try { body = JSON.parse(raw) as typeof body } catch { json(res, 400, { error: 'a JSON body { endpoint, weight }' }); return }
+    const weight = body.weight === null ? undefined : body.weight
+    if (typeof body.endpoint !== 'string' || (weight !== undefined && (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)))) {
+      json(res, 400, { error: 'endpoint must be a string (the endpoint URL) and weight a positive number or null' }); return
+    }
+    let endpoint: string
+    try { endpoint = new URL(body.endpoint).origin } catch { json(res, 400, { error: 'endpoint must be a URL' }); return }
+    Promise.resolve(source.setWeightHint?.(cluster, endpoint, weight) ?? false).then((ok) => {
+      if (ok) json(res, 200, { cluster, endpoint, weight: weight ?? null })
+      else json(res, 404, { error: `no cluster "${cluster}" with a latency-aware policy (peak_ewma), or no endpoint ${endpoint} in it` })
+    }, (err: unknown) => { log.error('weight hint failed', { err }); json(res, 500, { error: 'failed' }) })
+  })
 }
 
 function json (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

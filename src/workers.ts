@@ -21,6 +21,7 @@ type ToWorker =
   | { type: 'apply', config: Config, seq: number }
   | { type: 'state', id: number }
   | { type: 'count-load-failure' }
+  | { type: 'weight-hint', cluster: string, endpoint: string, weight: number | undefined }
   | { type: 'shutdown' }
 
 type FromWorker =
@@ -95,6 +96,12 @@ export async function runPrimary (file: string, initial: Config, count: number, 
       pendingState.set(id, (body) => { clearTimeout(timer); resolve(body) })
       send(w, { type: 'state', id })
     }),
+    // Every worker balances on its own: the hint goes to all of them.
+    setWeightHint: (clusterName, endpoint, weight) => {
+      if (!config.clusters.some((c) => c.name === clusterName && c.loadBalancer.policy === 'peak_ewma' && c.endpoints.some((e) => new URL(e.url).origin === endpoint))) return false
+      for (const w of workers()) send(w, { type: 'weight-hint', cluster: clusterName, endpoint, weight })
+      return true
+    },
     ready: () => ready.size === count,
     draining: () => shuttingDown,
     metrics: async () => {
@@ -156,6 +163,7 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
       case 'count-load-failure':
         proxy.metrics.configReloads.labels('failure').inc()
         break
+      case 'weight-hint': proxy.snapshot.clusters.get(msg.cluster)?.setWeightHint(msg.endpoint, msg.weight); break
       case 'shutdown': stop(); break
     }
   })

@@ -200,7 +200,7 @@ export class Cluster {
 
   /** An external weight hint for latency-aware policies (e.g. from the control plane). */
   setWeightHint (endpointId: string, weight: number | undefined): boolean {
-    if (this.#balancer.setWeightHint === undefined) return false
+    if (this.#balancer.setWeightHint === undefined || !this.endpoints.some((e) => e.id === endpointId)) return false
     this.#balancer.setWeightHint(endpointId, weight)
     return true
   }

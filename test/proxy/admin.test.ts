@@ -90,3 +90,30 @@ t.test('/metrics: per-route series with bounded labels', async (t) => {
     t.comment('promtool not installed: exposition format not cross-checked')
   }
 })
+
+t.test('weight hints for peak_ewma clusters', async (t) => {
+  const a = await startUpstream((_req, res) => { res.end('a') })
+  const b = await startUpstream((_req, res) => { res.end('b') })
+  t.teardown(a.close)
+  t.teardown(b.close)
+  const proxy = await startTestProxy({
+    clusters: [
+      { name: 'smart', loadBalancer: { policy: 'peak_ewma' }, endpoints: [{ url: a.url }, { url: b.url }] },
+      { name: 'plain', endpoints: [{ url: a.url }] },
+    ],
+    routes: [{ name: 'r', cluster: 'smart' }],
+  }, t)
+  const post = async (cluster: string, body: unknown): Promise<{ status: number, json: Record<string, unknown> }> => {
+    const res = await request(`${proxy.adminUrl}/clusters/${cluster}/weight-hints`, { method: 'POST', body: JSON.stringify(body) })
+    return { status: res.statusCode, json: await res.body.json() as Record<string, unknown> }
+  }
+  const ok = await post('smart', { endpoint: `${b.url}/`, weight: 5 })
+  t.equal(ok.status, 200)
+  const state = await (await request(`${proxy.adminUrl}/clusters`)).body.json() as { clusters: Array<{ endpoints: Array<{ score: { weightHint: number | null } }> }> }
+  t.equal(state.clusters[0]?.endpoints[1]?.score.weightHint, 5, 'the hint shows on /clusters')
+  t.equal((await post('smart', { endpoint: b.url, weight: null })).status, 200, 'null clears it')
+  t.equal((await post('plain', { endpoint: a.url, weight: 2 })).status, 404, 'only latency-aware policies take hints')
+  t.equal((await post('smart', { endpoint: 'http://127.0.0.1:1', weight: 2 })).status, 404, 'unknown endpoint')
+  t.equal((await post('smart', { endpoint: b.url, weight: -1 })).status, 400)
+  t.equal((await post('nope', { endpoint: b.url, weight: 1 })).status, 404)
+})
