@@ -89,6 +89,10 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
       case 'trailer': continue
     }
     if (HOP_BY_HOP.has(name)) continue
+    // CGI-style backends read `_` and `-` alike, so `Transfer_Encoding` or
+    // `X_Forwarded_For` would arrive as the real thing: dropped, as nginx does
+    // by default (underscores_in_headers off).
+    if (name.indexOf('_') !== -1) continue
     const prev = headers[name]
     if (prev === undefined) headers[name] = value
     else if (typeof prev === 'string') headers[name] = [prev, value]

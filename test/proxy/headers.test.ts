@@ -305,3 +305,14 @@ t.test('103 Early Hints are relayed ahead of the final response', async (t) => {
   // Not to an HTTP/1.0 client (RFC 9110 §15.2).
   t.match(await exchange('1.0'), /^HTTP\/1\.1 200 OK\r\n/)
 })
+
+t.test('fields with underscores are dropped (CGI would read them as their dashed twins)', async (t) => {
+  const up = await startUpstream()
+  t.teardown(up.close)
+  const proxy = await startTestProxy(simpleDoc(up.url), t)
+  const res = await request(proxy.url, { headers: { x_forwarded_for: '6.6.6.6', transfer_encoding: 'chunked', 'x-ok': '1' } })
+  const body = await res.body.json() as { headers: Record<string, string> }
+  t.equal(body.headers.x_forwarded_for, undefined)
+  t.equal(body.headers.transfer_encoding, undefined)
+  t.equal(body.headers['x-ok'], '1')
+})
