@@ -1,4 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import https from 'node:https'
+import type { SecureContextOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
 import { createProxyServer } from 'http-proxy-3'
@@ -23,7 +25,9 @@ import type { Logger } from './log.ts'
  */
 export class ProxyListener {
   current: Snapshot
-  readonly server: http.Server
+  readonly server: http.Server | https.Server
+  /** `https` when this listener terminates TLS. */
+  readonly #scheme: string
   readonly #env: ExchangeEnv
   readonly #log: Logger
   readonly #metrics: ProxyMetrics
@@ -31,13 +35,14 @@ export class ProxyListener {
   /** Open WebSocket tunnels: closed on shutdown. */
   readonly #tunnels = new Set<Duplex>()
 
-  constructor (snapshot: Snapshot, options: { metrics: ProxyMetrics, log: Logger }) {
+  constructor (snapshot: Snapshot, options: { metrics: ProxyMetrics, log: Logger, tls?: SecureContextOptions & { requestCert: boolean } }) {
     this.current = snapshot
     this.#log = options.log
     this.#metrics = options.metrics
     this.#env = { metrics: options.metrics, log: options.log, via: 'outrider', draining: false }
     const limits = snapshot.config.limits
-    this.server = http.createServer({
+    this.#scheme = options.tls === undefined ? 'http' : 'https'
+    const serverOptions: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderSize,
       headersTimeout: limits.headersTimeout,
       requestTimeout: limits.requestTimeout,
@@ -49,7 +54,12 @@ export class ProxyListener {
       // Only WebSocket upgrades leave the request path; `h2c` and the rest are
       // served as plain requests with Upgrade stripped (no tunnels past routing).
       shouldUpgradeCallback: isWebSocketUpgrade,
-    }, (req, res) => { this.#handle(req, res) })
+    }
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => { this.#handle(req, res) }
+    this.server = options.tls === undefined
+      ? http.createServer(serverOptions, onRequest)
+      // With a client CA, clients without a certificate it signed are refused in the handshake.
+      : https.createServer({ ...serverOptions, ...options.tls, rejectUnauthorized: options.tls.requestCert }, onRequest)
     // With a listener here node no longer sends `100 Continue` on its own: the
     // exchange sends it once the request is really going upstream.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => { this.#handle(req, res) })
@@ -74,6 +84,11 @@ export class ProxyListener {
     this.server.requestTimeout = l.requestTimeout
     this.server.keepAliveTimeout = l.keepAliveTimeout
     this.server.maxRequestsPerSocket = l.maxRequestsPerSocket
+  }
+
+  /** New certificate material (a reload): new handshakes use it, open connections keep theirs. */
+  setTls (tls: SecureContextOptions): void {
+    if (this.server instanceof https.Server) this.server.setSecureContext(tls)
   }
 
   /** Stops accepting; keep-alive connections close after their current response. */
@@ -102,7 +117,7 @@ export class ProxyListener {
       this.#reject(snapshot, req, res, new NoRouteError('no route matches this request'), head.expectContinue)
       return
     }
-    new Exchange(snapshot, route, req, res, head, this.#env, 'http').start()
+    new Exchange(snapshot, route, req, res, head, this.#env, this.#scheme).start()
   }
 
   #reject (snapshot: Snapshot, req: IncomingMessage, res: ServerResponse, err: OutriderError, close: boolean): void {
@@ -144,7 +159,7 @@ export class ProxyListener {
     // The same header policy as any request: hop-by-hop fields (and whatever
     // the client's Connection named) stay here; forwarding fields are added.
     const headers = parsed.headers
-    setForwardingHeaders(headers, req, req.socket.remoteAddress ?? '', 'http', parsed.authority, this.#env.via)
+    setForwardingHeaders(headers, req, req.socket.remoteAddress ?? '', this.#scheme, parsed.authority, this.#env.via)
     headers.connection = 'Upgrade'
     headers.upgrade = 'websocket'
     // node's client refuses undefined values, which undici simply skips.

@@ -7,6 +7,7 @@ import { ProxyListener } from './listener.ts'
 import { createAdminServer, registryMetrics, snapshotSource, type AdminSource } from './admin.ts'
 import { createMetrics, type ProxyMetrics } from './metrics.ts'
 import { createLogger, type Logger } from './log.ts'
+import { loadListenTls } from './tls.ts'
 
 export interface StartOptions {
   config: Config
@@ -52,7 +53,8 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
   metrics.configReloads.labels('success').inc()
   metrics.configVersion.labels(snapshot.version).set(1)
 
-  const listener = new ProxyListener(snapshot, { metrics, log })
+  const tls = config.listen.tls === undefined ? undefined : await loadListenTls(config.listen.tls, options.source ?? 'inline')
+  const listener = new ProxyListener(snapshot, { metrics, log, tls })
   let draining = false
   let admin: http.Server | undefined
   listener.server.listen({ host: config.listen.host, port: config.listen.port, reusePort: options.reusePort === true, exclusive: options.reusePort === true })
@@ -82,7 +84,10 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
   const apply = (next: Config, source?: string): Promise<Snapshot> => {
     const run = applying.then(async () => {
       let built: Snapshot
+      let nextTls: Awaited<ReturnType<typeof loadListenTls>> | undefined
       try {
+        // Certificates are re-read on every reload (renewals need no restart).
+        if (next.listen.tls !== undefined && tls !== undefined) nextTls = await loadListenTls(next.listen.tls, source ?? listener.current.source)
         built = await Snapshot.build(next, { source: source ?? listener.current.source, metrics, log })
       } catch (err) {
         metrics.configReloads.labels('failure').inc()
@@ -91,12 +96,14 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
       const old = listener.current
       listener.current = built
       listener.applyLimits(next)
+      if (nextTls !== undefined) listener.setTls(nextTls)
       metrics.configReloads.labels('success').inc()
       metrics.configVersion.reset()
       metrics.configVersion.labels(built.version).set(1)
       if (next.listen.port !== old.config.listen.port || next.listen.host !== old.config.listen.host ||
+        (next.listen.tls === undefined) !== (tls === undefined) ||
         next.limits.maxHeaderSize !== old.config.limits.maxHeaderSize) {
-        log.warn('listen address and maxHeaderSize changes take effect on restart', { version: built.version })
+        log.warn('listen address, TLS on/off and maxHeaderSize changes take effect on restart', { version: built.version })
       }
       log.info('config applied', { version: built.version, previous: old.version })
       old.retire(old.config.shutdown.drainTimeout).catch((err: unknown) => { log.error('retiring the old snapshot failed', { err }) })

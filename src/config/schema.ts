@@ -10,9 +10,19 @@ import { duration, size } from './units.ts'
 
 const port = z.number().int().min(0).max(65535)
 
+const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const
+
+const listenTls = z.strictObject({
+  cert: z.string().min(1).describe('PEM certificate chain file; re-read on every config reload.'),
+  key: z.string().min(1).describe('PEM private key file; re-read on every config reload.'),
+  clientCa: z.string().min(1).optional().describe('PEM CA bundle: when set, clients must present a certificate it signed (mTLS).'),
+  minVersion: z.enum(TLS_VERSIONS).default('TLSv1.2'),
+})
+
 const listen = z.strictObject({
   host: z.string().min(1).default('0.0.0.0').describe('Address the proxy listener binds.'),
   port: port.default(8080).describe('Port of the proxy listener (0 picks a free one).'),
+  tls: listenTls.optional().describe('Terminate TLS on this listener.'),
 })
 
 const admin = z.strictObject({
@@ -232,6 +242,7 @@ export type MatchConfig = RouteConfig['match']
 export type ValueMatch = z.output<typeof valueMatch>
 export type LoadBalancerConfig = ClusterConfig['loadBalancer']
 export type EndpointConfig = ClusterConfig['endpoints'][number]
+export type ListenTlsConfig = NonNullable<Config['listen']['tls']>
 export type HealthCheckConfig = NonNullable<ClusterConfig['healthCheck']>
 export type OutlierDetectionConfig = ClusterConfig['outlierDetection']
 export type CircuitBreakerConfig = NonNullable<ClusterConfig['circuitBreaker']>
