@@ -42,6 +42,25 @@ function noop (): void {}
 const CANCELLED = new Error('attempt cancelled by the proxy')
 
 /**
+ * The per-try timeout of an attempt fired before its response head. A native
+ * timer of ours, not undici's `headersTimeout`: undici runs that one on its
+ * coarse "fast timers" (about a second of resolution), which would turn a
+ * 50 ms per-try timeout into a second. Module-level, so arming it allocates
+ * no closure per attempt.
+ */
+function onTryTimeout (a: Attempt): void {
+  a.timer = undefined
+  const err = new UpstreamTimeoutError('the upstream did not answer within the per-try timeout', { extensions: { phase: 'headers' } })
+  const c = a.controller
+  if (c !== undefined) { if (!c.aborted) c.abort(err); return }
+  // Still queued for a connection, so undici has given us no way to abort it
+  // yet: the exchange hears of the timeout now, and the attempt is cancelled
+  // when undici starts it.
+  a.exchange.attemptError(a, err)
+  a.cancelled = true
+}
+
+/**
  * One upstream attempt: the undici DispatchHandler for one dispatch. An
  * exchange has one, or several when it retries or hedges; only the attempt
  * the exchange commits to may write to the client.
@@ -58,6 +77,8 @@ class Attempt implements Dispatcher.DispatchHandler {
   /** Its outcome was reported to the cluster. */
   judged = false
   cancelled = false
+  /** The per-try timeout, armed until the response head arrives. */
+  timer: NodeJS.Timeout | undefined = undefined
 
   constructor (exchange: Exchange, endpoint: Endpoint, startedAt: number, extra: boolean) {
     this.exchange = exchange
@@ -68,6 +89,7 @@ class Attempt implements Dispatcher.DispatchHandler {
 
   cancel (): void {
     this.cancelled = true
+    if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined }
     if (this.controller !== undefined && !this.controller.aborted) this.controller.abort(CANCELLED)
   }
 
@@ -135,7 +157,12 @@ export class Exchange implements RequestContext {
   #body: Buffer | Readable | null | undefined
   #bodyRead: Promise<Buffer | undefined> | undefined
   #backoff: IBackoff<unknown> | undefined
+  /** The hedge timer, or the backoff before a retry. */
   #timer: NodeJS.Timeout | undefined
+  /** #timer is a retry's backoff: the retry holds a budget slot until it is sent. */
+  #retryPending = false
+  /** This exchange holds the cluster breaker's half-open probe and owes it a verdict. */
+  #clusterProbe = false
   #deadline: NodeJS.Timeout | undefined
   #continueSent = false
   /** What node decided for the connection, held back while a 100-continue is pending. */
@@ -230,7 +257,10 @@ export class Exchange implements RequestContext {
         size += chunk.length
         if (max > 0 && size > max) throw new PayloadTooLargeError(`request body exceeds the limit of ${max} bytes`)
         if (size > limit) {
-          this.#body = Readable.from(prepend(chunks, req), { objectMode: false })
+          const rest = Readable.from(prepend(chunks, req), { objectMode: false })
+          // #send counts only a body it reads from req itself: a chunked one
+          // put back here MUST still be held to the route's limit.
+          this.#body = max > 0 && this.#head.contentLength === -1 ? rest.pipe(new BodyLimit(max, this)) : rest
           return undefined
         }
         continue
@@ -271,11 +301,15 @@ export class Exchange implements RequestContext {
     if (limit !== undefined) { this.#fail(new OverloadedError(`cluster "${cluster.name}" is overloaded (${limit})`, { headers: { 'x-outrider-overloaded': limit } })); return }
     cluster.active++
     this.#countedActive = true
+    // overloaded() let the request through a half-open cluster breaker only
+    // as its probe; if no attempt reports back, #finish hands the slot back.
+    if (cluster.breaker !== undefined && cluster.breaker.state === 'half-open') this.#clusterProbe = true
     const retry = this.#route.retry
     const head = this.#head
+    // Chunked bodies are never held back: a streaming upload may wait for the
+    // response before it sends more, and buffering it would deadlock.
     if (this.#body === undefined && head.hasBody && retry !== undefined &&
-      head.contentLength >= 0 && head.contentLength <= retry.config.maxReplayBodySize &&
-      (retry.config.retryNonIdempotent || retry.methodAllows(this.method, 'reset'))) {
+      head.contentLength >= 0 && head.contentLength <= retry.config.maxReplayBodySize && retry.mayReplay(this.method)) {
       // Small enough to replay: buffer it so a retry can send it again.
       this.readBody(retry.config.maxReplayBodySize).then(() => { this.#firstAttempt() }, (err: unknown) => {
         this.#fail(err instanceof OutriderError ? err : new PayloadTooLargeError('request body could not be read', { cause: err }), true)
@@ -292,9 +326,14 @@ export class Exchange implements RequestContext {
     if (!this.#send(undefined, false)) return
     const hedge = this.#route.hedge
     if (hedge !== undefined && this.#body == null && (this.method === 'GET' || this.method === 'HEAD')) {
-      const p95 = this.#route.latencies?.quantile(0.95, performance.now(), 50)
-      this.#timer = setTimeout(() => { this.#hedge() }, hedge.delay === 'p95' ? Math.max(1, p95 ?? 50) : hedge.delay)
+      this.#timer = setTimeout(() => { this.#hedge() }, this.#hedgeDelay(hedge))
     }
+  }
+
+  /** The fixed delay, or the route's observed p95 (50 ms until it has enough samples). */
+  #hedgeDelay (hedge: NonNullable<CompiledRoute['hedge']>): number {
+    if (hedge.delay !== 'p95') return hedge.delay
+    return Math.max(1, this.#route.latencies?.quantile(0.95, performance.now(), 50) ?? 50)
   }
 
   /**
@@ -328,13 +367,15 @@ export class Exchange implements RequestContext {
         body = limit > 0 && this.#head.contentLength === -1 ? this.req.pipe(new BodyLimit(limit, this)) : this.req
       }
     }
+    const perTry = this.#route.retry?.config.perTryTimeout
+    if (perTry !== undefined && perTry > 0) attempt.timer = setTimeout(onTryTimeout, perTry, attempt)
     picked.pool.dispatch({
       origin: picked.id,
       path: this.upstreamPath,
       method: this.method,
       headers: this.upstreamHeaders as Record<string, string | string[]>,
       body,
-      headersTimeout: this.#route.retry?.config.perTryTimeout ?? this.#route.headersTimeout,
+      headersTimeout: perTry ?? this.#route.headersTimeout,
       bodyTimeout: this.#route.bodyTimeout,
     }, attempt)
     return true
@@ -347,6 +388,7 @@ export class Exchange implements RequestContext {
   #verdict (a: Attempt, outcome: AttemptOutcome | undefined, orca: string | undefined): void {
     if (a.judged) return
     a.judged = true
+    if (outcome !== undefined && !a.cancelled) this.#clusterProbe = false
     this.#route.cluster.record(a.endpoint, a.cancelled ? undefined : outcome, performance.now() - a.startedAt, orca)
   }
 
@@ -354,6 +396,7 @@ export class Exchange implements RequestContext {
   #release (a: Attempt): void {
     if (a.ended) return
     a.ended = true
+    if (a.timer !== undefined) { clearTimeout(a.timer); a.timer = undefined }
     a.endpoint.inflight--
     if (a.extra) this.#route.cluster.retryBudget.release()
     const live = this.#live
@@ -378,17 +421,34 @@ export class Exchange implements RequestContext {
     return true
   }
 
+  /** Sends a retry after a backoff; #mayRetry has claimed its budget slot. */
   #scheduleRetry (reason: RetryReason, failed: Endpoint): void {
     this.#env.metrics.retries.labels(this.routeName, reason).inc()
-    const retry = this.#route.retry
-    if (retry === undefined) return
+    const retry = this.#route.retry as NonNullable<CompiledRoute['retry']>
     this.#backoff = retry.nextBackoff(this.#backoff)
-    clearTimeout(this.#timer)
+    this.#clearTimer()
+    this.#retryPending = true
     this.#timer = setTimeout(() => {
       this.#timer = undefined
+      this.#retryPending = false
       if (this.#done || this.res.destroyed) { this.#route.cluster.retryBudget.release(); return }
       this.#send(failed, true)
     }, this.#backoff.duration)
+  }
+
+  /**
+   * Stops the hedge timer or a retry's backoff. A retry that will now never be
+   * sent MUST give its budget slot back, or the cluster loses it for good
+   * (and with `overload.maxRetries` slots lost, it never retries again).
+   */
+  #clearTimer (): void {
+    if (this.#timer === undefined) return
+    clearTimeout(this.#timer)
+    this.#timer = undefined
+    if (this.#retryPending) {
+      this.#retryPending = false
+      this.#route.cluster.retryBudget.release()
+    }
   }
 
   /** The hedge timer fired with no response yet: race a second endpoint. */
@@ -402,14 +462,14 @@ export class Exchange implements RequestContext {
     this.#env.metrics.hedges.labels(this.routeName, 'sent').inc()
     const first = this.#live[0] as Attempt
     if (this.#send(first.endpoint, true) && this.#attempts <= hedge.maxHedges) {
-      this.#timer = setTimeout(() => { this.#hedge() }, hedge.delay === 'p95' ? 50 : hedge.delay)
+      this.#timer = setTimeout(() => { this.#hedge() }, this.#hedgeDelay(hedge))
     }
   }
 
   #overallTimeout (): void {
     this.#deadline = undefined
     if (this.#winner !== undefined || this.#done) return
-    clearTimeout(this.#timer)
+    this.#clearTimer()
     for (const a of this.#live ?? []) a.cancel()
     this.#fail(new UpstreamTimeoutError('no upstream answered before the route deadline', { extensions: { phase: 'overall' } }))
   }
@@ -421,16 +481,21 @@ export class Exchange implements RequestContext {
     // undici hands over interim responses too (it refuses only 100); the
     // final one follows on the same handler, so a 1xx must not start ours.
     if (statusCode < 200) { this.#interim(statusCode, headers); return }
+    if (a.timer !== undefined) { clearTimeout(a.timer); a.timer = undefined }
     const latency = performance.now() - a.startedAt
     const orca = headers['endpoint-load-metrics'] as string | undefined
     const retry = this.#route.retry
     const reason = retry?.forStatus(statusCode)
     this.#verdict(a, statusCode >= 500 ? '5xx' : 'success', orca)
-    if (reason !== undefined && this.#mayRetry(reason)) {
-      a.cancel()
-      this.#release(a)
-      this.#scheduleRetry(reason, a.endpoint)
-      return
+    if (reason !== undefined) {
+      // A hedged attempt still running may yet answer well: drop this one.
+      const hedged = (this.#live as Attempt[]).length > 1
+      if (hedged || this.#mayRetry(reason)) {
+        a.cancel()
+        this.#release(a)
+        if (!hedged) this.#scheduleRetry(reason, a.endpoint)
+        return
+      }
     }
     this.#commit(a)
     this.#upstreamMs = latency
@@ -472,7 +537,7 @@ export class Exchange implements RequestContext {
   /** This attempt's response goes to the client; every other one is cancelled. */
   #commit (a: Attempt): void {
     this.#winner = a
-    clearTimeout(this.#timer)
+    this.#clearTimer()
     clearTimeout(this.#deadline)
     const live = this.#live
     if (live !== undefined && live.length > 1) {
@@ -621,7 +686,7 @@ export class Exchange implements RequestContext {
   /** Turns an error into a problem response (through onResponse hooks). */
   #fail (err: OutriderError, close = false): void {
     this.#error = err
-    clearTimeout(this.#timer)
+    this.#clearTimer()
     clearTimeout(this.#deadline)
     this.#env.metrics.localReplies.labels(this.routeName, err.code).inc()
     if (this.res.headersSent || this.res.destroyed) { this.res.destroy(err); return }
@@ -632,15 +697,18 @@ export class Exchange implements RequestContext {
       markClosing(this.req.socket)
     }
     const p = problemResponse(err, this.requestId, close || this.#env.draining)
+    // "504 after 4 attempts" is what an operator needs to know about a failure.
+    if (this.#attempts > 0 && this.#route.retry?.config.attemptsHeader === true) p.headers['x-outrider-attempts'] = String(this.#attempts)
     this.#writeLocal(p.status, p.headers, p.body, err)
   }
 
   #finish (): void {
     if (this.#done) return
     this.#done = true
-    clearTimeout(this.#timer)
+    this.#clearTimer()
     clearTimeout(this.#deadline)
     if (this.#countedActive) this.#route.cluster.active--
+    if (this.#clusterProbe) this.#route.cluster.breaker?.release()
     const w = this.#winner
     if (w !== undefined) this.#release(w)
     forgetResponse(this.req.socket, this.res)

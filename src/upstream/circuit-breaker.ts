@@ -6,6 +6,9 @@ import type { CircuitBreakerConfig } from '../config/schema.ts'
 
 export type BreakerState = 'closed' | 'open' | 'half-open'
 
+/** Just below 1: all failures still exceed it, as the ratio 1 means. */
+const MAX_RATIO = 1 - 1e-9
+
 /**
  * A circuit breaker for one endpoint or one cluster. The failure-counting
  * algorithms (consecutive, sampled ratio over a window) and the growing
@@ -34,8 +37,10 @@ export class CircuitBreaker {
     const t = config.trigger
     this.#breaker = t.by === 'consecutive'
       ? new ConsecutiveBreaker(t.failures)
-      // cockatiel wants a rate; the config speaks of a count per window.
-      : new SamplingBreaker({ threshold: t.threshold, duration: t.window, minimumRps: t.minimumRequests / (t.window / 1000) })
+      // cockatiel wants a rate; the config speaks of a count per window. It
+      // also refuses a threshold of 1 (it opens when failures > threshold ×
+      // total), which the schema allows: read it as "every request failed".
+      : new SamplingBreaker({ threshold: Math.min(t.threshold, MAX_RATIO), duration: t.window, minimumRps: t.minimumRequests / (t.window / 1000) })
     this.#backoffFactory = new ExponentialBackoff({ initialDelay: config.halfOpenAfter, maxDelay: config.maxHalfOpenAfter, generator: noJitterGenerator })
     this.#onChange = options.onChange
     this.#now = options.now ?? Date.now
@@ -71,6 +76,9 @@ export class CircuitBreaker {
     if (this.#state === 'half-open') {
       this.#probeInFlight = false
       this.#backoff = undefined
+      // Forget the failures that opened it: a consecutive count left at the
+      // threshold would re-open on the very next failure.
+      this.#breaker.success(CircuitState.HalfOpen)
       this.#set('closed')
       return
     }

@@ -7,7 +7,7 @@ import type { Balancer, BalancedEndpoint } from './balancer.ts'
 import { createBalancer } from './balancers/index.ts'
 import { createHashKeyExtractor } from './balancers/consistent-hash.ts'
 import { EndpointHealth } from './endpoint-health.ts'
-import { OutlierDetector, type AttemptOutcome } from './outlier-detection.ts'
+import { OutlierDetector, type AttemptOutcome, type EjectionSink } from './outlier-detection.ts'
 import { ActiveHealthChecker } from './health-check.ts'
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.ts'
 import { RetryBudget } from './retry.ts'
@@ -101,13 +101,26 @@ export class Cluster {
       onChange: (i, healthy, reason) => {
         const e = this.endpoints[i] as Endpoint
         metrics?.endpointHealthy.labels(config.name, e.id).set(healthy ? 1 : 0)
-        if (reason.includes('eject') && !healthy) metrics?.outlierEjections.labels(config.name, e.id).inc()
         options.log?.warn(healthy ? 'endpoint healthy' : 'endpoint unhealthy', { cluster: config.name, endpoint: e.id, reason })
       },
       onPanic: (panic) => { options.log?.warn(panic ? 'cluster in panic mode: balancing over all endpoints' : 'cluster left panic mode', { cluster: config.name }) },
     })
     for (const e of this.endpoints) metrics?.endpointHealthy.labels(config.name, e.id).set(1)
-    if (config.outlierDetection.enabled) this.#detector = new OutlierDetector(config.outlierDetection, this.health)
+    if (config.outlierDetection.enabled) {
+      // Ejections are counted here, where they happen: the health callback
+      // only hears of verdict changes, and an endpoint already failing its
+      // active checks changes no verdict when it is ejected too.
+      const health = this.health
+      const ejections: EjectionSink = {
+        size: health.size,
+        eject: (i, untilMs, reason) => {
+          metrics?.outlierEjections.labels(config.name, (this.endpoints[i] as Endpoint).id).inc()
+          health.eject(i, untilMs, reason)
+        },
+        readmit: (i, reason) => { health.readmit(i, reason) },
+      }
+      this.#detector = new OutlierDetector(config.outlierDetection, ejections)
+    }
     if (config.healthCheck !== undefined) {
       this.#checker = new ActiveHealthChecker(this.endpoints, config.healthCheck, this.health, { logger: options.log })
       this.#checker.start()
@@ -133,10 +146,13 @@ export class Cluster {
   /**
    * Which overload limit refuses a new request now, if any. Checked before a
    * first attempt (retries are limited by the budget and maxRetries instead).
+   * Past the open period the cluster breaker lets exactly one request through
+   * as its half-open probe: the caller MUST then report an attempt's outcome
+   * (`record`) or give the probe back (`breaker.release()`).
    */
   overloaded (): OverloadLimit | undefined {
     if (this.active >= this.config.overload.maxRequests) return this.#refuse('max_requests')
-    if (this.breaker !== undefined && !this.breaker.wouldAllow()) return this.#refuse('circuit_open')
+    if (this.breaker !== undefined && !this.breaker.allow()) return this.#refuse('circuit_open')
     return undefined
   }
 
@@ -154,10 +170,7 @@ export class Cluster {
     const key = this.#hashKey === undefined ? undefined : this.#hashKey(headers, clientIp)
     let first = this.#balancer.pick(key) as Endpoint | undefined
     if (first === undefined) return 'none'
-    if (avoid !== undefined && first === avoid && this.endpoints.length > 1) {
-      // One re-pick: most policies move on; hash rings may not, and that is fine.
-      first = (this.#balancer.pick(key) as Endpoint | undefined) ?? first
-    }
+    if (avoid !== undefined && first === avoid && this.endpoints.length > 1) first = this.#elsewhere(key, avoid)
     let e = first
     for (let tries = 0; ; tries++) {
       if (e.inflight - e.connections >= this.#maxPendingPerEndpoint) {
@@ -171,10 +184,34 @@ export class Cluster {
     }
   }
 
-  /** The endpoint for a request, or undefined: `choose` without the reasons. */
+  /**
+   * A retry's endpoint other than `avoid` (Envoy's `previous_hosts` retry
+   * predicate): one more pick keeps the policy's spread; when it lands on
+   * `avoid` again (random draws, hash rings), the next healthy endpoint after
+   * it. Only `avoid` itself when it is the one healthy endpoint left.
+   */
+  #elsewhere (key: string | undefined, avoid: Endpoint): Endpoint {
+    const again = this.#balancer.pick(key) as Endpoint | undefined
+    if (again !== undefined && again !== avoid) return again
+    const n = this.endpoints.length
+    for (let step = 1; step < n; step++) {
+      const e = this.endpoints[(avoid.index + step) % n] as Endpoint
+      if (e.healthy) return e
+    }
+    return avoid
+  }
+
+  /**
+   * The endpoint for a request, or undefined: `choose` without the reasons,
+   * for callers that never report an outcome (WebSocket upgrades). A
+   * half-open endpoint breaker's probe slot is handed back at once, else it
+   * would wait forever for a verdict and keep the endpoint shut.
+   */
   pick (headers: HeaderMap, clientIp: string): Endpoint | undefined {
     const e = this.choose(headers, clientIp)
-    return typeof e === 'string' ? undefined : e
+    if (typeof e === 'string') return undefined
+    e.breaker?.release()
+    return e
   }
 
   /**

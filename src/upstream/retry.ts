@@ -16,6 +16,8 @@ export class RetryPolicy {
   readonly maxAttempts: number
   readonly #on: ReadonlySet<string>
   readonly #statuses: ReadonlySet<number>
+  /** Connect failures are retried (forError agrees). */
+  readonly #onConnect: boolean
   readonly #backoff: ExponentialBackoff<unknown>
 
   constructor (config: RetryConfig) {
@@ -23,6 +25,7 @@ export class RetryPolicy {
     this.maxAttempts = config.maxAttempts
     this.#on = new Set(config.retryOn)
     this.#statuses = new Set(config.retriableStatusCodes)
+    this.#onConnect = this.#on.has('connect-failure') || this.#on.has('gateway-error') || this.#on.has('5xx')
     this.#backoff = new ExponentialBackoff({ initialDelay: config.backoff.base, maxDelay: config.backoff.max, generator: fullJitterGenerator })
   }
 
@@ -32,6 +35,15 @@ export class RetryPolicy {
    */
   methodAllows (method: string, reason: RetryReason): boolean {
     return reason === 'connect-failure' || this.config.retryNonIdempotent || IDEMPOTENT.has(method)
+  }
+
+  /**
+   * Could some failure of a request with this method be retried? Then its
+   * body is worth buffering for a replay. True for every method when connect
+   * failures are retried: nothing was sent, so even a POST may go again.
+   */
+  mayReplay (method: string): boolean {
+    return this.config.retryNonIdempotent || IDEMPOTENT.has(method) || this.#onConnect
   }
 
   /** The reason to retry a response status, or undefined. */
