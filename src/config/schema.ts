@@ -133,13 +133,14 @@ const retry = z.strictObject({
     base: duration.default(25).describe('First backoff; doubles per retry, with full jitter.'),
     max: duration.default(250),
   }).prefault({}),
-  budget: z.strictObject({
-    percent: z.number().min(0).max(100).default(20).describe('Retries in flight may add at most this share of the cluster\'s active requests.'),
-    minRetriesPerSecond: z.number().min(0).default(10).describe('Retries always allowed per second, so a quiet cluster can still retry.'),
-  }).prefault({}),
   retryNonIdempotent: z.boolean().default(false).describe('Also retry POST/PATCH (and other non-idempotent methods).'),
   maxReplayBodySize: size.default(64 * 1024).describe('Request bodies up to this size are kept for replay; larger ones are never retried.'),
   attemptsHeader: z.boolean().default(false).describe('Add `x-outrider-attempts` to responses.'),
+})
+
+const retryBudget = z.strictObject({
+  percent: z.number().min(0).max(100).default(20).describe('Retries (and hedges) in flight may add at most this share of the cluster\'s active requests.'),
+  minRetriesPerSecond: z.number().min(0).default(10).describe('Retries always allowed per second, so a quiet cluster can still retry.'),
 })
 
 const hedge = z.strictObject({
@@ -159,6 +160,7 @@ const cluster = z.strictObject({
   circuitBreaker: circuitBreaker.optional().describe('Per-endpoint and per-cluster circuit breakers; off unless set.'),
   overload: overloadLimits.prefault({}).describe('Envoy-style overload limits → 503 with x-outrider-overloaded.'),
   retry: retry.optional().describe('Default retry policy of routes to this cluster.'),
+  retryBudget: retryBudget.prefault({}).describe('Shared by every route to this cluster: retries never amplify an outage.'),
 })
 
 const valueMatch = z.union([

@@ -139,7 +139,7 @@ export class Cluster {
         metrics?.circuitState.labels(config.name, e.id).set(0)
       }
     }
-    const budget = config.retry?.budget ?? { percent: 20, minRetriesPerSecond: 10 }
+    const budget = config.retryBudget
     this.retryBudget = new RetryBudget(budget.percent, budget.minRetriesPerSecond)
   }
 

@@ -7,7 +7,6 @@ const base = {
   retriableStatusCodes: [] as number[],
   maxAttempts: 3,
   backoff: { base: 10, max: 100 },
-  budget: { percent: 20, minRetriesPerSecond: 10 },
   retryNonIdempotent: false,
   maxReplayBodySize: 1024,
   attemptsHeader: false,

@@ -214,7 +214,8 @@ t.test('an open circuit with retries: refused requests hold no budget or active 
   const up = await chaos(t, { name: 'u', behaviour: { status: 503 } })
   const proxy = await startTestProxy(doc([up.url], {
     circuitBreaker: { trigger: { by: 'consecutive', failures: 2 }, halfOpenAfter: '10s' },
-    retry: { retryOn: ['gateway-error'], maxAttempts: 3, backoff: { base: 1, max: 1 }, budget: { percent: 100, minRetriesPerSecond: 100 } },
+    retry: { retryOn: ['gateway-error'], maxAttempts: 3, backoff: { base: 1, max: 1 } },
+    retryBudget: { percent: 100, minRetriesPerSecond: 100 },
   }), t)
   const answers = await drive(`${proxy.url}/x`, 10, 2)
   t.ok(answers.every((a) => a.status === 503))

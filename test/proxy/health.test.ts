@@ -158,7 +158,7 @@ t.test('a refused endpoint is ejected on consecutive gateway failures and re-adm
   const good = await chaos(t, { name: 'good' })
   await down.stop()
   const proxy = await startTestProxy({
-    ...doc([down.url, good.url], { outlierDetection: { consecutiveGatewayFailures: 2, baseEjectionTime: '300ms' }, retry: { maxAttempts: 1, budget: { percent: 100, minRetriesPerSecond: 1000 } } }),
+    ...doc([down.url, good.url], { outlierDetection: { consecutiveGatewayFailures: 2, baseEjectionTime: '300ms' }, retryBudget: { percent: 100, minRetriesPerSecond: 1000 } }),
     routes: [{ name: 'r', cluster: 'c', retry: { retryOn: ['connect-failure'], attemptsHeader: true } }],
   }, t)
   const before = await drive(`${proxy.url}/x`, 6, 1)

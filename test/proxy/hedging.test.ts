@@ -44,7 +44,7 @@ async function slowUpstream (t: { teardown (fn: () => unknown): void }, delayMs:
 function doc (urls: string[], route: Record<string, unknown>): Record<string, unknown> {
   return {
     // Generous budget and no outlier detection: the counts stay exact.
-    clusters: [{ name: 'c', endpoints: urls.map((url) => ({ url })), outlierDetection: { enabled: false }, retry: { maxAttempts: 1, budget: { percent: 100, minRetriesPerSecond: 1000 } } }],
+    clusters: [{ name: 'c', endpoints: urls.map((url) => ({ url })), outlierDetection: { enabled: false }, retryBudget: { percent: 100, minRetriesPerSecond: 1000 } }],
     routes: [{ name: 'r', cluster: 'c', ...route }],
   }
 }

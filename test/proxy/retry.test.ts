@@ -15,17 +15,16 @@ import { chaos, clusterState, drive, from, get, metric, waitFor } from '../helpe
 
 const NO_OUTLIERS = { enabled: false }
 /**
- * The retry budget is the cluster's (a route's `retry.budget` is not read):
- * a generous one here, so tests about conditions are not cut short by it.
- * maxAttempts 1 keeps the cluster default from retrying routes without a policy.
- * overload.maxRetries (3 by default) caps retries in flight the same way.
+ * The retry budget is the cluster's (`retryBudget`): a generous one here, so
+ * tests about conditions are not cut short by it. overload.maxRetries (3 by
+ * default) caps retries in flight the same way.
  */
-const CLUSTER_RETRY = { maxAttempts: 1, budget: { percent: 100, minRetriesPerSecond: 1000 } }
+const BUDGET = { percent: 100, minRetriesPerSecond: 1000 }
 const OVERLOAD = { maxRetries: 100 }
 
 function doc (urls: string[], retry: Record<string, unknown> | undefined, extra: { cluster?: Record<string, unknown>, route?: Record<string, unknown> } = {}): Record<string, unknown> {
   return {
-    clusters: [{ name: 'c', endpoints: urls.map((url) => ({ url })), outlierDetection: NO_OUTLIERS, retry: CLUSTER_RETRY, overload: OVERLOAD, ...extra.cluster }],
+    clusters: [{ name: 'c', endpoints: urls.map((url) => ({ url })), outlierDetection: NO_OUTLIERS, retryBudget: BUDGET, overload: OVERLOAD, ...extra.cluster }],
     routes: [{ name: 'r', cluster: 'c', ...(retry === undefined ? {} : { retry }), ...extra.route }],
   }
 }
@@ -239,8 +238,8 @@ t.test('a small body is replayed on retry; a chunked one is streamed and not ret
 t.test('budget: retries during an outage stay within the budget', async (t) => {
   const a = await chaos(t, { name: 'a', behaviour: { status: 503 } })
   const b = await chaos(t, { name: 'b', behaviour: { status: 503 } })
-  const retry = { maxAttempts: 3, budget: { percent: 0, minRetriesPerSecond: 1 }, backoff: { base: 1, max: 1 } }
-  const proxy = await startTestProxy(doc([a.url, b.url], retry, { cluster: { retry } }), t)
+  const retry = { maxAttempts: 3, backoff: { base: 1, max: 1 } }
+  const proxy = await startTestProxy(doc([a.url, b.url], retry, { cluster: { retryBudget: { percent: 0, minRetriesPerSecond: 1 } } }), t)
   const started = Date.now()
   const answers = await drive(`${proxy.url}/x`, 60, 6)
   const elapsedS = (Date.now() - started) / 1000
