@@ -7,6 +7,7 @@ import { RouteMetrics, type ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
 import { RetryPolicy } from './upstream/retry.ts'
 import { LatencyWindow } from './upstream/latency-window.ts'
+import { loadUpstreamTls } from './tls.ts'
 import type { HedgeConfig } from './config/schema.ts'
 
 /** A route with everything the hot path needs resolved in advance. */
@@ -88,7 +89,10 @@ export class Snapshot {
     const clusters = new Map<string, Cluster>()
     const routes: CompiledRoute[] = []
     try {
-      for (const c of config.clusters) clusters.set(c.name, new Cluster(c, { metrics: options.metrics, log: options.log }))
+      for (const [i, c] of config.clusters.entries()) {
+        const tls = c.tls === undefined ? undefined : await loadUpstreamTls(c.tls, options.source, i)
+        clusters.set(c.name, new Cluster(c, { metrics: options.metrics, log: options.log, tls }))
+      }
       for (const r of config.routes) {
         const cluster = clusters.get(r.cluster)
         if (cluster === undefined) throw new Error(`route "${r.name}" names an unknown cluster "${r.cluster}"`)

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import type { SecureContextOptions } from 'node:tls'
-import type { ListenTlsConfig } from './config/schema.ts'
+import type { ListenTlsConfig, UpstreamTlsConfig } from './config/schema.ts'
 import { ConfigError } from './errors.ts'
 
 /**
@@ -23,4 +23,27 @@ export async function loadListenTls (tls: ListenTlsConfig, source: string): Prom
     tls.clientCa === undefined ? undefined : read(tls.clientCa, 'listen.tls.clientCa'),
   ])
   return { cert, key, ca, requestCert: ca !== undefined, minVersion: tls.minVersion }
+}
+
+/** What undici's `connect` option takes for TLS to upstream endpoints. */
+export interface UpstreamTlsOptions {
+  ca?: Buffer
+  cert?: Buffer
+  key?: Buffer
+  servername?: string
+  rejectUnauthorized: boolean
+}
+
+/** Reads a cluster's CA bundle and client certificate (mTLS) once per snapshot. */
+export async function loadUpstreamTls (tls: UpstreamTlsConfig, source: string, clusterIndex: number): Promise<UpstreamTlsOptions> {
+  const read = async (file: string | undefined, field: string): Promise<Buffer | undefined> => {
+    if (file === undefined) return undefined
+    try {
+      return await readFile(file)
+    } catch (err) {
+      throw new ConfigError(source, [{ path: `clusters[${clusterIndex}].tls.${field}`, expected: `a readable PEM file (${(err as NodeJS.ErrnoException).code ?? 'error'}: ${file})` }], { cause: err })
+    }
+  }
+  const [ca, cert, key] = await Promise.all([read(tls.ca, 'ca'), read(tls.cert, 'cert'), read(tls.key, 'key')])
+  return { ca, cert, key, servername: tls.servername, rejectUnauthorized: !tls.insecureSkipVerify }
 }

@@ -148,12 +148,21 @@ const hedge = z.strictObject({
   maxHedges: z.number().int().min(1).max(3).default(1),
 })
 
+const upstreamTls = z.strictObject({
+  ca: z.string().min(1).optional().describe('PEM CA bundle trusted for the endpoints (default: the system store).'),
+  cert: z.string().min(1).optional().describe('PEM client certificate for mTLS to the endpoints.'),
+  key: z.string().min(1).optional().describe('PEM key of the client certificate.'),
+  servername: z.string().min(1).optional().describe('SNI and the name the certificate is checked against (default: the endpoint host).'),
+  insecureSkipVerify: z.boolean().default(false).describe('Accept any certificate. For tests only: it defeats TLS.'),
+}).refine((t) => (t.cert === undefined) === (t.key === undefined), 'cert and key together (both or neither)')
+
 const cluster = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'a name of letters, digits, _ . -'),
   endpoints: z.array(endpoint).min(1, 'at least one endpoint'),
   loadBalancer: loadBalancer.default({ policy: 'round_robin' }).describe('How an endpoint is picked per request.'),
   timeouts: upstreamTimeouts.default(upstreamTimeouts.parse({})),
   connectionsPerEndpoint: z.number().int().min(1).default(128).describe('Max pooled connections to each endpoint.'),
+  tls: upstreamTls.optional().describe('TLS settings for https:// endpoints (CA bundle, client certificate for mTLS).'),
   healthCheck: healthCheck.optional().describe('Active HTTP health checks; off unless set.'),
   outlierDetection: outlierDetection.prefault({}).describe('Passive health: eject endpoints that keep failing.'),
   panicThreshold: z.number().min(0).max(100).default(50).describe('When fewer than this % of endpoints are healthy, balance over all of them.'),
@@ -245,6 +254,7 @@ export type ValueMatch = z.output<typeof valueMatch>
 export type LoadBalancerConfig = ClusterConfig['loadBalancer']
 export type EndpointConfig = ClusterConfig['endpoints'][number]
 export type ListenTlsConfig = NonNullable<Config['listen']['tls']>
+export type UpstreamTlsConfig = NonNullable<ClusterConfig['tls']>
 export type HealthCheckConfig = NonNullable<ClusterConfig['healthCheck']>
 export type OutlierDetectionConfig = ClusterConfig['outlierDetection']
 export type CircuitBreakerConfig = NonNullable<ClusterConfig['circuitBreaker']>

@@ -11,6 +11,7 @@ import { OutlierDetector, type AttemptOutcome, type EjectionSink } from './outli
 import { ActiveHealthChecker } from './health-check.ts'
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.ts'
 import { RetryBudget } from './retry.ts'
+import type { UpstreamTlsOptions } from '../tls.ts'
 
 const BREAKER_GAUGE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 }
 
@@ -27,7 +28,7 @@ export class Endpoint implements BalancedEndpoint {
   healthy = true
   breaker: CircuitBreaker | undefined = undefined
 
-  constructor (index: number, url: string, weight: number, cfg: ClusterConfig, connections: number) {
+  constructor (index: number, url: string, weight: number, cfg: ClusterConfig, connections: number, tls: UpstreamTlsOptions | undefined) {
     const origin = new URL(url).origin
     this.id = origin
     this.index = index
@@ -40,7 +41,7 @@ export class Endpoint implements BalancedEndpoint {
       pipelining: 1,
       keepAliveTimeout: cfg.timeouts.keepAlive,
       keepAliveMaxTimeout: Math.max(cfg.timeouts.keepAlive, 1000),
-      connectTimeout: cfg.timeouts.connect,
+      connect: { timeout: cfg.timeouts.connect, ...tls },
       headersTimeout: cfg.timeouts.request,
       bodyTimeout: cfg.timeouts.idle,
       strictContentLength: true,
@@ -81,7 +82,7 @@ export class Cluster {
   readonly #metrics: ProxyMetrics | undefined
   readonly upstreamDuration: { observe (v: number): void }
 
-  constructor (config: ClusterConfig, options: { metrics?: ProxyMetrics, log?: Logger } = {}) {
+  constructor (config: ClusterConfig, options: { metrics?: ProxyMetrics, log?: Logger, tls?: UpstreamTlsOptions } = {}) {
     this.name = config.name
     this.config = config
     this.#metrics = options.metrics
@@ -90,7 +91,7 @@ export class Cluster {
     // max_connections is cluster-wide (Envoy); undici sizes pools per endpoint.
     const perEndpoint = Math.max(1, Math.min(config.connectionsPerEndpoint, Math.floor(config.overload.maxConnections / n)))
     this.#maxPendingPerEndpoint = Math.ceil(config.overload.maxPendingRequests / n)
-    this.endpoints = config.endpoints.map((e, i) => new Endpoint(i, e.url, e.weight, config, perEndpoint))
+    this.endpoints = config.endpoints.map((e, i) => new Endpoint(i, e.url, e.weight, config, perEndpoint, options.tls))
     this.#balancer = createBalancer(config.loadBalancer, this.endpoints)
     this.#hashKey = config.loadBalancer.policy === 'consistent_hash' ? createHashKeyExtractor(config.loadBalancer.hashOn) : undefined
     this.upstreamDuration = metrics?.upstreamDuration.labels(config.name) ?? { observe () {} }

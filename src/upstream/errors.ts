@@ -29,6 +29,12 @@ export function toUpstreamError (err: Error): OutriderError {
       return new UpstreamProtocolError('the upstream connection was reset', { cause: err, extensions: { phase: 'reset' } })
   }
   if (CONNECT_FAILURES.has(code)) return new UpstreamConnectError('could not connect to the upstream', { cause: err, extensions: { phase: 'connect' } })
+  // A failed TLS handshake (untrusted or mismatched certificate, protocol
+  // error) also means nothing was sent: a connect failure, safe to retry.
+  if (code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS') || code.startsWith('CERT_') || code.startsWith('UNABLE_TO_') ||
+    code === 'DEPTH_ZERO_SELF_SIGNED_CERT' || code === 'SELF_SIGNED_CERT_IN_CHAIN') {
+    return new UpstreamConnectError('TLS handshake with the upstream failed', { cause: err, extensions: { phase: 'connect', tls: code } })
+  }
   if (code.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_HEADERS_OVERFLOW') {
     return new UpstreamProtocolError('the upstream sent an invalid response', { cause: err, extensions: { phase: 'response' } })
   }

@@ -46,3 +46,35 @@ t.test('mTLS: clients need a certificate from the configured CA', async (t) => {
   t.equal((await request(`https://localhost:${proxy.port}/`, { dispatcher: withCert })).statusCode, 200)
   await t.rejects(request(`https://localhost:${proxy.port}/`, { dispatcher: without }), Error, 'no client certificate, no connection')
 })
+
+t.test('upstream TLS: a CA bundle and a client certificate (mTLS to the endpoint)', async (t) => {
+  if (!await hasOpenssl()) { t.plan(0, 'openssl is not installed'); return }
+  const https = await import('node:https')
+  const pki = await makePki()
+  const server = https.createServer({
+    cert: await readFile(pki.serverCert),
+    key: await readFile(pki.serverKey),
+    ca: await readFile(pki.caCert),
+    requestCert: true,
+    rejectUnauthorized: true,
+  }, (req, res) => { res.end(`hello ${(req.socket as import('node:tls').TLSSocket).getPeerCertificate().subject.CN}`) })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) }))
+  const port = (server.address() as import('node:net').AddressInfo).port
+  const upstream = `https://localhost:${port}`
+
+  const mtls = await startTestProxy(simpleDoc(upstream, {}, { tls: { ca: pki.caCert, cert: pki.clientCert, key: pki.clientKey } }), t)
+  const ok = await request(mtls.url)
+  t.equal(ok.statusCode, 200)
+  t.equal(await ok.body.text(), 'hello test-client', 'the endpoint saw our client certificate')
+
+  const noCert = await startTestProxy(simpleDoc(upstream, {}, { tls: { ca: pki.caCert } }), t)
+  const refused = await request(noCert.url)
+  t.equal(refused.statusCode, 502, 'the endpoint refuses a proxy without a client certificate')
+  await refused.body.dump()
+
+  const untrusted = await startTestProxy(simpleDoc(upstream, {}, { tls: { cert: pki.clientCert, key: pki.clientKey } }), t)
+  const bad = await request(untrusted.url)
+  t.equal(bad.statusCode, 502, 'an endpoint certificate outside the trusted CAs is refused')
+  t.match(await bad.body.json(), { code: 'UPSTREAM_CONNECT_FAILED', phase: 'connect' }, 'a failed handshake is a connect failure (retriable)')
+})
