@@ -74,6 +74,8 @@ class Attempt implements Dispatcher.DispatchHandler {
   controller: Dispatcher.DispatchController | undefined = undefined
   /** Its load was released (answered, failed or cancelled). */
   ended = false
+  /** Request body bytes sent upstream by this attempt. */
+  bodyBytes = 0
   /** Its outcome was reported to the cluster. */
   judged = false
   cancelled = false
@@ -104,6 +106,10 @@ class Attempt implements Dispatcher.DispatchHandler {
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.exchange.attemptData(controller, chunk)
+  }
+
+  onBodySent (chunk: Buffer | string): void {
+    this.bodyBytes += chunk.length
   }
 
   onResponseEnd (_controller: Dispatcher.DispatchController, trailers: HeaderMap): void {
@@ -140,6 +146,7 @@ export class Exchange implements RequestContext {
   readonly #env: ExchangeEnv
   readonly #head: RequestHead
   #state: Record<string, unknown> | undefined
+  #annotations: Record<string, unknown> | undefined
   /** The attempt writing to the client. */
   #winner: Attempt | undefined
   /** Attempts started and not ended (more than one only while hedging). */
@@ -199,6 +206,11 @@ export class Exchange implements RequestContext {
     env.metrics.inFlight.inc()
     ;(res as ServerResponse & WithExchange)[kExchange] = this
     res.once('close', onClientClose)
+  }
+
+  annotate (key: string, value: string | number | boolean): void {
+    if (this.#annotations === undefined) this.#annotations = {}
+    this.#annotations[key] = value
   }
 
   get state (): Record<string, unknown> {
@@ -717,11 +729,34 @@ export class Exchange implements RequestContext {
     const durationMs = performance.now() - this.startTime
     const status = this.res.writableFinished ? this.#status || this.res.statusCode : 499
     this.#route.metrics.record(this.method, status, durationMs / 1000)
+    const bytesIn = this.#winner?.bodyBytes ?? (Buffer.isBuffer(this.#body) ? this.#body.length : 0)
+    const log = this.#route.accessLog
+    if (log !== undefined) {
+      log.write({
+        requestId: this.requestId,
+        traceId: undefined,
+        route: this.routeName,
+        cluster: this.#route.cluster.name,
+        endpoint: this.#winner?.endpoint.id,
+        method: this.method,
+        path: this.path,
+        query: this.query,
+        status,
+        bytesIn,
+        bytesOut: this.#bytesOut,
+        durationMs,
+        upstreamMs: this.#upstreamMs,
+        attempts: this.#attempts,
+        clientIp: this.clientIp,
+        error: this.#error === undefined ? undefined : (this.#error as OutriderError).code ?? this.#error.name,
+        annotations: this.#annotations,
+      })
+    }
     const pipeline = this.#route.pipeline
     if (pipeline.onLog.length === 0) return
     const summary: ExchangeSummary = {
       status,
-      bytesIn: this.req.socket?.bytesRead ?? 0,
+      bytesIn,
       bytesOut: this.#bytesOut,
       durationMs,
       upstreamDurationMs: this.#upstreamMs,

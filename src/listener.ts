@@ -130,7 +130,18 @@ export class ProxyListener {
     }
     sendProblem(res, err, typeof id === 'string' && id.length <= 200 ? id : undefined, close || this.#env.draining)
     if (close) res.once('finish', () => { req.socket.destroySoon() })
-    snapshot.unmatched.record(req.method as string, err.status, (performance.now() - start) / 1000)
+    const durationMs = performance.now() - start
+    snapshot.unmatched.record(req.method as string, err.status, durationMs / 1000)
+    if (snapshot.accessLog !== undefined) {
+      const url = req.url ?? ''
+      const q = url.indexOf('?')
+      snapshot.accessLog.write({
+        requestId: typeof id === 'string' ? id : '', traceId: undefined, route: '__unmatched__', cluster: undefined, endpoint: undefined,
+        method: req.method as string, path: q === -1 ? url : url.slice(0, q), query: q === -1 ? '' : url.slice(q + 1),
+        status: err.status, bytesIn: 0, bytesOut: 0, durationMs, upstreamMs: undefined, attempts: 0,
+        clientIp: req.socket.remoteAddress ?? '', error: err.code, annotations: undefined,
+      })
+    }
   }
 
   /** WebSocket: routed and checked like any request, then relayed by http-proxy-3. */

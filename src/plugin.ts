@@ -50,6 +50,12 @@ export interface RequestContext {
    * call returns the first call's result.
    */
   readBody (limit: number): Promise<Buffer | undefined>
+  /**
+   * Records a decision for the access log (and trace events): e.g.
+   * `annotate('waf', 'blocked')`, `annotate('rateLimit', 'deny')`. Keys are
+   * plugin-chosen, values small.
+   */
+  annotate (key: string, value: string | number | boolean): void
   /** Set by auth plugins; read by e.g. rate limiting. */
   identity: { subject: string, claims?: Record<string, unknown>, scopes?: string[] } | undefined
   readonly startTime: number

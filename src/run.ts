@@ -2,6 +2,7 @@ import type { Config } from './config/schema.ts'
 import { startProxy, type RunningProxy, type StartOptions } from './proxy.ts'
 import { createReloader, watchConfigFile } from './reload.ts'
 import type { Logger } from './log.ts'
+import { flushAccessLogs } from './access-log.ts'
 
 /**
  * Runs one proxy process: serve, reload on file change and SIGHUP, drain on
@@ -20,7 +21,7 @@ export async function runSingle (file: string, config: Config, log: Logger, extr
     stopping = true
     log.info(`${signal}: draining`, { deadlineMs: proxy.snapshot.config.shutdown.drainTimeout })
     stopWatching()
-    proxy.shutdown().then(() => { process.exit(0) }, (err: unknown) => {
+    proxy.shutdown().then(() => { flushAccessLogs(); process.exit(0) }, (err: unknown) => {
       log.error('shutdown failed', { err })
       process.exit(1)
     })

@@ -8,6 +8,7 @@ import type { Logger } from './log.ts'
 import { RetryPolicy } from './upstream/retry.ts'
 import { LatencyWindow } from './upstream/latency-window.ts'
 import { loadUpstreamTls } from './tls.ts'
+import { AccessLog } from './access-log.ts'
 import type { HedgeConfig } from './config/schema.ts'
 
 /** A route with everything the hot path needs resolved in advance. */
@@ -29,10 +30,12 @@ export class CompiledRoute {
   readonly hedge: HedgeConfig | undefined
   /** Deadline for the response head over all attempts (ms), if set. */
   readonly overallTimeout: number | undefined
+  /** Where this route's exchanges are logged, if anywhere. */
+  readonly accessLog: AccessLog | undefined
   /** Recent upstream latencies (for `hedge.delay: p95`). */
   readonly latencies: LatencyWindow | undefined
 
-  constructor (config: RouteConfig, cluster: Cluster, pipeline: Pipeline, metrics: RouteMetrics, defaultMaxBody: number) {
+  constructor (config: RouteConfig, cluster: Cluster, pipeline: Pipeline, metrics: RouteMetrics, defaultMaxBody: number, accessLog: AccessLog | undefined) {
     this.name = config.name
     this.config = config
     this.cluster = cluster
@@ -48,6 +51,7 @@ export class CompiledRoute {
     this.hedge = config.hedge
     this.overallTimeout = config.timeouts?.overall
     this.latencies = config.hedge?.delay === 'p95' ? new LatencyWindow() : undefined
+    this.accessLog = config.accessLog ? accessLog : undefined
   }
 }
 
@@ -64,12 +68,15 @@ export class Snapshot {
   readonly router: Router<CompiledRoute>
   readonly clusters: ReadonlyMap<string, Cluster>
   readonly routes: readonly CompiledRoute[]
+  /** The snapshot's access log (routes hold it too, unless they opted out). */
+  readonly accessLog: AccessLog | undefined
   /** The pseudo-route unmatched requests are counted under. */
   readonly unmatched: RouteMetrics
   inflight = 0
   #retired = false
 
-  private constructor (config: Config, source: string, version: string, clusters: Map<string, Cluster>, routes: CompiledRoute[], unmatched: RouteMetrics) {
+  private constructor (config: Config, source: string, version: string, clusters: Map<string, Cluster>, routes: CompiledRoute[], unmatched: RouteMetrics, accessLog: AccessLog | undefined) {
+    this.accessLog = accessLog
     this.config = config
     this.source = source
     this.version = version
@@ -88,6 +95,7 @@ export class Snapshot {
     const version = configVersion(config)
     const clusters = new Map<string, Cluster>()
     const routes: CompiledRoute[] = []
+    const accessLog = config.accessLog?.enabled === true ? new AccessLog(config.accessLog) : undefined
     try {
       for (const [i, c] of config.clusters.entries()) {
         const tls = c.tls === undefined ? undefined : await loadUpstreamTls(c.tls, options.source, i)
@@ -97,13 +105,13 @@ export class Snapshot {
         const cluster = clusters.get(r.cluster)
         if (cluster === undefined) throw new Error(`route "${r.name}" names an unknown cluster "${r.cluster}"`)
         const pipeline = await buildPipeline(r, { metrics: options.metrics.registry, log: options.log })
-        routes.push(new CompiledRoute(r, cluster, pipeline, new RouteMetrics(options.metrics, r.name), config.limits.maxBodySize))
+        routes.push(new CompiledRoute(r, cluster, pipeline, new RouteMetrics(options.metrics, r.name), config.limits.maxBodySize, accessLog))
       }
     } catch (err) {
       await Promise.allSettled([...routes.map((r) => r.pipeline.close()), ...[...clusters.values()].map((c) => c.drain(0))])
       throw err
     }
-    return new Snapshot(config, options.source, version, clusters, routes, new RouteMetrics(options.metrics, '__unmatched__'))
+    return new Snapshot(config, options.source, version, clusters, routes, new RouteMetrics(options.metrics, '__unmatched__'), accessLog)
   }
 
   /** What the admin `/config` endpoint shows. */

@@ -5,6 +5,7 @@ import { loadConfigFile } from './config/load.ts'
 import { createAdminServer } from './admin.ts'
 import { createReloader, watchConfigFile } from './reload.ts'
 import { installCrashGuards } from './run.ts'
+import { flushAccessLogs } from './access-log.ts'
 import { startProxy } from './proxy.ts'
 import { configVersion } from './snapshot.ts'
 import type { Logger } from './log.ts'
@@ -147,7 +148,7 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
   const stop = (): void => {
     if (stopping) return
     stopping = true
-    proxy.shutdown().finally(() => { process.exit(0) })
+    proxy.shutdown().finally(() => { flushAccessLogs(); process.exit(0) })
   }
   process.on('message', (msg: ToWorker) => {
     switch (msg.type) {

@@ -216,6 +216,14 @@ const route = z.strictObject({
   retry: retry.optional().describe('Retry policy; overrides the cluster\'s.'),
   hedge: hedge.optional().describe('Hedged requests for idempotent GET/HEAD; off unless set.'),
   plugins: z.array(pluginEntry).default([]).describe('The route\'s plugin pipeline, in order.'),
+  accessLog: z.boolean().default(true).describe('Write this route\'s exchanges to the access log (when `accessLog` is configured).'),
+})
+
+const accessLog = z.strictObject({
+  enabled: z.boolean().default(true),
+  destination: z.string().min(1).default('stdout').describe('`stdout`, `stderr` or a file path (reopened on SIGUSR2 for log rotation).'),
+  sampleRate: z.number().min(0).max(1).default(1).describe('Share of successful exchanges logged; 5xx are always logged.'),
+  includeQuery: z.boolean().default(false).describe('Log the query string (it may carry tokens and personal data).'),
 })
 
 export const configSchema = z.strictObject({
@@ -225,6 +233,7 @@ export const configSchema = z.strictObject({
     .describe('Worker processes sharing the listener: `auto` = one per core. 1 for a sidecar.'),
   limits: limits.default(limits.parse({})),
   shutdown: shutdown.default(shutdown.parse({})),
+  accessLog: accessLog.optional().describe('Structured JSON access logs (pino); off unless set.'),
   clusters: z.array(cluster).default([]),
   routes: z.array(route).default([]),
 }).superRefine((cfg, ctx) => {

@@ -1,0 +1,109 @@
+import pino from 'pino'
+import type { Config } from './config/schema.ts'
+
+type Destination = ReturnType<typeof pino.destination>
+
+/**
+ * Structured access logs: one JSON line per exchange, written by pino through
+ * an asynchronous SonicBoom destination (the hot path only builds the record;
+ * the write is buffered and flushed off the request's critical path).
+ * Destinations are per process, not per snapshot, so a reload never reopens
+ * the file; SIGUSR2 reopens every file destination (after logrotate moved it).
+ */
+const destinations = new Map<string, { dest: Destination, logger: pino.Logger }>()
+let reopenInstalled = false
+
+function destinationFor (target: string): { dest: Destination, logger: pino.Logger } {
+  let d = destinations.get(target)
+  if (d === undefined) {
+    const dest = pino.destination({ dest: target === 'stdout' ? 1 : target === 'stderr' ? 2 : target, sync: false, mkdir: true, minLength: 4096 })
+    const logger = pino({
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      // No levels in an access log; a type tag instead, so access lines can
+      // share stdout with operational logs and still be told apart.
+      formatters: { level: () => ({ log: 'access' }) },
+    }, dest)
+    d = { dest, logger }
+    destinations.set(target, d)
+  }
+  if (!reopenInstalled) {
+    reopenInstalled = true
+    process.on('SIGUSR2', reopenAccessLogs)
+  }
+  return d
+}
+
+/** Reopens file destinations (log rotation). */
+export function reopenAccessLogs (): void {
+  for (const [target, d] of destinations) if (target !== 'stdout' && target !== 'stderr') d.dest.reopen()
+}
+
+/** Writes what is buffered (before exit). */
+export function flushAccessLogs (): void {
+  for (const d of destinations.values()) {
+    try { d.dest.flushSync() } catch { /* not ready yet: nothing buffered */ }
+  }
+}
+
+/** One exchange, as the access log records it. */
+export interface AccessRecord {
+  requestId: string
+  traceId: string | undefined
+  route: string
+  cluster: string | undefined
+  endpoint: string | undefined
+  method: string
+  path: string
+  query: string
+  status: number
+  bytesIn: number
+  bytesOut: number
+  durationMs: number
+  upstreamMs: number | undefined
+  attempts: number
+  clientIp: string
+  error: string | undefined
+  annotations: Record<string, unknown> | undefined
+}
+
+/** A route's access log: sampling and query redaction decided once per snapshot. */
+export class AccessLog {
+  readonly #logger: pino.Logger
+  readonly #sampleRate: number
+  readonly #includeQuery: boolean
+
+  constructor (config: NonNullable<Config['accessLog']>) {
+    this.#logger = destinationFor(config.destination).logger
+    this.#sampleRate = config.sampleRate
+    this.#includeQuery = config.includeQuery
+  }
+
+  write (r: AccessRecord): void {
+    // Errors are always logged: sampling is for the happy path.
+    if (this.#sampleRate < 1 && r.status < 500 && Math.random() >= this.#sampleRate) return
+    this.#logger.info({
+      requestId: r.requestId,
+      traceId: r.traceId,
+      route: r.route,
+      cluster: r.cluster,
+      endpoint: r.endpoint,
+      method: r.method,
+      // Query strings carry tokens and personal data: left out unless asked for.
+      path: this.#includeQuery && r.query !== '' ? `${r.path}?${r.query}` : r.path,
+      status: r.status,
+      bytesIn: r.bytesIn,
+      bytesOut: r.bytesOut,
+      durationMs: round(r.durationMs),
+      upstreamMs: r.upstreamMs === undefined ? undefined : round(r.upstreamMs),
+      attempts: r.attempts,
+      clientIp: r.clientIp,
+      error: r.error,
+      ...r.annotations,
+    })
+  }
+}
+
+function round (ms: number): number {
+  return Math.round(ms * 1000) / 1000
+}

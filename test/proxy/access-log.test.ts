@@ -1,0 +1,80 @@
+import t from 'tap'
+import { mkdtemp, readFile, rename } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { request } from 'undici'
+import { startUpstream } from '../helpers/upstream.ts'
+import { startTestProxy } from '../helpers/proxy.ts'
+import { flushAccessLogs } from '../../src/access-log.ts'
+
+/** The file's records once at least `atLeast` were written (async destination: poll, bounded). */
+async function lines (file: string, atLeast = 1): Promise<Array<Record<string, unknown>>> {
+  let recs: Array<Record<string, unknown>> = []
+  for (let i = 0; i < 100; i++) {
+    flushAccessLogs()
+    const text = await readFile(file, 'utf8').catch(() => '')
+    recs = text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
+    if (recs.length >= atLeast) break
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  return recs
+}
+
+t.test('one JSON line per exchange, with the fields operators need', async (t) => {
+  const up = await startUpstream((req, res) => {
+    if (req.url?.startsWith('/fail') === true) { res.statusCode = 503; res.end('down'); return }
+    res.end('hello')
+  })
+  t.teardown(up.close)
+  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
+  const file = path.join(dir, 'access.log')
+  const proxy = await startTestProxy({
+    accessLog: { destination: file },
+    clusters: [{ name: 'c', endpoints: [{ url: up.url }] }],
+    routes: [
+      { name: 'quiet', match: { pathPrefix: '/quiet' }, cluster: 'c', accessLog: false },
+      { name: 'api', match: { pathPrefix: '/', methods: ['GET', 'POST'] }, cluster: 'c' },
+    ],
+  }, t)
+  await (await request(`${proxy.url}/users/1?token=secret`, { headers: { 'x-request-id': 'req-1' } })).body.text()
+  await (await request(`${proxy.url}/fail`, { method: 'POST', body: 'abcd' })).body.text()
+  await (await request(`${proxy.url}/quiet`)).body.text()
+  await (await request(`${proxy.url}/nowhere`, { method: 'DELETE' })).body.text()
+  const recs = await lines(file, 3)
+  t.equal(recs.length, 3, 'the route that opted out is not logged')
+  t.match(recs[2], { route: '__unmatched__', status: 404, method: 'DELETE', path: '/nowhere', error: 'NO_ROUTE' }, 'unmatched requests are logged too')
+  t.match(recs[0], { requestId: 'req-1', route: 'api', cluster: 'c', endpoint: up.url, method: 'GET', path: '/users/1', status: 200, bytesOut: 5, attempts: 1, clientIp: '127.0.0.1' })
+  t.type(recs[0]?.time, 'string')
+  t.type(recs[0]?.durationMs, 'number')
+  t.type(recs[0]?.upstreamMs, 'number')
+  t.notOk(JSON.stringify(recs).includes('secret'), 'the query string is left out by default')
+  t.match(recs[1], { method: 'POST', status: 503, bytesIn: 4 })
+  t.equal(recs[0]?.log, 'access', 'tagged as an access record, no level')
+
+  // logrotate: move the file away, SIGUSR2, and new lines go to a new file.
+  await rename(file, `${file}.1`)
+  process.emit('SIGUSR2')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  await (await request(`${proxy.url}/after-rotation`)).body.text()
+  const fresh = await lines(file)
+  t.equal(fresh.length, 1)
+  t.equal(fresh[0]?.path, '/after-rotation')
+})
+
+t.test('query on request; sampling keeps 5xx', async (t) => {
+  const up = await startUpstream((_req, res) => { res.end('ok') })
+  t.teardown(up.close)
+  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
+  const file = path.join(dir, 'access.log')
+  const proxy = await startTestProxy({
+    accessLog: { destination: file, includeQuery: true, sampleRate: 0 },
+    clusters: [{ name: 'c', endpoints: [{ url: up.url }, { url: 'http://127.0.0.1:1' }], loadBalancer: { policy: 'round_robin' }, outlierDetection: { enabled: false } }],
+    routes: [{ name: 'api', match: { pathPrefix: '/api' }, cluster: 'c' }],
+  }, t)
+  for (let i = 0; i < 4; i++) await (await request(`${proxy.url}/api?i=${i}`)).body.text()
+  await (await request(`${proxy.url}/nowhere?x=1`)).body.text()
+  const recs = await lines(file)
+  t.ok(recs.every((r) => (r.status as number) >= 400), 'with sampleRate 0 only errors are logged')
+  t.ok(recs.some((r) => r.status === 502 && typeof r.path === 'string' && (r.path as string).startsWith('/api?i=') && r.error === 'UPSTREAM_CONNECT_FAILED'))
+  t.notOk(recs.some((r) => r.route === '__unmatched__'), 'a 404 is sampled like any non-5xx')
+})
