@@ -172,6 +172,8 @@ export class Exchange implements RequestContext {
   #clusterProbe = false
   #deadline: NodeJS.Timeout | undefined
   #continueSent = false
+  /** HTTP/2 client: no connection-level headers, no per-connection bookkeeping. */
+  readonly #h2: boolean
   /** What node decided for the connection, held back while a 100-continue is pending. */
   #keepAlive = true
 
@@ -188,6 +190,7 @@ export class Exchange implements RequestContext {
     this.path = head.path
     this.query = head.query
     this.scheme = scheme
+    this.#h2 = req.httpVersionMajor === 2
     this.clientIp = req.socket.remoteAddress ?? ''
     const headers = head.headers
     this.upstreamHeaders = headers
@@ -522,7 +525,7 @@ export class Exchange implements RequestContext {
     headers.via = via === undefined ? hop : `${Array.isArray(via) ? via.join(', ') : via}, ${hop}`
     headers['x-request-id'] ??= this.requestId
     if (retry?.config.attemptsHeader === true) headers['x-outrider-attempts'] = String(this.#attempts)
-    if (this.#env.draining) headers.connection = 'close'
+    if (this.#env.draining && !this.#h2) headers.connection = 'close'
     this.#status = statusCode
     const hooks = this.#route.pipeline
     if (hooks.onResponse.length === 0) {
@@ -706,9 +709,9 @@ export class Exchange implements RequestContext {
       // Don't read an unwanted body: the connection is closed after this reply.
       this.req.unpipe()
       this.req.on('error', noop)
-      markClosing(this.req.socket)
+      if (!this.#h2) markClosing(this.req.socket)
     }
-    const p = problemResponse(err, this.requestId, close || this.#env.draining)
+    const p = problemResponse(err, this.requestId, !this.#h2 && (close || this.#env.draining))
     // "504 after 4 attempts" is what an operator needs to know about a failure.
     if (this.#attempts > 0 && this.#route.retry?.config.attemptsHeader === true) p.headers['x-outrider-attempts'] = String(this.#attempts)
     this.#writeLocal(p.status, p.headers, p.body, err)
@@ -723,7 +726,7 @@ export class Exchange implements RequestContext {
     if (this.#clusterProbe) this.#route.cluster.breaker?.release()
     const w = this.#winner
     if (w !== undefined) this.#release(w)
-    forgetResponse(this.req.socket, this.res)
+    if (!this.#h2) forgetResponse(this.req.socket, this.res)
     this.#snapshot.inflight--
     this.#env.metrics.inFlight.dec()
     const durationMs = performance.now() - this.startTime

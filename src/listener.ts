@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import https from 'node:https'
+import http2 from 'node:http2'
 import type { SecureContextOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
@@ -7,7 +8,7 @@ import { createProxyServer } from 'http-proxy-3'
 import type { Snapshot, CompiledRoute } from './snapshot.ts'
 import type { Config } from './config/schema.ts'
 import { Exchange, type ExchangeEnv } from './exchange.ts'
-import { connectNotAllowed, readRequestHead, type RequestHead } from './http/request-head.ts'
+import { connectNotAllowed, readH2RequestHead, readRequestHead, type RequestHead } from './http/request-head.ts'
 import { normalizePath } from './http/normalize-path.ts'
 import { problemBody, sendProblem } from './http/problem.ts'
 import { setForwardingHeaders } from './http/forwarding.ts'
@@ -25,7 +26,10 @@ import type { Logger } from './log.ts'
  */
 export class ProxyListener {
   current: Snapshot
-  readonly server: http.Server | https.Server
+  /** Typed as node's HTTP/1 server: the TLS and HTTP/2 servers share what is used of it. */
+  readonly server: http.Server
+  /** HTTP/2 sessions, closed gracefully (GOAWAY) on drain. */
+  readonly #sessions = new Set<http2.ServerHttp2Session>()
   /** `https` when this listener terminates TLS. */
   readonly #scheme: string
   readonly #env: ExchangeEnv
@@ -35,7 +39,7 @@ export class ProxyListener {
   /** Open WebSocket tunnels: closed on shutdown. */
   readonly #tunnels = new Set<Duplex>()
 
-  constructor (snapshot: Snapshot, options: { metrics: ProxyMetrics, log: Logger, tls?: SecureContextOptions & { requestCert: boolean } }) {
+  constructor (snapshot: Snapshot, options: { metrics: ProxyMetrics, log: Logger, tls?: SecureContextOptions & { requestCert: boolean }, http2?: boolean }) {
     this.current = snapshot
     this.#log = options.log
     this.#metrics = options.metrics
@@ -56,10 +60,29 @@ export class ProxyListener {
       shouldUpgradeCallback: isWebSocketUpgrade,
     }
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => { this.#handle(req, res) }
-    this.server = options.tls === undefined
-      ? http.createServer(serverOptions, onRequest)
+    if (options.tls === undefined) {
+      this.server = http.createServer(serverOptions, onRequest)
+    } else if (options.http2 === true) {
+      // HTTP/2 by ALPN, HTTP/1.1 for everyone else on the same port. HTTP/1.1
+      // connections there are served by node's HTTP/1 code, which reads its
+      // limits from the server object: they are copied onto it below.
+      const h2 = http2.createSecureServer({
+        ...options.tls,
+        rejectUnauthorized: options.tls.requestCert,
+        allowHTTP1: true,
+        settings: { maxHeaderListSize: limits.maxHeaderSize, enablePush: false },
+      }, onRequest as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
+      Object.assign(h2, { headersTimeout: limits.headersTimeout, requestTimeout: limits.requestTimeout, keepAliveTimeout: limits.keepAliveTimeout, maxHeaderSize: limits.maxHeaderSize, shouldUpgradeCallback: isWebSocketUpgrade })
+      h2.on('session', (s: http2.ServerHttp2Session) => {
+        this.#sessions.add(s)
+        s.once('close', () => { this.#sessions.delete(s) })
+        if (this.#env.draining) s.close()
+      })
+      this.server = h2 as unknown as http.Server
+    } else {
       // With a client CA, clients without a certificate it signed are refused in the handshake.
-      : https.createServer({ ...serverOptions, ...options.tls, rejectUnauthorized: options.tls.requestCert }, onRequest)
+      this.server = https.createServer({ ...serverOptions, ...options.tls, rejectUnauthorized: options.tls.requestCert }, onRequest)
+    }
     // With a listener here node no longer sends `100 Continue` on its own: the
     // exchange sends it once the request is really going upstream.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => { this.#handle(req, res) })
@@ -88,14 +111,23 @@ export class ProxyListener {
 
   /** New certificate material (a reload): new handshakes use it, open connections keep theirs. */
   setTls (tls: SecureContextOptions): void {
-    if (this.server instanceof https.Server) this.server.setSecureContext(tls)
+    const server = this.server as unknown as { setSecureContext?: (o: SecureContextOptions) => void }
+    server.setSecureContext?.(tls)
   }
 
   /** Stops accepting; keep-alive connections close after their current response. */
   beginDrain (): void {
     this.#env.draining = true
     this.server.close()
-    this.server.closeIdleConnections()
+    this.server.closeIdleConnections?.()
+    // GOAWAY: streams in flight finish, no new ones start.
+    for (const s of this.#sessions) s.close()
+  }
+
+  /** After the drain deadline: whatever is still open is cut. */
+  closeAll (): void {
+    this.server.closeAllConnections?.()
+    for (const s of this.#sessions) s.destroy()
   }
 
   destroyTunnels (): void {
@@ -104,10 +136,13 @@ export class ProxyListener {
 
   #handle (req: IncomingMessage, res: ServerResponse): void {
     // Read in the same packet as a request we answered with `close`: not ours to serve.
-    if (isClosing(req.socket)) return
-    trackResponse(req.socket, res)
+    const h2 = req.httpVersionMajor === 2
+    if (!h2) {
+      if (isClosing(req.socket)) return
+      trackResponse(req.socket, res)
+    }
     const snapshot = this.current
-    const head = readRequestHead(req)
+    const head = h2 ? readH2RequestHead(req) : readRequestHead(req)
     if (head instanceof OutriderError) { this.#reject(snapshot, req, res, head, true); return }
     const path = normalizePath(head.path)
     if (path !== head.path) head.path = path
@@ -124,12 +159,14 @@ export class ProxyListener {
     const start = performance.now()
     this.#metrics.localReplies.labels('__unmatched__', err.code).inc()
     const id = req.headers['x-request-id']
-    if (close) {
+    // HTTP/2 has no connection to close per request: the stream ends, that is all.
+    const h1 = req.httpVersionMajor !== 2
+    if (close && h1) {
       req.on('error', () => {})
       markClosing(req.socket)
     }
-    sendProblem(res, err, typeof id === 'string' && id.length <= 200 ? id : undefined, close || this.#env.draining)
-    if (close) res.once('finish', () => { req.socket.destroySoon() })
+    sendProblem(res, err, typeof id === 'string' && id.length <= 200 ? id : undefined, h1 && (close || this.#env.draining))
+    if (close && h1) res.once('finish', () => { req.socket.destroySoon() })
     const durationMs = performance.now() - start
     snapshot.unmatched.record(req.method as string, err.status, durationMs / 1000)
     if (snapshot.accessLog !== undefined) {

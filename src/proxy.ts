@@ -54,7 +54,7 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
   metrics.configVersion.labels(snapshot.version).set(1)
 
   const tls = config.listen.tls === undefined ? undefined : await loadListenTls(config.listen.tls, options.source ?? 'inline')
-  const listener = new ProxyListener(snapshot, { metrics, log, tls })
+  const listener = new ProxyListener(snapshot, { metrics, log, tls, http2: config.listen.tls?.http2 })
   let draining = false
   let admin: http.Server | undefined
   listener.server.listen({ host: config.listen.host, port: config.listen.port, reusePort: options.reusePort === true, exclusive: options.reusePort === true })
@@ -124,7 +124,7 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
       while (snap.inflight > 0 && Date.now() - t0 < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
       if (snap.inflight > 0) log.warn('drain deadline reached, closing remaining connections', { inflight: snap.inflight })
       listener.destroyTunnels()
-      listener.server.closeAllConnections()
+      listener.closeAll()
       await snap.retire(Math.max(0, deadline - (Date.now() - t0)))
       if (admin !== undefined) { admin.closeAllConnections(); admin.close() }
       log.info('proxy stopped')

