@@ -1,7 +1,7 @@
 import http from 'node:http'
 import type { Registry } from 'prom-client'
 import type { Snapshot } from './snapshot.ts'
-import type { Logger } from './log.ts'
+import { LEVELS, type Level, type Logger } from './log.ts'
 
 /** What the admin listener needs to know about the running proxy. */
 export interface AdminSource {
@@ -21,6 +21,8 @@ export interface AdminSource {
    * cannot take one.
    */
   setWeightHint? (cluster: string, endpoint: string, weight: number | undefined): boolean | Promise<boolean>
+  /** Changes the log level at runtime (every worker, in multi-worker mode). */
+  setLogLevel? (level: Level): void
 }
 
 /** An AdminSource over one process's active snapshot. */
@@ -44,6 +46,7 @@ export function createAdminServer (source: AdminSource, log: Logger): http.Serve
     const path = url.split('?', 1)[0] as string
     const hint = /^\/clusters\/([^/]+)\/weight-hints$/.exec(path)
     if (hint !== null && req.method === 'POST') { weightHint(req, res, source, decodeURIComponent(hint[1] as string), log); return }
+    if (path === '/log-level' && req.method === 'POST') { logLevel(req, res, source, log); return }
     if (req.method !== 'GET' && req.method !== 'HEAD') { json(res, 405, { error: 'only GET and HEAD' }, { allow: 'GET, HEAD' }); return }
     switch (path) {
       case '/live':
@@ -106,6 +109,22 @@ function weightHint (req: http.IncomingMessage, res: http.ServerResponse, source
       if (ok) json(res, 200, { cluster, endpoint, weight: weight ?? null })
       else json(res, 404, { error: `no cluster "${cluster}" with a latency-aware policy (peak_ewma), or no endpoint ${endpoint} in it` })
     }, (err: unknown) => { log.error('weight hint failed', { err }); json(res, 500, { error: 'failed' }) })
+  })
+}
+
+/** `POST /log-level` with `{ "level": "debug" }`: more detail while debugging, no restart. */
+function logLevel (req: http.IncomingMessage, res: http.ServerResponse, source: AdminSource, log: Logger): void {
+  let raw = ''
+  req.setEncoding('utf8')
+  req.on('data', (c: string) => { if (raw.length < 1024) raw += c })
+  req.on('end', () => {
+    let level: unknown
+    try { level = (JSON.parse(raw) as { level?: unknown }).level } catch { level = undefined }
+    if (typeof level !== 'string' || !LEVELS.includes(level as Level)) { json(res, 400, { error: `a JSON body { "level": ${LEVELS.map((l) => `"${l}"`).join(' | ')} }` }); return }
+    if (source.setLogLevel !== undefined) source.setLogLevel(level as Level)
+    else log.setLevel(level as Level)
+    log.warn('log level changed', { level })
+    json(res, 200, { level })
   })
 }
 

@@ -13,7 +13,12 @@ export interface Logger {
   warn (msg: string, fields?: Record<string, unknown>): void
   error (msg: string, fields?: Record<string, unknown>): void
   child (fields: Record<string, unknown>): Logger
+  /** Changes the level of this logger and every child (admin `POST /log-level`). */
+  setLevel (level: Level): void
+  readonly level: Level
 }
+
+export const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error']
 
 function serialise (v: unknown): unknown {
   if (v instanceof Error) {
@@ -26,12 +31,14 @@ function serialise (v: unknown): unknown {
   return v
 }
 
-export function createLogger (options: { level?: Level, base?: Record<string, unknown>, write?: (line: string) => void } = {}): Logger {
-  const min = ORDER[options.level ?? (process.env.OUTRIDER_LOG_LEVEL as Level | undefined) ?? 'info'] ?? ORDER.info
+export function createLogger (options: { level?: Level, base?: Record<string, unknown>, write?: (line: string) => void } = {}, shared?: { level: Level }): Logger {
+  const initial = options.level ?? (process.env.OUTRIDER_LOG_LEVEL as Level | undefined) ?? 'info'
+  // One level for a logger and all its children, so a runtime change reaches all.
+  const state = shared ?? { level: ORDER[initial] === undefined ? 'info' : initial }
   const base = options.base ?? {}
   const write = options.write ?? ((line: string) => { process.stderr.write(line) })
   const emit = (level: Level, msg: string, fields?: Record<string, unknown>): void => {
-    if (ORDER[level] < min) return
+    if (ORDER[level] < ORDER[state.level]) return
     const rec: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...base }
     if (fields !== undefined) for (const k in fields) rec[k] = serialise(fields[k])
     write(JSON.stringify(rec) + '\n')
@@ -41,6 +48,8 @@ export function createLogger (options: { level?: Level, base?: Record<string, un
     info: (m, f) => { emit('info', m, f) },
     warn: (m, f) => { emit('warn', m, f) },
     error: (m, f) => { emit('error', m, f) },
-    child: (fields) => createLogger({ ...options, base: { ...base, ...fields } }),
+    child: (fields) => createLogger({ ...options, base: { ...base, ...fields } }, state),
+    setLevel: (level) => { state.level = level },
+    get level () { return state.level },
   }
 }

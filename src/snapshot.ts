@@ -9,6 +9,7 @@ import { RetryPolicy } from './upstream/retry.ts'
 import { LatencyWindow } from './upstream/latency-window.ts'
 import { loadUpstreamTls } from './tls.ts'
 import { AccessLog } from './access-log.ts'
+import { redactConfig } from './config/redact.ts'
 import type { HedgeConfig } from './config/schema.ts'
 
 /** A route with everything the hot path needs resolved in advance. */
@@ -116,7 +117,7 @@ export class Snapshot {
 
   /** What the admin `/config` endpoint shows. */
   describe (): Record<string, unknown> {
-    return { version: this.version, source: this.source, loadedAt: this.loadedAt.toISOString(), config: this.config }
+    return { version: this.version, source: this.source, loadedAt: this.loadedAt.toISOString(), config: redactConfig(this.config) }
   }
 
   /**

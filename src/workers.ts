@@ -8,7 +8,8 @@ import { installCrashGuards } from './run.ts'
 import { flushAccessLogs } from './access-log.ts'
 import { startProxy } from './proxy.ts'
 import { configVersion } from './snapshot.ts'
-import type { Logger } from './log.ts'
+import { redactConfig } from './config/redact.ts'
+import type { Level, Logger } from './log.ts'
 
 /**
  * Multi-core mode: a primary process that owns the config, the admin listener
@@ -23,6 +24,7 @@ type ToWorker =
   | { type: 'state', id: number }
   | { type: 'count-load-failure' }
   | { type: 'weight-hint', cluster: string, endpoint: string, weight: number | undefined }
+  | { type: 'log-level', level: Level }
   | { type: 'shutdown' }
 
 type FromWorker =
@@ -87,7 +89,7 @@ export async function runPrimary (file: string, initial: Config, count: number, 
 
   const admin = createAdminServer({
     version: () => configVersion(config),
-    config: () => ({ version: configVersion(config), source: file, workers: count, config }),
+    config: () => ({ version: configVersion(config), source: file, workers: count, config: redactConfig(config) }),
     // Endpoint state is per process: ask one ready worker.
     clusters: () => new Promise((resolve, reject) => {
       const w = workers().find((x) => ready.has(x.id))
@@ -102,6 +104,10 @@ export async function runPrimary (file: string, initial: Config, count: number, 
       if (!config.clusters.some((c) => c.name === clusterName && c.loadBalancer.policy === 'peak_ewma' && c.endpoints.some((e) => new URL(e.url).origin === endpoint))) return false
       for (const w of workers()) send(w, { type: 'weight-hint', cluster: clusterName, endpoint, weight })
       return true
+    },
+    setLogLevel: (level) => {
+      log.setLevel(level)
+      for (const w of workers()) send(w, { type: 'log-level', level })
     },
     ready: () => ready.size === count,
     draining: () => shuttingDown,
@@ -165,6 +171,7 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
         proxy.metrics.configReloads.labels('failure').inc()
         break
       case 'weight-hint': proxy.snapshot.clusters.get(msg.cluster)?.setWeightHint(msg.endpoint, msg.weight); break
+      case 'log-level': log.setLevel(msg.level); break
       case 'shutdown': stop(); break
     }
   })

@@ -57,7 +57,25 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
   if (!result.success) {
     throw new ConfigError(file, result.error.issues.flatMap((issue) => toIssues(issue, source)), { cause: result.error })
   }
-  return deepFreeze(result.data)
+  const config = deepFreeze(result.data)
+  if (source.fromEnv.size > 0) ENV_PATHS.set(config, source.fromEnv)
+  return config
+}
+
+const ENV_PATHS = new WeakMap<Config, ReadonlySet<string>>()
+
+/**
+ * Paths (as in ConfigError, e.g. `routes[0].plugins[1].config.secret`) whose
+ * value came from a `${VAR}` reference: secrets live there, so they are never
+ * shown back (admin `/config`, error messages).
+ */
+export function envPaths (config: Config): ReadonlySet<string> {
+  return ENV_PATHS.get(config) ?? new Set()
+}
+
+/** Formats a path the way config errors and envPaths() do. */
+export function configPath (path: ReadonlyArray<string | number>): string {
+  return formatPath(path as Path)
 }
 
 const EMPTY = 'a config document (the file is empty; {} alone means all defaults)'

@@ -118,7 +118,7 @@ t.test('a single endpoint under the default threshold: failing it means panic', 
 t.test('a throwing callback is logged and does not undo the change', async (t) => {
   const eps = endpoints(2)
   const errors: string[] = []
-  const logger = { debug () {}, info () {}, warn () {}, error (msg: string) { errors.push(msg) }, child () { return logger } }
+  const logger = { debug () {}, info () {}, warn () {}, error (msg: string) { errors.push(msg) }, child () { return logger }, setLevel () {}, level: 'debug' as const }
   const h = new EndpointHealth(eps, { onChange: () => { throw new Error('boom') }, logger })
   h.eject(0, 1)
   t.equal(eps[0]!.healthy, false)

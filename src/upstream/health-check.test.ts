@@ -142,7 +142,7 @@ t.test('a throwing sink never escapes the timer; probing goes on', async (t) => 
   let calls = 0
   const sink = { setActive: () => { calls++; throw new Error('boom') } }
   const errors: string[] = []
-  const logger = { debug () {}, info () {}, warn () {}, error (msg: string) { errors.push(msg) }, child () { return logger } }
+  const logger = { debug () {}, info () {}, warn () {}, error (msg: string) { errors.push(msg) }, child () { return logger }, setLevel () {}, level: 'debug' as const }
   const checker = new ActiveHealthChecker([{ url: ups.url }], config({ unhealthyThreshold: 1, healthyThreshold: 1 }), sink, { logger })
   t.teardown(() => checker.stop())
   checker.start()

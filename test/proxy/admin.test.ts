@@ -117,3 +117,18 @@ t.test('weight hints for peak_ewma clusters', async (t) => {
   t.equal((await post('smart', { endpoint: b.url, weight: -1 })).status, 400)
   t.equal((await post('nope', { endpoint: b.url, weight: 1 })).status, 404)
 })
+
+t.test('log level can be changed at runtime', async (t) => {
+  const proxy = await startTestProxy({}, t)
+  const set = async (body: unknown): Promise<number> => {
+    const res = await request(`${proxy.adminUrl}/log-level`, { method: 'POST', body: JSON.stringify(body) })
+    await res.body.dump()
+    return res.statusCode
+  }
+  t.equal(await set({ level: 'debug' }), 200)
+  t.equal(proxy.log.level, 'debug')
+  t.equal(proxy.log.child({ a: 1 }).level, 'debug', 'children follow')
+  t.equal(await set({ level: 'loud' }), 400)
+  t.equal(await set({ level: 'warn' }), 200)
+  t.equal(proxy.log.level, 'warn')
+})
