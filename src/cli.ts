@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
-import { availableParallelism } from 'node:os'
+import { availableParallelism, hostname } from 'node:os'
 import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { loadConfigFile } from './config/load.ts'
@@ -11,6 +11,8 @@ import { runPrimary, runWorker } from './workers.ts'
 
 const USAGE = `Usage:
   outrider [--config FILE] [--workers N|auto]   run the proxy
+  outrider --control-plane HOST:PORT [--node-id ID] [--labels k=v,…] [--cache-dir DIR]
+                                                run the proxy on config pushed by outrider-cp
   outrider validate FILE                        check a config file and exit (0 valid, 2 invalid)
   outrider --version | --help
 
@@ -18,6 +20,19 @@ Options:
   -c, --config FILE     YAML or JSON config (default: $OUTRIDER_CONFIG or config/outrider.yaml)
   -w, --workers N|auto  worker processes sharing the listener (overrides the config's workers)
       --log-level L     debug | info | warn | error (default info)
+
+Control plane (config comes from outrider-cp; no file is watched):
+      --control-plane HOST:PORT  the control plane's gRPC address
+      --node-id ID      this data plane's id (default: the host name)
+      --labels k=v,…    labels the control plane sees for this node
+      --cp-token T      data-plane bearer token (default: $OUTRIDER_CP_TOKEN)
+      --cp-ca FILE      PEM CA of the control plane's certificate (TLS when set)
+      --cp-cert FILE, --cp-key FILE  client certificate when the control plane requires mTLS
+      --cache-dir DIR   keep the last config that applied here; served at start
+                        when the control plane is down
+  With --config FILE too, that file is served until the first config arrives
+  (/ready answers 503 until then). Without a cache or a file, the proxy starts
+  listening once the first config arrives (its address is part of it).
 
 Signals: SIGHUP reloads the config; SIGTERM/SIGINT drain in-flight requests and exit 0.`
 
@@ -37,6 +52,14 @@ async function main (argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c' },
         workers: { type: 'string', short: 'w' },
         'log-level': { type: 'string' },
+        'control-plane': { type: 'string' },
+        'node-id': { type: 'string' },
+        labels: { type: 'string' },
+        'cp-token': { type: 'string' },
+        'cp-ca': { type: 'string' },
+        'cp-cert': { type: 'string' },
+        'cp-key': { type: 'string' },
+        'cache-dir': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -63,6 +86,7 @@ async function main (argv: string[]): Promise<number> {
     }
   }
   if (positionals.length > 0) { process.stderr.write(`unknown command "${positionals[0]}"\n\n${USAGE}\n`); return 2 }
+  if (values['control-plane'] !== undefined) return runManaged(values, log)
 
   const file = values.config ?? process.env.OUTRIDER_CONFIG ?? 'config/outrider.yaml'
   if (cluster.isWorker) { await runWorker(file, log.child({ worker: cluster.worker?.id })); return -1 }
@@ -82,6 +106,39 @@ async function main (argv: string[]): Promise<number> {
   }
   if (workers > 1) await runPrimary(file, config, workers, log)
   else await runSingle(file, config, log)
+  return -1 // keeps running; signals decide the exit
+}
+
+/** `--control-plane`: one process (no workers yet), config from outrider-cp. */
+async function runManaged (values: Record<string, string | boolean | undefined>, log: ReturnType<typeof createLogger>): Promise<number> {
+  if (values.workers !== undefined && values.workers !== '1') { process.stderr.write('--workers is not supported with --control-plane yet (one process)\n'); return 2 }
+  // Loaded only here: gRPC is not needed by a proxy that reads a file.
+  const { parseLabels, runWithControlPlane } = await import('./control-plane-client.ts')
+  let labels: Record<string, string>
+  try { labels = parseLabels(String(values.labels ?? '')) } catch (err) { process.stderr.write(`${(err as Error).message}\n`); return 2 }
+  let bootstrap
+  if (typeof values.config === 'string') {
+    try { bootstrap = await loadConfigFile(values.config) } catch (err) { return reportConfigError(err) }
+  }
+  if ((values['cp-cert'] === undefined) !== (values['cp-key'] === undefined)) { process.stderr.write('--cp-cert and --cp-key go together\n'); return 2 }
+  const pem: Record<'cp-ca' | 'cp-cert' | 'cp-key', Buffer | undefined> = { 'cp-ca': undefined, 'cp-cert': undefined, 'cp-key': undefined }
+  for (const name of ['cp-ca', 'cp-cert', 'cp-key'] as const) {
+    const f = values[name]
+    if (typeof f !== 'string') continue
+    try { pem[name] = readFileSync(f) } catch (err) { process.stderr.write(`--${name}: ${(err as Error).message}\n`); return 2 }
+  }
+  await runWithControlPlane({
+    address: String(values['control-plane']),
+    nodeId: typeof values['node-id'] === 'string' ? values['node-id'] : hostname(),
+    labels,
+    token: typeof values['cp-token'] === 'string' ? values['cp-token'] : process.env.OUTRIDER_CP_TOKEN,
+    ca: pem['cp-ca'],
+    cert: pem['cp-cert'],
+    key: pem['cp-key'],
+    cacheDir: typeof values['cache-dir'] === 'string' ? values['cache-dir'] : undefined,
+    bootstrap,
+    log,
+  })
   return -1 // keeps running; signals decide the exit
 }
 

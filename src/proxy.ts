@@ -21,6 +21,8 @@ export interface StartOptions {
   reusePort?: boolean
   /** Overrides the metrics the admin endpoint serves (cluster-wide aggregation). */
   adminMetrics?: AdminSource['metrics']
+  /** Extra condition for /ready (e.g. config heard from the control plane); always ready without it. */
+  ready?: () => boolean
 }
 
 /** A running data plane: one listener, its admin endpoints and the active snapshot. */
@@ -64,7 +66,7 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
   let adminPort: number | undefined
   if ((options.admin ?? true) && config.admin.enabled) {
     admin = createAdminServer(snapshotSource(() => listener.current, {
-      ready: () => true,
+      ready: options.ready ?? (() => true),
       draining: () => draining,
       metrics: options.adminMetrics ?? registryMetrics(metrics.registry),
     }), log)

@@ -15,20 +15,30 @@ export async function runSingle (file: string, config: Config, log: Logger, extr
   const stopWatching = watchConfigFile(file, () => { void reload() })
   process.on('SIGHUP', () => { log.info('SIGHUP: reloading', { file }); void reload() })
   installCrashGuards(log)
+  onStopSignals(log, () => proxy.snapshot.config.shutdown.drainTimeout, () => {
+    stopWatching()
+    return proxy.shutdown()
+  })
+  return proxy
+}
+
+/**
+ * SIGTERM/SIGINT: log, run `stop` (which drains), flush the access logs and
+ * exit 0 (1 if stopping failed). A second signal while draining is ignored.
+ */
+export function onStopSignals (log: Logger, drainTimeout: () => number | undefined, stop: () => Promise<void>): void {
   let stopping = false
-  const stop = (signal: string): void => {
+  const handle = (signal: string): void => {
     if (stopping) return
     stopping = true
-    log.info(`${signal}: draining`, { deadlineMs: proxy.snapshot.config.shutdown.drainTimeout })
-    stopWatching()
-    proxy.shutdown().then(() => { flushAccessLogs(); process.exit(0) }, (err: unknown) => {
+    log.info(`${signal}: draining`, { deadlineMs: drainTimeout() ?? null })
+    stop().then(() => { flushAccessLogs(); process.exit(0) }, (err: unknown) => {
       log.error('shutdown failed', { err })
       process.exit(1)
     })
   }
-  process.on('SIGTERM', () => { stop('SIGTERM') })
-  process.on('SIGINT', () => { stop('SIGINT') })
-  return proxy
+  process.on('SIGTERM', () => { handle('SIGTERM') })
+  process.on('SIGINT', () => { handle('SIGINT') })
 }
 
 /**

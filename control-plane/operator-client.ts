@@ -1,0 +1,92 @@
+import * as grpc from '@grpc/grpc-js'
+import { services } from './protos.ts'
+import { ISSUES_TRAILER } from './services/status.ts'
+import type { ConfigIssue } from '../src/errors.ts'
+import type * as pb from './generated/types.ts'
+
+/** Where and how to reach a control plane. */
+export interface ConnectOptions {
+  /** Bearer token sent with every call. */
+  token?: string
+  /** PEM CA that signed the control plane's certificate: TLS when set. */
+  ca?: Buffer
+  /** Client certificate and key for mTLS. */
+  cert?: Buffer
+  key?: Buffer
+}
+
+/** Channel credentials for a control-plane address: TLS when a CA is given, with the token on every call. */
+export function channelCredentials (options: ConnectOptions): grpc.ChannelCredentials {
+  if (options.ca === undefined) return grpc.credentials.createInsecure()
+  return grpc.credentials.createSsl(options.ca, options.key ?? null, options.cert ?? null)
+}
+
+/** `authorization: Bearer …` metadata (gRPC refuses call credentials on plaintext channels, so it is sent as metadata). */
+export function tokenMetadata (token: string | undefined): grpc.Metadata {
+  const md = new grpc.Metadata()
+  if (token !== undefined && token !== '') md.set('authorization', `Bearer ${token}`)
+  return md
+}
+
+/** A failed call: the gRPC status plus, for INVALID_ARGUMENT on a config, the issues. */
+export interface CallError extends grpc.ServiceError {
+  issues: ConfigIssue[]
+}
+
+type Unary<Req, Res> = (request: Req) => Promise<Res>
+
+/** The Operator service as promises. */
+export interface OperatorClient {
+  putRoute: Unary<Partial<pb.PutRouteRequest> & { routeJson: string }, pb.ChangeResponse>
+  getRoute: Unary<pb.GetRouteRequest, pb.GetRouteResponse>
+  listRoutes: Unary<pb.ListRoutesRequest, pb.ListRoutesResponse>
+  deleteRoute: Unary<Partial<pb.DeleteRouteRequest> & { name: string }, pb.ChangeResponse>
+  putCluster: Unary<Partial<pb.PutClusterRequest> & { clusterJson: string }, pb.ChangeResponse>
+  getCluster: Unary<pb.GetClusterRequest, pb.GetClusterResponse>
+  listClusters: Unary<pb.ListClustersRequest, pb.ListClustersResponse>
+  deleteCluster: Unary<Partial<pb.DeleteClusterRequest> & { name: string }, pb.ChangeResponse>
+  validateConfig: Unary<pb.ValidateConfigRequest, pb.ValidateConfigResponse>
+  getConfig: Unary<Partial<pb.GetConfigRequest>, pb.GetConfigResponse>
+  putConfig: Unary<Partial<pb.PutConfigRequest> & { configJson: string }, pb.ChangeResponse>
+  listHistory: Unary<Partial<pb.ListHistoryRequest>, pb.ListHistoryResponse>
+  rollback: Unary<Partial<pb.RollbackRequest> & { version: number }, pb.ChangeResponse>
+  listAudit: Unary<Partial<pb.ListAuditRequest>, pb.ListAuditResponse>
+  getFleet: Unary<pb.GetFleetRequest, pb.GetFleetResponse>
+  getTraffic: Unary<pb.GetTrafficRequest, pb.GetTrafficResponse>
+  close (): void
+}
+
+const METHODS = ['PutRoute', 'GetRoute', 'ListRoutes', 'DeleteRoute', 'PutCluster', 'GetCluster', 'ListClusters', 'DeleteCluster',
+  'ValidateConfig', 'GetConfig', 'PutConfig', 'ListHistory', 'Rollback', 'ListAudit', 'GetFleet', 'GetTraffic'] as const
+
+/**
+ * A promise-based Operator client (for `outrider-cp ctl`, scripts and tests).
+ * Errors are gRPC ServiceErrors with `issues` decoded from the trailer.
+ *
+ * @example
+ * const op = createOperatorClient('127.0.0.1:50051', { token: process.env.OUTRIDER_CP_TOKEN })
+ * await op.putRoute({ routeJson: JSON.stringify({ name: 'api', match: { pathPrefix: '/api' }, cluster: 'api' }) })
+ */
+export function createOperatorClient (address: string, options: ConnectOptions = {}): OperatorClient {
+  const client = new (services().Operator)(address, channelCredentials(options)) as unknown as Record<string, (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void> & grpc.Client
+  const call = (method: string) => (request: unknown): Promise<never> => new Promise((resolve, reject) => {
+    const fn = client[method]
+    if (fn === undefined) { reject(new Error(`no method ${method}`)); return }
+    fn.call(client, request, tokenMetadata(options.token), (err, res) => {
+      if (err !== null) { reject(withIssues(err)); return }
+      resolve(res as never)
+    })
+  })
+  const out: Record<string, unknown> = { close: () => { client.close() } }
+  for (const m of METHODS) out[m[0]?.toLowerCase() + m.slice(1)] = call(m)
+  return out as unknown as OperatorClient
+}
+
+function withIssues (err: grpc.ServiceError): CallError {
+  let issues: ConfigIssue[] = []
+  const raw = err.metadata?.get(ISSUES_TRAILER)[0]
+  if (Buffer.isBuffer(raw)) {
+    try { issues = JSON.parse(raw.toString('utf8')) as ConfigIssue[] } catch { issues = [] }
+  }
+  return Object.assign(err, { issues })
+}

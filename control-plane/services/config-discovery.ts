@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto'
+import * as grpc from '@grpc/grpc-js'
+import type { Logger } from '../../src/log.ts'
+import { services } from '../protos.ts'
+import type { TokenTable } from '../auth.ts'
+import type { DesiredConfig } from '../desired-config.ts'
+import { BadRequestError } from '../errors.ts'
+import type { Fleet, FleetSession } from '../fleet.ts'
+import type { ConfigVersion } from '../store.ts'
+import type * as pb from '../generated/types.ts'
+import { authorize, toStatus } from './status.ts'
+
+export interface ConfigDiscoveryDeps {
+  desired: DesiredConfig
+  fleet: Fleet
+  tokens: TokenTable | undefined
+  log: Logger
+}
+
+type StreamCall = grpc.ServerDuplexStream<pb.DiscoveryRequest, pb.DiscoveryResponse>
+
+/** Nonces remembered per stream: enough to name the version of a late NACK. */
+const NONCES_KEPT = 8
+
+/**
+ * `outrider.v1.ConfigDiscovery`: the xDS-style config stream. Every data
+ * plane gets the one global document (per-label selection is not built yet:
+ * labels are recorded for the fleet view only). Returns a handle that ends
+ * every open stream, for shutdown: gRPC's graceful shutdown would otherwise
+ * wait for streams that never end by themselves.
+ */
+export function register (server: grpc.Server, deps: ConfigDiscoveryDeps): { endAll (): void } {
+  const open = new Set<StreamCall>()
+  server.addService(services().ConfigDiscovery.service, {
+    Stream: (call: StreamCall) => { serve(call, deps, open) },
+  })
+  return {
+    endAll () {
+      for (const call of open) fail(call, { code: grpc.status.UNAVAILABLE, details: 'control plane shutting down' })
+      open.clear()
+    },
+  }
+}
+
+function serve (call: StreamCall, deps: ConfigDiscoveryDeps, open: Set<StreamCall>): void {
+  const { desired, fleet, log } = deps
+  try {
+    authorize(call.metadata, deps.tokens, 'data-plane')
+  } catch (err) {
+    fail(call, toStatus(err, log))
+    return
+  }
+  open.add(call)
+  let session: FleetSession | undefined
+  let unsubscribe: (() => void) | undefined
+  let latestNonce = ''
+  const sentVersions = new Map<string, string>()
+  let nodeLog = log
+
+  const push = (v: ConfigVersion): void => {
+    if (session === undefined) return
+    const nonce = randomBytes(12).toString('base64url')
+    latestNonce = nonce
+    sentVersions.set(nonce, String(v.version))
+    if (sentVersions.size > NONCES_KEPT) sentVersions.delete(sentVersions.keys().next().value as string)
+    call.write({ versionInfo: String(v.version), nonce, configJson: JSON.stringify(v.document), contentHash: v.hash } satisfies pb.DiscoveryResponse)
+    fleet.sent(session, String(v.version))
+    nodeLog.debug('config pushed', { version: v.version })
+  }
+
+  const cleanup = (): void => {
+    unsubscribe?.()
+    unsubscribe = undefined
+    open.delete(call)
+    if (session !== undefined) { fleet.disconnect(session); nodeLog.info('data plane disconnected') }
+    session = undefined
+  }
+
+  call.on('data', (req: pb.DiscoveryRequest) => {
+    if (session === undefined) {
+      if (req.nodeId === '') { fail(call, toStatus(new BadRequestError('node_id: the data plane\'s id (the first request names the node)'), log)); cleanup(); return }
+      session = fleet.connect(req.nodeId, req.labels, call.getPeer(), req.versionInfo)
+      nodeLog = log.child({ node: req.nodeId })
+      nodeLog.info('data plane subscribed', { running: req.versionInfo || null, labels: req.labels, peer: call.getPeer() })
+      unsubscribe = desired.subscribe(push)
+      // Always answer the subscription, also when the node already runs the
+      // current version: the ACK confirms it, and the node learns it is in sync.
+      const current = desired.current
+      if (current !== undefined) push(current)
+      return
+    }
+    if (req.responseNonce !== latestNonce) {
+      // An answer to a push that a newer push has overtaken (xDS: ignore stale nonces).
+      nodeLog.debug('stale ACK/NACK ignored', { nonce: req.responseNonce })
+      return
+    }
+    const pushed = sentVersions.get(req.responseNonce) ?? ''
+    if (req.errorDetail != null) {
+      fleet.nack(session, pushed, { message: req.errorDetail.message, issues: req.errorDetail.issues.map((i) => ({ path: i.path, expected: i.expected })) })
+      nodeLog.warn('data plane refused config (NACK); it keeps its previous config', { version: pushed, running: req.versionInfo || null, error: req.errorDetail.message })
+    } else {
+      fleet.ack(session, req.versionInfo)
+      nodeLog.info('data plane applied config (ACK)', { version: req.versionInfo })
+    }
+  })
+  call.on('end', () => { cleanup(); call.end() })
+  call.on('error', () => { cleanup() })
+  call.on('cancelled', () => { cleanup() })
+  call.on('close', () => { cleanup() })
+}
+
+function fail (call: StreamCall, status: Partial<grpc.StatusObject>): void {
+  call.emit('error', status)
+}

@@ -1,0 +1,56 @@
+import * as grpc from '@grpc/grpc-js'
+import type { Logger } from '../../src/log.ts'
+import { services } from '../protos.ts'
+import type { TokenTable } from '../auth.ts'
+import type { TrafficTotals } from '../traffic.ts'
+import type * as pb from '../generated/types.ts'
+import { authorize, toStatus } from './status.ts'
+
+export interface TelemetryDeps {
+  traffic: TrafficTotals
+  tokens: TokenTable | undefined
+  log: Logger
+}
+
+/**
+ * `outrider.v1.Telemetry`: folds every report into the fleet-wide per-route
+ * totals (Operator.GetTraffic reads them). Time windows, percentiles and
+ * retention (ARCHITECTURE §4 analytics) are not built yet: totals since the
+ * control plane started are.
+ */
+export function register (server: grpc.Server, deps: TelemetryDeps): { endAll (): void } {
+  // Report streams last as long as their data plane: shutdown answers them itself.
+  const open = new Map<grpc.ServerReadableStream<pb.TelemetryReport, pb.ReportSummary>, () => void>()
+  server.addService(services().Telemetry.service, {
+    Report: (call: grpc.ServerReadableStream<pb.TelemetryReport, pb.ReportSummary>, callback: grpc.sendUnaryData<pb.ReportSummary>) => {
+      try {
+        authorize(call.metadata, deps.tokens, 'data-plane')
+      } catch (err) {
+        callback(toStatus(err, deps.log) as grpc.ServiceError, null)
+        return
+      }
+      let accepted = 0
+      let answered = false
+      const answer = (status: grpc.ServiceError | null): void => {
+        if (answered) return
+        answered = true
+        open.delete(call)
+        callback(status, status === null ? { accepted } : null)
+      }
+      open.set(call, () => { answer(Object.assign(new Error('control plane shutting down'), { code: grpc.status.UNAVAILABLE, details: 'control plane shutting down', metadata: new grpc.Metadata() })) })
+      call.on('data', (report: pb.TelemetryReport) => {
+        if (report.nodeId === '') return
+        deps.traffic.report(report.nodeId, report.instance, report.routes)
+        accepted++
+      })
+      call.on('end', () => { answer(null) })
+      call.on('error', () => { open.delete(call) })
+      call.on('cancelled', () => { open.delete(call) })
+    },
+  })
+  return {
+    endAll () {
+      for (const end of [...open.values()]) end()
+    },
+  }
+}

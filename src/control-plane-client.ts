@@ -1,0 +1,409 @@
+import { EventEmitter } from 'node:events'
+import { mkdir, readFile } from 'node:fs/promises'
+import path from 'node:path'
+import { randomUUID } from 'node:crypto'
+import * as grpc from '@grpc/grpc-js'
+import { parseConfig } from './config/load.ts'
+import type { Config } from './config/schema.ts'
+import { ConfigError } from './errors.ts'
+import type { Logger } from './log.ts'
+import type { ProxyMetrics } from './metrics.ts'
+import { startProxy, type RunningProxy, type StartOptions } from './proxy.ts'
+import { installCrashGuards, onStopSignals } from './run.ts'
+import { services } from '../control-plane/protos.ts'
+import { channelCredentials, tokenMetadata, type ConnectOptions } from '../control-plane/operator-client.ts'
+import { writeFileAtomic } from '../control-plane/store.ts'
+import type * as pb from '../control-plane/generated/types.ts'
+
+/**
+ * The data plane's side of `ConfigDiscovery.Stream` (ARCHITECTURE §4):
+ * subscribe with node id, labels and the version already running; apply each
+ * pushed document and ACK it, or NACK it with the error and keep the old
+ * one; cache the last config that applied on disk so a restart while the
+ * control plane is down still serves; reconnect with exponential back-off and
+ * jitter.
+ */
+
+export interface ControlPlaneClientOptions extends ConnectOptions {
+  /** `host:port` of the control plane. */
+  address: string
+  nodeId: string
+  labels?: Record<string, string>
+  /** Applies a validated config; throwing NACKs it (the running config stays). */
+  apply: (config: Config, version: string) => Promise<unknown>
+  log: Logger
+  /** Where the last-known-good config is kept; no cache without it. */
+  cacheDir?: string
+  /** The version (and document hash) already running, e.g. from the cache. */
+  running?: { version: string, hash: string }
+  /** Resolves `${NAME}` references in pushed documents (default: process.env). */
+  env?: NodeJS.ProcessEnv
+  /** Reconnect back-off: the first delay and the cap (ms). */
+  backoff?: { initialMs?: number, maxMs?: number }
+  /** Per-route counters to report every `intervalMs` over Telemetry.Report. */
+  telemetry?: { intervalMs: number, read: () => Promise<pb.RouteCounters[]> }
+}
+
+/** What the cache file holds: the pushed document as it came, and what identified it. */
+export interface CachedConfig {
+  version: string
+  hash: string
+  configJson: string
+  savedAt: string
+}
+
+const CACHE_FILE = 'outrider-config-cache.json'
+
+type DiscoveryStream = grpc.ClientDuplexStream<pb.DiscoveryRequest, pb.DiscoveryResponse>
+
+/** Events: `applied` (version), `rejected` (version, error), `connected`, `disconnected` (grpc status code). */
+export class ControlPlaneClient extends EventEmitter {
+  readonly #options: ControlPlaneClientOptions
+  readonly #log: Logger
+  readonly #instance = randomUUID()
+  #client: grpc.Client | undefined
+  #stream: DiscoveryStream | undefined
+  #version: string
+  #hash: string
+  #received = false
+  #attempt = 0
+  #timer: NodeJS.Timeout | undefined
+  #closed = false
+  #pending: { stream: DiscoveryStream, response: pb.DiscoveryResponse } | undefined
+  #draining: Promise<void> | undefined
+  #telemetry: { timer: NodeJS.Timeout, call: grpc.ClientWritableStream<pb.TelemetryReport> | undefined } | undefined
+
+  constructor (options: ControlPlaneClientOptions) {
+    super()
+    this.#options = options
+    this.#log = options.log.child({ controlPlane: options.address })
+    this.#version = options.running?.version ?? ''
+    this.#hash = options.running?.hash ?? ''
+  }
+
+  /** The version of the config applied last ('' before any). */
+  get version (): string { return this.#version }
+  /** True once a config pushed by the control plane was applied in this process. */
+  get received (): boolean { return this.#received }
+  get connected (): boolean { return this.#stream !== undefined }
+
+  /** Opens the stream (and keeps it open until close()). */
+  start (): void {
+    this.#connect()
+    const t = this.#options.telemetry
+    if (t !== undefined) {
+      this.#telemetry = { timer: setInterval(() => { void this.#report() }, t.intervalMs), call: undefined }
+      this.#telemetry.timer.unref()
+    }
+  }
+
+  /** Ends the stream and stops reconnecting. */
+  close (): void {
+    this.#closed = true
+    clearTimeout(this.#timer)
+    if (this.#telemetry !== undefined) {
+      clearInterval(this.#telemetry.timer)
+      this.#telemetry.call?.end()
+    }
+    const stream = this.#stream
+    this.#stream = undefined
+    stream?.cancel()
+    this.#client?.close()
+  }
+
+  #connect (): void {
+    if (this.#closed) return
+    // A fresh channel per attempt, with a subchannel of its own: gRPC's shared
+    // subchannels keep their own reconnect back-off (up to 2 minutes), which
+    // would delay the resync after the control plane comes back.
+    this.#client?.close()
+    const Client = services().ConfigDiscovery
+    this.#client = new Client(this.#options.address, channelCredentials(this.#options), {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.keepalive_time_ms': 20_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+    })
+    const stream = (this.#client as unknown as { Stream: (md: grpc.Metadata) => DiscoveryStream }).Stream(tokenMetadata(this.#options.token))
+    this.#stream = stream
+    let answered = false
+    stream.on('data', (response: pb.DiscoveryResponse) => {
+      if (this.#stream !== stream) return
+      if (!answered) {
+        answered = true
+        // Back-off starts over once the control plane answers.
+        this.#attempt = 0
+        this.emit('connected')
+      }
+      this.#pending = { stream, response }
+      this.#draining ??= this.#drain().finally(() => { this.#draining = undefined })
+    })
+    stream.on('error', (err: grpc.ServiceError) => { this.#lost(stream, err.code, err.details) })
+    stream.on('end', () => { this.#lost(stream, grpc.status.UNAVAILABLE, 'stream ended') })
+    stream.write(this.#request(''))
+  }
+
+  #lost (stream: DiscoveryStream, code: grpc.status, details: string): void {
+    if (this.#stream !== stream) return
+    this.#stream = undefined
+    this.emit('disconnected', code)
+    if (this.#closed) return
+    const delay = backoffDelay(this.#attempt++, this.#options.backoff)
+    const fields = { code: grpc.status[code], details, retryInMs: delay, running: this.#version || null }
+    if (code === grpc.status.UNAUTHENTICATED || code === grpc.status.PERMISSION_DENIED) this.#log.error('the control plane refused this data plane\'s token', fields)
+    else this.#log.warn('control plane unreachable; serving the current config, retrying', fields)
+    this.#timer = setTimeout(() => { this.#connect() }, delay)
+    this.#timer.unref()
+  }
+
+  /** Applies pushes one at a time; a push that arrives meanwhile replaces any older one still waiting. */
+  async #drain (): Promise<void> {
+    while (this.#pending !== undefined) {
+      const { stream, response } = this.#pending
+      this.#pending = undefined
+      const answer = await this.#handle(response)
+      if (this.#stream === stream) stream.write(answer)
+    }
+  }
+
+  async #handle (res: pb.DiscoveryResponse): Promise<pb.DiscoveryRequest> {
+    if (res.contentHash !== '' && res.contentHash === this.#hash) {
+      // The document already runs (a resubscription, or a rollback to it): no rebuild, no lost balancer state.
+      this.#version = res.versionInfo
+      this.#received = true
+      await this.#saveCache(res)
+      this.#log.info('control plane confirmed the running config', { version: res.versionInfo })
+      this.emit('applied', res.versionInfo)
+      return this.#request(res.nonce)
+    }
+    try {
+      const config = parseConfig(res.configJson, `control-plane@v${res.versionInfo}.json`, this.#options.env)
+      await this.#options.apply(config, res.versionInfo)
+    } catch (err) {
+      const detail = errorDetail(err)
+      this.#log.error('config from the control plane refused; keeping the running config', { version: res.versionInfo, running: this.#version || null, error: detail.message })
+      this.emit('rejected', res.versionInfo, err)
+      return { ...this.#request(res.nonce), errorDetail: detail }
+    }
+    this.#version = res.versionInfo
+    this.#hash = res.contentHash
+    this.#received = true
+    await this.#saveCache(res)
+    this.#log.info('config from the control plane applied', { version: res.versionInfo })
+    this.emit('applied', res.versionInfo)
+    return this.#request(res.nonce)
+  }
+
+  #request (nonce: string): pb.DiscoveryRequest {
+    return { nodeId: this.#options.nodeId, labels: this.#options.labels ?? {}, versionInfo: this.#version, responseNonce: nonce, errorDetail: null }
+  }
+
+  async #saveCache (res: pb.DiscoveryResponse): Promise<void> {
+    const dir = this.#options.cacheDir
+    if (dir === undefined) return
+    const cached: CachedConfig = { version: res.versionInfo, hash: res.contentHash, configJson: res.configJson, savedAt: new Date().toISOString() }
+    try {
+      await mkdir(dir, { recursive: true })
+      await writeFileAtomic(path.join(dir, CACHE_FILE), JSON.stringify(cached) + '\n')
+    } catch (err) {
+      // The config is applied either way; only a restart without the control plane is affected.
+      this.#log.error('could not cache the config', { dir, err })
+    }
+  }
+
+  async #report (): Promise<void> {
+    const t = this.#telemetry
+    const read = this.#options.telemetry?.read
+    if (t === undefined || read === undefined || this.#closed || this.#client === undefined) return
+    let routes: pb.RouteCounters[]
+    try { routes = await read() } catch (err) { this.#log.warn('reading route counters failed', { err }); return }
+    if (t.call === undefined) {
+      const Client = services().Telemetry
+      const client = new Client(this.#options.address, channelCredentials(this.#options), { 'grpc.use_local_subchannel_pool': 1 })
+      const call = (client as unknown as { Report: (md: grpc.Metadata, cb: (err: grpc.ServiceError | null) => void) => grpc.ClientWritableStream<pb.TelemetryReport> })
+        .Report(tokenMetadata(this.#options.token), (err) => {
+          // The next tick opens a new stream: cumulative counters lose nothing meanwhile.
+          if (t.call === call) t.call = undefined
+          client.close()
+          if (err !== null && err.code !== grpc.status.CANCELLED) this.#log.debug('telemetry stream closed', { code: grpc.status[err.code] })
+        })
+      call.on('error', () => {})
+      t.call = call
+    }
+    t.call.write({ nodeId: this.#options.nodeId, instance: this.#instance, at: new Date().toISOString(), routes } satisfies pb.TelemetryReport)
+  }
+}
+
+/**
+ * Full-jitter-ish exponential back-off: the cap doubles per attempt up to
+ * `maxMs`, and the delay is drawn from its upper half, so a fleet that lost
+ * its control plane at one moment does not reconnect at one moment.
+ */
+export function backoffDelay (attempt: number, options: { initialMs?: number, maxMs?: number } = {}): number {
+  const initial = options.initialMs ?? 500
+  const max = options.maxMs ?? 30_000
+  const cap = Math.min(max, initial * 2 ** Math.min(attempt, 30))
+  return Math.round(cap / 2 + Math.random() * cap / 2)
+}
+
+function errorDetail (err: unknown): pb.ErrorDetail {
+  if (err instanceof ConfigError) return { message: err.message, issues: err.issues.map((i) => ({ path: i.path, expected: i.expected })) }
+  return { message: err instanceof Error ? err.message : String(err), issues: [] }
+}
+
+/** The cached config, validated again (this node's environment may have changed); undefined when there is none or it is unusable. */
+export async function readCachedConfig (cacheDir: string, log: Logger, env?: NodeJS.ProcessEnv): Promise<{ cached: CachedConfig, config: Config } | undefined> {
+  const file = path.join(cacheDir, CACHE_FILE)
+  let cached: CachedConfig
+  try {
+    cached = JSON.parse(await readFile(file, 'utf8')) as CachedConfig
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn('config cache unreadable; ignoring it', { file, err })
+    return undefined
+  }
+  try {
+    return { cached, config: parseConfig(cached.configJson, `${file}@v${cached.version}.json`, env) }
+  } catch (err) {
+    log.warn('cached config no longer valid; ignoring it', { file, detail: (err as Error).message })
+    return undefined
+  }
+}
+
+/** Per-route cumulative counters from this process's metrics, for Telemetry.Report. */
+export async function readRouteCounters (metrics: ProxyMetrics): Promise<pb.RouteCounters[]> {
+  const byRoute = new Map<string, pb.RouteCounters>()
+  const entry = (route: string): pb.RouteCounters => {
+    let e = byRoute.get(route)
+    if (e === undefined) { e = { route, requests: 0, errors: 0, latencyBounds: [], latencyCounts: [] }; byRoute.set(route, e) }
+    return e
+  }
+  for (const v of (await metrics.requests.get()).values) {
+    const e = entry(String(v.labels.route))
+    e.requests += v.value
+    if (v.labels.status_class === '5xx') e.errors += v.value
+  }
+  for (const v of (await metrics.requestDuration.get()).values) {
+    if (v.metricName !== 'outrider_request_duration_seconds_bucket') continue
+    const e = entry(String(v.labels.route))
+    const le = String((v.labels as Record<string, unknown>).le)
+    if (le !== '+Inf') e.latencyBounds.push(Number(le))
+    e.latencyCounts.push(v.value)
+  }
+  return [...byRoute.values()]
+}
+
+export interface ManagedProxyOptions extends Omit<ControlPlaneClientOptions, 'apply' | 'running' | 'telemetry'> {
+  /** How often route counters are reported (ms); 0 disables reporting. Default 5000. */
+  telemetryIntervalMs?: number
+  /** Served until the control plane's first config arrives (with /ready false); without it (and without a cache) nothing listens until then. */
+  bootstrap?: Config
+  /** Passed to startProxy (metrics, admin, …). */
+  start?: Partial<Omit<StartOptions, 'config' | 'source' | 'ready' | 'log'>>
+}
+
+/** A proxy fed by the control plane. */
+export interface ManagedProxy {
+  readonly client: ControlPlaneClient
+  /** The running proxy; undefined while waiting for the first config. */
+  readonly proxy: RunningProxy | undefined
+  /** Resolves with the proxy once it runs (at once when it started from the cache or a bootstrap config). */
+  readonly started: Promise<RunningProxy>
+  /** True when it runs a config from the control plane: received in this process, or cached from an earlier one. */
+  ready (): boolean
+  /** Closes the stream, then drains and stops the proxy. */
+  shutdown (deadlineMs?: number): Promise<void>
+}
+
+/**
+ * Starts a data plane whose config comes from the control plane. Boot order:
+ * the cached last-known-good config if there is one (so a restart while the
+ * control plane is down still serves), else a bootstrap config if given
+ * (served with /ready false), else nothing listens until the first config
+ * arrives: the listener's address is part of that config.
+ *
+ * @example
+ * const dp = await startManagedProxy({ address: '10.0.0.5:50051', nodeId: 'web-1', token, cacheDir: '/var/cache/outrider', log })
+ * const proxy = await dp.started
+ */
+export async function startManagedProxy (options: ManagedProxyOptions): Promise<ManagedProxy> {
+  const log = options.log
+  const cache = options.cacheDir === undefined ? undefined : await readCachedConfig(options.cacheDir, log, options.env)
+  const fromCache = cache !== undefined
+  let proxy: RunningProxy | undefined
+  let resolveStarted!: (p: RunningProxy) => void
+  let rejectStarted!: (err: unknown) => void
+  const started = new Promise<RunningProxy>((resolve, reject) => { resolveStarted = resolve; rejectStarted = reject })
+  started.catch(() => {})
+  let client: ControlPlaneClient | undefined
+  const ready = (): boolean => fromCache || client?.received === true
+  const start = async (config: Config, source: string): Promise<RunningProxy> => {
+    const p = await startProxy({ ...options.start, config, source, log, ready })
+    proxy = p
+    resolveStarted(p)
+    return p
+  }
+
+  if (cache !== undefined) {
+    log.info('starting on the cached config from the control plane', { version: cache.cached.version, savedAt: cache.cached.savedAt })
+    await start(cache.config, `control-plane v${cache.cached.version} (cache)`)
+  } else if (options.bootstrap !== undefined) {
+    await start(options.bootstrap, 'bootstrap')
+  } else {
+    log.info('waiting for the first config from the control plane', { address: options.address })
+  }
+
+  client = new ControlPlaneClient({
+    ...options,
+    running: cache === undefined ? undefined : { version: cache.cached.version, hash: cache.cached.hash },
+    apply: async (config, version) => {
+      if (proxy === undefined) await start(config, `control-plane v${version}`)
+      else await proxy.apply(config, `control-plane v${version}`)
+    },
+    telemetry: options.telemetryIntervalMs === 0 ? undefined : {
+      intervalMs: options.telemetryIntervalMs ?? 5_000,
+      read: () => proxy === undefined ? Promise.resolve([]) : readRouteCounters(proxy.metrics),
+    },
+  })
+  client.start()
+
+  let stopping: Promise<void> | undefined
+  return {
+    client,
+    get proxy () { return proxy },
+    started,
+    ready,
+    shutdown (deadlineMs) {
+      stopping ??= (async () => {
+        client.close()
+        if (proxy !== undefined) await proxy.shutdown(deadlineMs)
+        else rejectStarted(new Error('shut down before the first config arrived'))
+      })()
+      return stopping
+    },
+  }
+}
+
+/**
+ * `outrider --control-plane …`: a managed proxy with the process wiring of
+ * `runSingle` (crash guards, drain on SIGTERM/SIGINT). SIGHUP has nothing to
+ * reload: the control plane is the config's only source.
+ */
+export async function runWithControlPlane (options: ManagedProxyOptions): Promise<ManagedProxy> {
+  const log = options.log
+  installCrashGuards(log)
+  const dp = await startManagedProxy(options)
+  process.on('SIGHUP', () => { log.info('SIGHUP ignored: the config comes from the control plane') })
+  onStopSignals(log, () => dp.proxy?.snapshot.config.shutdown.drainTimeout, () => dp.shutdown())
+  return dp
+}
+
+/** `k=v,k2=v2` → labels; throws on a malformed pair. */
+export function parseLabels (text: string): Record<string, string> {
+  const labels: Record<string, string> = {}
+  for (const pair of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    const eq = pair.indexOf('=')
+    const key = pair.slice(0, eq)
+    if (eq <= 0 || !/^[A-Za-z0-9_.\/-]+$/.test(key)) throw new Error(`--labels: "${pair}" is not key=value (keys of letters, digits, _ . / -)`)
+    labels[key] = pair.slice(eq + 1)
+  }
+  return labels
+}
