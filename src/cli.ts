@@ -14,6 +14,7 @@ const USAGE = `Usage:
   outrider --control-plane HOST:PORT [--node-id ID] [--labels k=v,…] [--cache-dir DIR]
                                                 run the proxy on config pushed by outrider-cp
   outrider validate FILE                        check a config file and exit (0 valid, 2 invalid)
+  outrider iptables [--print|--apply|--cleanup] ...  sidecar interception rules (see src/interception/README.md)
   outrider --version | --help
 
 Options:
@@ -43,6 +44,11 @@ function version (): string {
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 invalid config or usage (like `nginx -t`). */
 async function main (argv: string[]): Promise<number> {
+  // Its own flags: handed over before our parser would refuse them.
+  if (argv[0] === 'iptables') {
+    const { runIptablesCommand } = await import('./interception/cli.ts')
+    return runIptablesCommand(argv.slice(1))
+  }
   let parsed
   try {
     parsed = parseArgs({
