@@ -5,8 +5,9 @@ import waf from './waf/plugin.ts'
 import jwtAuth from './jwt-auth/plugin.ts'
 import apiKey from './api-key/plugin.ts'
 import securityHeaders from './security-headers/plugin.ts'
+import rateLimit from './rate-limit/plugin.ts'
 
 /** Every plugin Outrider knows, by config `name`. A static list: no directory scanning. */
-export const plugins: readonly PluginDefinition[] = [headers, cors, jwtAuth, apiKey, securityHeaders, waf]
+export const plugins: readonly PluginDefinition[] = [headers, cors, jwtAuth, apiKey, securityHeaders, waf, rateLimit]
 
 export const pluginsByName: ReadonlyMap<string, PluginDefinition> = new Map(plugins.map((p) => [p.name, p]))

@@ -1,0 +1,212 @@
+import t from 'tap'
+import { Registry } from 'prom-client'
+import { request } from 'undici'
+import { startUpstream, type Upstream } from '../../test/helpers/upstream.ts'
+import { startTestProxy, simpleDoc, type TestProxy } from '../../test/helpers/proxy.ts'
+import { redisUnavailable, startRedis, type TestRedis } from '../../test/helpers/redis.ts'
+import { freePort } from '../../test/helpers/cli.ts'
+import { createLogger } from '../../src/log.ts'
+import { RateLimitedError } from '../../src/errors.ts'
+import type { RequestContext } from '../../src/plugin.ts'
+import plugin from './plugin.ts'
+import { schema } from './schema.ts'
+
+const skip = redisUnavailable()
+
+function limited (config: Record<string, unknown>): Record<string, unknown> {
+  return { plugins: [{ name: 'rate-limit', config }] }
+}
+
+async function status (proxy: TestProxy, headers: Record<string, string> = {}): Promise<number> {
+  const res = await request(`${proxy.url}/x`, { headers })
+  await res.body.dump()
+  return res.statusCode
+}
+
+async function statuses (proxy: TestProxy, n: number): Promise<number[]> {
+  const out: number[] = []
+  for (let i = 0; i < n; i++) out.push(await status(proxy))
+  return out
+}
+
+async function upstream (t: { teardown (fn: () => unknown): void }): Promise<Upstream> {
+  const up = await startUpstream()
+  t.teardown(up.close)
+  return up
+}
+
+/** Connections Redis has from clients other than the one asking. */
+async function clients (redis: TestRedis): Promise<number> {
+  const list = String(await redis.command('CLIENT', 'LIST'))
+  return list.split('\n').filter((l) => l.includes('cmd=') && !l.includes('cmd=client|list')).length
+}
+
+async function waitFor (what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!await check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+async function metric (proxy: TestProxy, name: string): Promise<number> {
+  const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(await proxy.metrics.registry.metrics())
+  return m === null ? 0 : Number(m[1])
+}
+
+t.test('two proxies share the counters in Redis', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const up = await upstream(t)
+  const doc = simpleDoc(up.url, limited({ points: 4, duration: 60, store: { type: 'redis', url: redis.url } }))
+  const a = await startTestProxy(doc, t)
+  const b = await startTestProxy(doc, t)
+  const seen: number[] = []
+  for (let i = 0; i < 6; i++) seen.push(await status(i % 2 === 0 ? a : b))
+  t.same(seen, [200, 200, 200, 200, 429, 429], 'one limit for both')
+  t.same(await redis.command('KEYS', 'outrider:rl:*'), ['outrider:rl:all:60:ip=127.0.0.1'], 'prefix, scope, window and key')
+  const ttl = await redis.command('PTTL', 'outrider:rl:all:60:ip=127.0.0.1') as number
+  t.ok(ttl > 50_000 && ttl <= 60_000, 'the window is the key\'s TTL')
+
+  t.equal(await redis.command('FLUSHALL'), 'OK')
+  // A key over its limit is refused from memory until its window ends: a
+  // fresh key (another client) shows that the count itself lived in Redis.
+  t.equal(await status(a, {}), 429, 'the over-limit key stays blocked locally for its window')
+  const fresh = simpleDoc(up.url, limited({ points: 4, duration: 60, key: { by: 'header', name: 'x-client' }, store: { type: 'redis', url: redis.url } }))
+  await a.reload(fresh)
+  await b.reload(fresh)
+  const byClient: number[] = []
+  for (let i = 0; i < 5; i++) byClient.push(await status(i % 2 === 0 ? a : b, { 'x-client': 'c1' }))
+  t.same(byClient, [200, 200, 200, 200, 429])
+  t.equal(await redis.command('GET', 'outrider:rl:all:60:h=c1'), '5')
+})
+
+t.test('one connection per Redis, shared by routes and snapshots, closed with the last', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const up = await upstream(t)
+  const store = { type: 'redis', url: redis.url }
+  const route = (name: string): Record<string, unknown> => ({ name, match: { pathPrefix: `/${name}` }, cluster: 'up', plugins: [{ name: 'rate-limit', config: { points: 5, duration: 1, store } }] })
+  const doc = { clusters: [{ name: 'up', endpoints: [{ url: up.url }] }], routes: [route('a'), route('b'), route('c')] }
+  const proxy = await startTestProxy(doc, t)
+  t.equal(await clients(redis), 1, 'three routes, one connection')
+  await proxy.reload(doc)
+  t.equal(await clients(redis), 1, 'the next snapshot joins it')
+  await proxy.reload(simpleDoc(up.url))
+  await waitFor('the connection to close', async () => await clients(redis) === 0)
+  t.pass('the last user closed it')
+})
+
+t.test('Redis Cluster', { skip }, async (t) => {
+  const redis = await startRedis(t, { cluster: true })
+  const up = await upstream(t)
+  const proxy = await startTestProxy(simpleDoc(up.url, limited({ points: 2, duration: 60, store: { type: 'redis', cluster: [{ host: '127.0.0.1', port: redis.port }] } })), t)
+  t.same(await statuses(proxy, 3), [200, 200, 429])
+  t.same(await redis.command('KEYS', '*'), ['outrider:rl:all:60:ip=127.0.0.1'])
+  t.equal(await metric(proxy, 'outrider_ratelimit_store_errors_total\\{route="all"\\}'), 0)
+})
+
+t.test('Redis down: the local limiter keeps limiting, then Redis comes back', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const up = await upstream(t)
+  const proxy = await startTestProxy(simpleDoc(up.url, limited({
+    points: 6,
+    duration: 60,
+    store: { type: 'redis', url: redis.url, expectedInstances: 2 },
+  })), t)
+  t.same(await statuses(proxy, 2), [200, 200], 'counted in Redis')
+  t.equal(await metric(proxy, 'outrider_ratelimit_store_errors_total\\{route="all"\\}'), 0)
+
+  await redis.stop()
+  t.same(await statuses(proxy, 4), [200, 200, 200, 429], 'locally: 6 / 2 instances = 3 per process')
+  t.equal(await metric(proxy, 'outrider_ratelimit_store_errors_total\\{route="all"\\}'), 4, 'every decision made without Redis is counted')
+
+  await redis.start()
+  await waitFor('the client to reconnect', async () => await clients(redis) === 1)
+  t.same(await statuses(proxy, 7), [200, 200, 200, 200, 200, 200, 429], 'back on the (restarted, empty) Redis: the global limit again')
+  t.equal(await metric(proxy, 'outrider_ratelimit_store_errors_total\\{route="all"\\}'), 4)
+  t.equal(await redis.command('GET', 'outrider:rl:all:60:ip=127.0.0.1'), '7')
+})
+
+t.test('Redis down with onStoreError allow and deny', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const up = await upstream(t)
+  const key = { by: 'header', name: 'x-client' }
+  const allow = await startTestProxy(simpleDoc(up.url, limited({ points: 1, duration: 60, key, store: { type: 'redis', url: redis.url, onStoreError: 'allow' }, headersOnAllowed: true })), t)
+  const deny = await startTestProxy({
+    clusters: [{ name: 'up', endpoints: [{ url: up.url }] }],
+    routes: [{ name: 'strict', cluster: 'up', plugins: [{ name: 'rate-limit', config: { points: 1, duration: 60, key, store: { type: 'redis', url: redis.url, onStoreError: 'deny' } } }] }],
+  }, t)
+  t.same([await status(allow, { 'x-client': 'c1' }), await status(allow, { 'x-client': 'c1' })], [200, 429], 'Redis up: limited')
+  await redis.stop()
+
+  const open: number[] = []
+  for (let i = 0; i < 5; i++) open.push(await status(allow, { 'x-client': 'c2' }))
+  t.same(open, [200, 200, 200, 200, 200], 'allow: fail open')
+  t.equal(await status(allow, { 'x-client': 'c1' }), 429, 'a key already refused in this window stays refused (from memory)')
+  const res = await request(`${allow.url}/x`, { headers: { 'x-client': 'c3' } })
+  await res.body.dump()
+  t.equal(res.headers['ratelimit-policy'], '"default";q=1;w=60')
+  t.equal(res.headers.ratelimit, undefined, 'nothing is claimed about a count nobody could read')
+
+  const refused = await request(`${deny.url}/x`, { headers: { 'x-client': 'c4' } })
+  const body = await refused.body.json() as Record<string, unknown>
+  t.equal(refused.statusCode, 429, 'deny: fail closed')
+  t.equal(refused.headers['retry-after'], '1')
+  t.equal(body.code, 'RATE_LIMITED')
+  t.equal(await metric(deny, 'outrider_ratelimit_store_errors_total\\{route="strict"\\}'), 1)
+  t.equal(await metric(allow, 'outrider_ratelimit_store_errors_total\\{route="all"\\}'), 6)
+  t.equal(up.seen.length, 7)
+})
+
+t.test('Redis unreachable at start: the proxy starts and limits locally', { skip }, async (t) => {
+  const up = await upstream(t)
+  const port = await freePort()
+  const proxy = await startTestProxy(simpleDoc(up.url, limited({ points: 2, duration: 60, store: { type: 'redis', url: `redis://127.0.0.1:${port}`, connectTimeout: '200ms' } })), t)
+  t.same(await statuses(proxy, 3), [200, 200, 429])
+  t.equal(await metric(proxy, 'outrider_ratelimit_store_errors_total\\{route="all"\\}'), 3)
+})
+
+t.test('a stalled Redis costs a request at most the command timeout', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  t.teardown(() => { redis.resume() })
+  const up = await upstream(t)
+  const proxy = await startTestProxy(simpleDoc(up.url, limited({ points: 5, duration: 60, store: { type: 'redis', url: redis.url, commandTimeout: '100ms' } })), t)
+  t.equal(await status(proxy), 200)
+  redis.pause()
+  const started = performance.now()
+  t.same(await statuses(proxy, 3), [200, 200, 200], 'decided locally')
+  const perRequest = (performance.now() - started) / 3
+  t.ok(perRequest < 1_000, `a stalled Redis does not stall requests (${Math.round(perRequest)} ms each, commandTimeout 100 ms)`)
+  t.equal(await metric(proxy, 'outrider_ratelimit_store_errors_total\\{route="all"\\}'), 3)
+  redis.resume()
+  t.equal(await status(proxy), 200)
+  t.equal(await metric(proxy, 'outrider_ratelimit_store_errors_total\\{route="all"\\}'), 3, 'Redis answers again')
+})
+
+t.test('store failures are logged at most every 10 s, with what decided', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const lines: Array<Record<string, unknown>> = []
+  const log = createLogger({ level: 'debug', write: (line) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+  const metrics = new Registry()
+  const hooks = await plugin.create(schema.parse({ points: 3, duration: 60, store: { type: 'redis', url: redis.url } }), { routeName: 'direct', metrics, log })
+  t.teardown(() => hooks.close?.())
+  const ctx = (): RequestContext => ({ clientIp: '192.0.2.1', req: { headers: {} }, identity: undefined, state: {} }) as unknown as RequestContext
+  const decide = async (): Promise<string> => {
+    try {
+      await hooks.onRequest?.(ctx())
+      return 'allow'
+    } catch (err) {
+      if (err instanceof RateLimitedError) return 'deny'
+      throw err
+    }
+  }
+  t.equal(await decide(), 'allow')
+  await redis.stop()
+  const decisions: string[] = []
+  for (let i = 0; i < 50; i++) decisions.push(await decide())
+  t.same(decisions.slice(0, 4), ['allow', 'allow', 'allow', 'deny'], 'the local limiter counts from zero')
+  const fallback = lines.filter((l) => l.msg === 'rate-limit: redis unavailable, deciding by onStoreError')
+  t.equal(fallback.length, 1, 'one warning for 50 decisions')
+  t.match(fallback[0], { level: 'warn', onStoreError: 'local', redis: `redis://127.0.0.1:${redis.port}` })
+  t.notMatch(JSON.stringify(lines), /password/)
+  t.match(await metrics.metrics(), /outrider_ratelimit_store_errors_total\{route="direct"\} 50/)
+})
