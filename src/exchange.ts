@@ -10,6 +10,8 @@ import type { ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
 import type { RetryReason } from './upstream/retry.ts'
 import type { AttemptOutcome } from './upstream/outlier-detection.ts'
+import type { Span } from '@opentelemetry/api'
+import type { CancelReason, Tracing } from './tracing.ts'
 import { HOP_BY_HOP } from './http/hop-by-hop.ts'
 import { problemResponse, toOutriderError } from './http/problem.ts'
 import { toUpstreamError } from './upstream/errors.ts'
@@ -27,6 +29,12 @@ export interface ExchangeEnv {
   readonly via: string
   /** Set while draining: responses carry `Connection: close`. */
   draining: boolean
+  /**
+   * The process's tracer; undefined when tracing is off. Exchanges branch on
+   * it once, at construction: with it undefined no span, context or closure
+   * is made, and every later check is a field compared with undefined.
+   */
+  readonly tracer: Tracing | undefined
 }
 
 const kExchange = Symbol('outrider.exchange')
@@ -81,6 +89,10 @@ class Attempt implements Dispatcher.DispatchHandler {
   cancelled = false
   /** The per-try timeout, armed until the response head arrives. */
   timer: NodeJS.Timeout | undefined = undefined
+  /** Its CLIENT span (tracing on only); ended once, when the attempt is released. */
+  span: Span | undefined = undefined
+  /** Why the proxy cancelled it, once recorded on the span. */
+  cancelReason: CancelReason | undefined = undefined
 
   constructor (exchange: Exchange, endpoint: Endpoint, startedAt: number, extra: boolean) {
     this.exchange = exchange
@@ -147,6 +159,8 @@ export class Exchange implements RequestContext {
   readonly #head: RequestHead
   #state: Record<string, unknown> | undefined
   #annotations: Record<string, unknown> | undefined
+  /** The SERVER span (tracing on only); ended once, in #finish. */
+  readonly #span: Span | undefined
   /** The attempt writing to the client. */
   #winner: Attempt | undefined
   /** Attempts started and not ended (more than one only while hedging). */
@@ -198,6 +212,7 @@ export class Exchange implements RequestContext {
     this.requestId = setForwardingHeaders(headers, req, this.clientIp, scheme, head.authority, env.via)
 
     this.upstreamPath = rewritePath(route, head.path, head.query)
+    this.#span = env.tracer === undefined ? undefined : env.tracer.startServer(this, head.authority, route)
     if (head.expectContinue) {
       // Until we send 100 the client may be holding its body back. Any final
       // answer before that leaves the body unread, so the connection cannot be
@@ -214,6 +229,7 @@ export class Exchange implements RequestContext {
   annotate (key: string, value: string | number | boolean): void {
     if (this.#annotations === undefined) this.#annotations = {}
     this.#annotations[key] = value
+    if (this.#span !== undefined) (this.#env.tracer as Tracing).decision(this.#span, key, value)
   }
 
   get state (): Record<string, unknown> {
@@ -234,17 +250,24 @@ export class Exchange implements RequestContext {
     try {
       r = pipeline.runRequest(this)
     } catch (err) {
-      this.#fail(pluginError(err)); return
+      this.#pluginRejected(err); return
     }
     if (r === undefined) { this.#forward(); return }
     if (typeof (r as Promise<unknown>).then === 'function') {
       (r as Promise<LocalResponse | undefined>).then(
         (v) => { if (v === undefined) this.#forward(); else this.#respondLocal(v) },
-        (err) => { this.#fail(pluginError(err)) },
+        (err) => { this.#pluginRejected(err) },
       )
       return
     }
     this.#respondLocal(r as LocalResponse)
+  }
+
+  /** A request hook threw: a plugin's verdict (401, 403, 429 …) or its failure. */
+  #pluginRejected (err: unknown): void {
+    const e = pluginError(err)
+    if (this.#span !== undefined) (this.#env.tracer as Tracing).pluginReply(this.#span, e.status, e)
+    this.#fail(e)
   }
 
   // ---- request body ------------------------------------------------------------
@@ -315,6 +338,7 @@ export class Exchange implements RequestContext {
     const limit = cluster.overloaded()
     if (limit !== undefined) { this.#fail(new OverloadedError(`cluster "${cluster.name}" is overloaded (${limit})`, { headers: { 'x-outrider-overloaded': limit } })); return }
     cluster.active++
+    cluster.retryBudget.deposit()
     this.#countedActive = true
     // overloaded() let the request through a half-open cluster breaker only
     // as its probe; if no attempt reports back, #finish hands the slot back.
@@ -338,7 +362,7 @@ export class Exchange implements RequestContext {
     if (this.#done || this.res.destroyed) return
     const overall = this.#route.overallTimeout
     if (overall !== undefined) this.#deadline = setTimeout(() => { this.#overallTimeout() }, overall)
-    if (!this.#send(undefined, false)) return
+    if (!this.#send(undefined, false, false)) return
     const hedge = this.#route.hedge
     if (hedge !== undefined && this.#body == null && (this.method === 'GET' || this.method === 'HEAD')) {
       this.#timer = setTimeout(() => { this.#hedge() }, this.#hedgeDelay(hedge))
@@ -355,7 +379,7 @@ export class Exchange implements RequestContext {
    * Dispatches one attempt. Returns false when no endpoint could take it (the
    * exchange has then failed, unless another attempt is still live).
    */
-  #send (avoid: Endpoint | undefined, extra: boolean): boolean {
+  #send (avoid: Endpoint | undefined, extra: boolean, hedge: boolean): boolean {
     const cluster = this.#route.cluster
     const picked = cluster.choose(this.upstreamHeaders, this.clientIp, avoid)
     if (typeof picked === 'string') {
@@ -382,13 +406,21 @@ export class Exchange implements RequestContext {
         body = limit > 0 && this.#head.contentLength === -1 ? this.req.pipe(new BodyLimit(limit, this)) : this.req
       }
     }
+    let headers = this.upstreamHeaders
+    if (this.#span !== undefined) {
+      // Each attempt sends its own span as the parent. A retry or hedge gets a
+      // copy of the headers: undici may still hold an earlier attempt's object
+      // (queued in its pool) and must not see this one's traceparent.
+      if (extra) headers = { ...headers }
+      attempt.span = (this.#env.tracer as Tracing).startAttempt(this.#span, picked, this.method, this.upstreamPath, extra && !hedge ? this.#attempts - 1 : 0, hedge, headers)
+    }
     const perTry = this.#route.retry?.config.perTryTimeout
     if (perTry !== undefined && perTry > 0) attempt.timer = setTimeout(onTryTimeout, perTry, attempt)
     picked.pool.dispatch({
       origin: picked.id,
       path: this.upstreamPath,
       method: this.method,
-      headers: this.upstreamHeaders as Record<string, string | string[]>,
+      headers: headers as Record<string, string | string[]>,
       body,
       headersTimeout: perTry ?? this.#route.headersTimeout,
       bodyTimeout: this.#route.bodyTimeout,
@@ -419,6 +451,16 @@ export class Exchange implements RequestContext {
       const i = live.indexOf(a)
       if (i !== -1) live.splice(i, 1)
     }
+    if (a.span !== undefined) a.span.end()
+  }
+
+  /** Cancels an attempt for `reason`, saying so on its span first. */
+  #cancel (a: Attempt, reason: CancelReason): void {
+    if (a.span !== undefined && !a.ended && a.cancelReason === undefined) {
+      a.cancelReason = reason
+      ;(this.#env.tracer as Tracing).attemptCancelled(a.span, reason)
+    }
+    a.cancel()
   }
 
   /** May the failed attempt be retried for `reason`? Claims a budget slot if so. */
@@ -429,7 +471,8 @@ export class Exchange implements RequestContext {
     // A streamed body is gone once sent; only a buffered one can be replayed.
     if (this.#head.hasBody && !Buffer.isBuffer(this.#body)) return false
     const cluster = this.#route.cluster
-    if (cluster.retryBudget.retriesInFlight >= cluster.config.overload.maxRetries || !cluster.retryBudget.tryAcquire(cluster.active)) {
+    const maxRetries = cluster.config.overload.maxRetries
+    if ((maxRetries !== undefined && cluster.retryBudget.retriesInFlight >= maxRetries) || !cluster.retryBudget.tryAcquire()) {
       this.#env.metrics.retryBudgetExhausted.labels(cluster.name).inc()
       return false
     }
@@ -447,7 +490,7 @@ export class Exchange implements RequestContext {
       this.#timer = undefined
       this.#retryPending = false
       if (this.#done || this.res.destroyed) { this.#route.cluster.retryBudget.release(); return }
-      this.#send(failed, true)
+      this.#send(failed, true, false)
     }, this.#backoff.duration)
   }
 
@@ -473,10 +516,10 @@ export class Exchange implements RequestContext {
     if (hedge === undefined || this.#done || this.#winner !== undefined || this.#live === undefined || this.#live.length === 0) return
     if (this.#attempts > hedge.maxHedges) return
     const cluster = this.#route.cluster
-    if (!cluster.retryBudget.tryAcquire(cluster.active)) { this.#env.metrics.retryBudgetExhausted.labels(cluster.name).inc(); return }
+    if (!cluster.retryBudget.tryAcquire()) { this.#env.metrics.retryBudgetExhausted.labels(cluster.name).inc(); return }
     this.#env.metrics.hedges.labels(this.routeName, 'sent').inc()
     const first = this.#live[0] as Attempt
-    if (this.#send(first.endpoint, true) && this.#attempts <= hedge.maxHedges) {
+    if (this.#send(first.endpoint, true, true) && this.#attempts <= hedge.maxHedges) {
       this.#timer = setTimeout(() => { this.#hedge() }, this.#hedgeDelay(hedge))
     }
   }
@@ -485,7 +528,7 @@ export class Exchange implements RequestContext {
     this.#deadline = undefined
     if (this.#winner !== undefined || this.#done) return
     this.#clearTimer()
-    for (const a of this.#live ?? []) a.cancel()
+    for (const a of this.#live ?? []) this.#cancel(a, 'deadline')
     this.#fail(new UpstreamTimeoutError('no upstream answered before the route deadline', { extensions: { phase: 'overall' } }))
   }
 
@@ -497,6 +540,7 @@ export class Exchange implements RequestContext {
     // final one follows on the same handler, so a 1xx must not start ours.
     if (statusCode < 200) { this.#interim(statusCode, headers); return }
     if (a.timer !== undefined) { clearTimeout(a.timer); a.timer = undefined }
+    if (a.span !== undefined) (this.#env.tracer as Tracing).attemptStatus(a.span, statusCode)
     const latency = performance.now() - a.startedAt
     const orca = headers['endpoint-load-metrics'] as string | undefined
     const retry = this.#route.retry
@@ -556,7 +600,7 @@ export class Exchange implements RequestContext {
     clearTimeout(this.#deadline)
     const live = this.#live
     if (live !== undefined && live.length > 1) {
-      for (const other of live.slice()) if (other !== a) other.cancel()
+      for (const other of live.slice()) if (other !== a) this.#cancel(other, 'lost_race')
     }
     if (a.extra && this.#route.hedge !== undefined) this.#env.metrics.hedges.labels(this.routeName, 'won').inc()
   }
@@ -583,6 +627,9 @@ export class Exchange implements RequestContext {
   }
 
   attemptError (a: Attempt, err: Error): void {
+    if (a.span !== undefined && !a.ended && a.cancelReason === undefined && err !== CANCELLED) {
+      (this.#env.tracer as Tracing).attemptFailed(a.span, toUpstreamError(err))
+    }
     if (a === this.#winner) {
       // The response had started: cut the client's too, never end it cleanly.
       this.#release(a)
@@ -644,13 +691,16 @@ export class Exchange implements RequestContext {
 
   /** `close` on the response: either it finished or the client went away. */
   clientClosed (): void {
+    // The failure that ended the exchange, if any, is known now: aborting the
+    // attempts below may record a consequence of the client leaving.
+    const failure = this.#error
     if (!this.res.writableFinished) {
       // Client gone mid-exchange: stop the upstream requests too (no orphaned work).
-      for (const a of this.#live?.slice() ?? []) a.cancel()
+      for (const a of this.#live?.slice() ?? []) this.#cancel(a, 'client_closed')
       const w = this.#winner?.controller
       if (w !== undefined && !w.aborted) w.abort(new Error('client closed the connection'))
     }
-    this.#finish()
+    this.#finish(failure)
   }
 
   // ---- endings ---------------------------------------------------------------
@@ -658,6 +708,7 @@ export class Exchange implements RequestContext {
   /** Answers with a local response, letting onResponse hooks see it. */
   #respondLocal (local: LocalResponse): void {
     if (this.res.headersSent || this.res.destroyed) return
+    if (this.#span !== undefined) (this.#env.tracer as Tracing).pluginReply(this.#span, local.status, undefined)
     const headers: HeaderMap = {}
     if (local.headers !== undefined) for (const k in local.headers) headers[k.toLowerCase()] = local.headers[k]
     const body = local.body
@@ -717,7 +768,7 @@ export class Exchange implements RequestContext {
     this.#writeLocal(p.status, p.headers, p.body, err)
   }
 
-  #finish (): void {
+  #finish (failure: Error | undefined): void {
     if (this.#done) return
     this.#done = true
     this.#clearTimer()
@@ -733,11 +784,15 @@ export class Exchange implements RequestContext {
     const status = this.res.writableFinished ? this.#status || this.res.statusCode : 499
     this.#route.metrics.record(this.method, status, durationMs / 1000)
     const bytesIn = this.#winner?.bodyBytes ?? (Buffer.isBuffer(this.#body) ? this.#body.length : 0)
+    const span = this.#span
+    if (span !== undefined) {
+      (this.#env.tracer as Tracing).endServer(span, this.res.headersSent ? this.#status || this.res.statusCode : 0, this.res.writableFinished, failure)
+    }
     const log = this.#route.accessLog
     if (log !== undefined) {
       log.write({
         requestId: this.requestId,
-        traceId: undefined,
+        traceId: span?.spanContext().traceId,
         route: this.routeName,
         cluster: this.#route.cluster.name,
         endpoint: this.#winner?.endpoint.id,

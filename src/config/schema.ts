@@ -120,7 +120,7 @@ const overloadLimits = z.strictObject({
   maxConnections: z.number().int().min(1).default(1024).describe('Connections to all endpoints of the cluster together.'),
   maxPendingRequests: z.number().int().min(0).default(1024).describe('Requests waiting for a connection.'),
   maxRequests: z.number().int().min(1).default(1024).describe('Requests in flight to the cluster.'),
-  maxRetries: z.number().int().min(0).default(3).describe('Retries in flight to the cluster.'),
+  maxRetries: z.number().int().min(0).optional().describe('Retries in flight to the cluster; unset: the retry budget alone decides (as Envoy ignores max_retries when a budget is set).'),
 })
 
 const RETRY_ON = ['connect-failure', 'reset', '5xx', 'gateway-error', 'retriable-status-codes', 'timeout'] as const
@@ -140,8 +140,8 @@ const retry = z.strictObject({
 })
 
 const retryBudget = z.strictObject({
-  percent: z.number().min(0).max(100).default(20).describe('Retries (and hedges) in flight may add at most this share of the cluster\'s active requests.'),
-  minRetriesPerSecond: z.number().min(0).default(10).describe('Retries always allowed per second, so a quiet cluster can still retry.'),
+  percent: z.number().min(0).max(100).default(20).describe('Retries (and hedges) may add at most this share of the cluster\'s requests over the last 10 s.'),
+  minRetriesPerSecond: z.number().min(0).default(10).describe('Retries allowed per second on top, so a quiet cluster can still retry.'),
 })
 
 const hedge = z.strictObject({
@@ -227,6 +227,23 @@ const accessLog = z.strictObject({
   includeQuery: z.boolean().default(false).describe('Log the query string (it may carry tokens and personal data).'),
 })
 
+const PROPAGATORS = ['tracecontext', 'b3', 'b3multi'] as const
+
+const tracing = z.strictObject({
+  enabled: z.boolean().default(true).describe('Trace exchanges (a present section is on unless this is false).'),
+  endpoint: z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL' }).optional()
+    .describe('OTLP/HTTP traces URL. Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://127.0.0.1:4318/v1/traces.'),
+  protocol: z.enum(['http/protobuf', 'http/json']).default('http/protobuf').describe('OTLP encoding over HTTP.'),
+  samplingRatio: z.number().min(0).max(1).default(1)
+    .describe('Share of new traces sampled. Parent-based: a client\'s sampled flag in traceparent/B3 always decides for its trace.'),
+  serviceName: z.string().min(1).optional().describe('Resource `service.name`. Default: OTEL_SERVICE_NAME, else `outrider`.'),
+  propagators: z.array(z.enum(PROPAGATORS)).min(1).default(['tracecontext'])
+    .refine((a) => new Set(a).size === a.length, 'each propagator once')
+    .describe('Trace context formats read from clients and written upstream: W3C `tracecontext`, `b3` (single header), `b3multi` (X-B3-* headers).'),
+  exportDelay: duration.default(5_000).describe('How long ended spans are batched before an export.'),
+  exportTimeout: duration.default(10_000).describe('Timeout of one export request to the collector.'),
+})
+
 export const configSchema = z.strictObject({
   listen: listen.default(listen.parse({})),
   admin: admin.default(admin.parse({})),
@@ -235,6 +252,7 @@ export const configSchema = z.strictObject({
   limits: limits.default(limits.parse({})),
   shutdown: shutdown.default(shutdown.parse({})),
   accessLog: accessLog.optional().describe('Structured JSON access logs (pino); off unless set.'),
+  tracing: tracing.optional().describe('OpenTelemetry traces over OTLP/HTTP; off unless set. Read once per process at start: a change needs a restart.'),
   clusters: z.array(cluster).default([]),
   routes: z.array(route).default([]),
 }).superRefine((cfg, ctx) => {

@@ -52,29 +52,41 @@ t.test('backoff grows with full jitter and is capped', async (t) => {
   }
 })
 
-t.test('budget: a share of active requests, plus a minimum rate', async (t) => {
+t.test('budget: a share of the window\'s requests, plus a minimum rate', async (t) => {
   let now = 0
   const b = new RetryBudget(20, 2, () => now)
-  // 100 active → 20 concurrent retries allowed from the ratio.
+  for (let i = 0; i < 100; i++) b.deposit()
   let granted = 0
-  for (let i = 0; i < 50; i++) if (b.tryAcquire(100)) granted++
-  t.equal(granted, 22, '20 from the ratio + 2 from the minimum rate')
-  t.notOk(b.tryAcquire(100), 'exhausted')
-  now += 500
-  t.ok(b.tryAcquire(100), 'a token refills after 500 ms at 2/s')
-  t.notOk(b.tryAcquire(100))
-  for (let i = 0; i < 23; i++) b.release()
+  for (let i = 0; i < 50; i++) if (b.tryAcquire()) granted++
+  t.equal(granted, 22, '20% of 100 requests + 2 (the first second of the minimum rate)')
+  t.notOk(b.tryAcquire(), 'exhausted')
+  now += 1000
+  t.equal([b.tryAcquire(), b.tryAcquire(), b.tryAcquire()].filter(Boolean).length, 2, 'the minimum accrues: 2 more a second')
+  for (let i = 0; i < 50; i++) b.deposit()
+  t.equal(Array.from({ length: 20 }, () => b.tryAcquire()).filter(Boolean).length, 10, '20% of 50 new requests')
+  t.equal(b.retriesInFlight, 34)
+  for (let i = 0; i < 34; i++) b.release()
   t.equal(b.retriesInFlight, 0)
-  t.ok(b.tryAcquire(100))
+})
+
+t.test('budget: old requests and retries leave the 10 s window', async (t) => {
+  let now = 0
+  const b = new RetryBudget(50, 0, () => now)
+  for (let i = 0; i < 10; i++) b.deposit()
+  t.equal(Array.from({ length: 10 }, () => b.tryAcquire()).filter(Boolean).length, 5)
+  now += 10_000
+  t.notOk(b.tryAcquire(), 'the earlier requests no longer fund retries')
+  for (let i = 0; i < 4; i++) b.deposit()
+  t.equal(Array.from({ length: 4 }, () => b.tryAcquire()).filter(Boolean).length, 2, 'and the earlier retries no longer count against it')
 })
 
 t.test('budget: a quiet cluster can still retry at the minimum rate', async (t) => {
   let now = 0
   const b = new RetryBudget(20, 10, () => now)
   let granted = 0
-  for (let i = 0; i < 100; i++) { if (b.tryAcquire(1)) { granted++; b.release() } }
-  t.equal(granted, 10)
+  for (let i = 0; i < 100; i++) { if (b.tryAcquire()) { granted++; b.release() } }
+  t.equal(granted, 10, 'one second of the minimum')
   now += 1000
-  for (let i = 0; i < 100; i++) { if (b.tryAcquire(1)) { granted++; b.release() } }
+  for (let i = 0; i < 100; i++) { if (b.tryAcquire()) { granted++; b.release() } }
   t.equal(granted, 20)
 })

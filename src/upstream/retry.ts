@@ -75,46 +75,73 @@ export class RetryPolicy {
 }
 
 /**
- * A cluster's retry budget (as in Envoy's retry_budget and Linkerd's): retries
- * in flight may be at most `percent` of the cluster's active requests, plus a
- * floor of `minRetriesPerSecond` (a token bucket) so a quiet cluster can still
- * retry. During an outage every first attempt fails; without a budget each
- * would be sent `maxAttempts` times and multiply the load on what is left.
+ * A cluster's retry budget, as Linkerd's: over a sliding 10-second window,
+ * retries (and hedges) may add at most `percent` of the requests the cluster
+ * received, plus `minRetriesPerSecond` so a quiet cluster can still retry.
+ * During an outage every first attempt fails; without a budget each would be
+ * sent `maxAttempts` times and multiply the load on what is left.
+ *
+ * A rate, not a share of requests in flight (Envoy's budget_percent): with
+ * fast upstreams few requests are in flight at any instant, and a
+ * concurrency-based budget would refuse the retries a partial failure needs.
+ * Counts live in one-second buckets of a ring: O(1), no allocation.
  */
 export class RetryBudget {
   readonly #ratio: number
   readonly #minPerSecond: number
-  #tokens: number
-  #refilledAt: number
+  readonly #requests = new Float64Array(WINDOW_BUCKETS)
+  readonly #retries = new Float64Array(WINDOW_BUCKETS)
+  readonly #createdAt: number
+  #bucket: number
+  /** Retries and hedges sent and not finished (for the admin view). */
   retriesInFlight = 0
   readonly #now: () => number
 
   constructor (percent: number, minRetriesPerSecond: number, now: () => number = Date.now) {
     this.#ratio = percent / 100
     this.#minPerSecond = minRetriesPerSecond
-    this.#tokens = minRetriesPerSecond
     this.#now = now
-    this.#refilledAt = now()
+    this.#createdAt = now()
+    this.#bucket = Math.floor(this.#createdAt / 1000)
   }
 
-  /** Claims a retry slot; `activeRequests` counts first attempts in flight. */
-  tryAcquire (activeRequests: number): boolean {
-    if (this.retriesInFlight < Math.floor(activeRequests * this.#ratio)) {
-      this.retriesInFlight++
-      return true
-    }
-    const now = this.#now()
-    this.#tokens = Math.min(this.#minPerSecond, this.#tokens + (now - this.#refilledAt) * this.#minPerSecond / 1000)
-    this.#refilledAt = now
-    if (this.#tokens >= 1) {
-      this.#tokens--
-      this.retriesInFlight++
-      return true
-    }
-    return false
+  /** Counts a first attempt: what retries are a share of. */
+  deposit (): void {
+    this.#requests[this.#rotate() % WINDOW_BUCKETS]! += 1
+  }
+
+  /** Claims a retry if the budget allows one now. */
+  tryAcquire (): boolean {
+    const cur = this.#rotate()
+    let requests = 0
+    let retries = 0
+    for (let i = 0; i < WINDOW_BUCKETS; i++) { requests += this.#requests[i] as number; retries += this.#retries[i] as number }
+    // The minimum accrues from the start, so a new cluster cannot burst a whole window's worth.
+    const seconds = Math.min(WINDOW_BUCKETS, (this.#now() - this.#createdAt) / 1000 + 1)
+    if (retries + 1 > requests * this.#ratio + this.#minPerSecond * seconds) return false
+    this.#retries[cur % WINDOW_BUCKETS]! += 1
+    this.retriesInFlight++
+    return true
   }
 
   release (): void {
     if (this.retriesInFlight > 0) this.retriesInFlight--
   }
+
+  /** Moves the ring to the current second, clearing buckets that fell out of the window. */
+  #rotate (): number {
+    const now = Math.floor(this.#now() / 1000)
+    if (now !== this.#bucket) {
+      const steps = Math.min(WINDOW_BUCKETS, now - this.#bucket)
+      for (let i = 1; i <= steps; i++) {
+        const b = (this.#bucket + i) % WINDOW_BUCKETS
+        this.#requests[b] = 0
+        this.#retries[b] = 0
+      }
+      this.#bucket = now
+    }
+    return now
+  }
 }
+
+const WINDOW_BUCKETS = 10
