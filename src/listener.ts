@@ -19,6 +19,7 @@ import {
 } from './errors.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
+import type { Tracing } from './tracing.ts'
 
 /**
  * The client-facing HTTP/1.1 listener. Reads `current` once per request, so a
@@ -39,11 +40,11 @@ export class ProxyListener {
   /** Open WebSocket tunnels: closed on shutdown. */
   readonly #tunnels = new Set<Duplex>()
 
-  constructor (snapshot: Snapshot, options: { metrics: ProxyMetrics, log: Logger, tls?: SecureContextOptions & { requestCert: boolean }, http2?: boolean }) {
+  constructor (snapshot: Snapshot, options: { metrics: ProxyMetrics, log: Logger, tls?: SecureContextOptions & { requestCert: boolean }, http2?: boolean, tracer?: Tracing }) {
     this.current = snapshot
     this.#log = options.log
     this.#metrics = options.metrics
-    this.#env = { metrics: options.metrics, log: options.log, via: 'outrider', draining: false }
+    this.#env = { metrics: options.metrics, log: options.log, via: 'outrider', draining: false, tracer: options.tracer }
     const limits = snapshot.config.limits
     this.#scheme = options.tls === undefined ? 'http' : 'https'
     const serverOptions: http.ServerOptions = {
@@ -169,11 +170,14 @@ export class ProxyListener {
     if (close && h1) res.once('finish', () => { req.socket.destroySoon() })
     const durationMs = performance.now() - start
     snapshot.unmatched.record(req.method as string, err.status, durationMs / 1000)
+    // Requests no route took are traced too (a SERVER span of their own):
+    // scanners and misrouted callers are what an operator looks for.
+    const traceId = this.#env.tracer?.traceRejected(req, this.#scheme, err)
     if (snapshot.accessLog !== undefined) {
       const url = req.url ?? ''
       const q = url.indexOf('?')
       snapshot.accessLog.write({
-        requestId: typeof id === 'string' ? id : '', traceId: undefined, route: '__unmatched__', cluster: undefined, endpoint: undefined,
+        requestId: typeof id === 'string' ? id : '', traceId, route: '__unmatched__', cluster: undefined, endpoint: undefined,
         method: req.method as string, path: q === -1 ? url : url.slice(0, q), query: q === -1 ? '' : url.slice(q + 1),
         status: err.status, bytesIn: 0, bytesOut: 0, durationMs, upstreamMs: undefined, attempts: 0,
         clientIp: req.socket.remoteAddress ?? '', error: err.code, annotations: undefined,

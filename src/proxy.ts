@@ -8,6 +8,7 @@ import { createAdminServer, registryMetrics, snapshotSource, type AdminSource } 
 import { createMetrics, type ProxyMetrics } from './metrics.ts'
 import { createLogger, type Logger } from './log.ts'
 import { loadListenTls } from './tls.ts'
+import type { Tracing } from './tracing.ts'
 
 export interface StartOptions {
   config: Config
@@ -56,7 +57,13 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
   metrics.configVersion.labels(snapshot.version).set(1)
 
   const tls = config.listen.tls === undefined ? undefined : await loadListenTls(config.listen.tls, options.source ?? 'inline')
-  const listener = new ProxyListener(snapshot, { metrics, log, tls, http2: config.listen.tls?.http2 })
+  // One tracer provider per process, for its whole life (a reload keeps it).
+  // Loaded only when configured: without tracing the OpenTelemetry SDK is
+  // never even imported.
+  const tracing: Tracing | undefined = config.tracing?.enabled === true
+    ? (await import('./tracing.ts')).Tracing.create(config.tracing, log)
+    : undefined
+  const listener = new ProxyListener(snapshot, { metrics, log, tls, http2: config.listen.tls?.http2, tracer: tracing })
   let draining = false
   let admin: http.Server | undefined
   listener.server.listen({ host: config.listen.host, port: config.listen.port, reusePort: options.reusePort === true, exclusive: options.reusePort === true })
@@ -75,6 +82,7 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
       await once(admin, 'listening')
     } catch (err) {
       listener.server.close()
+      await tracing?.shutdown(0)
       throw err
     }
     adminPort = (admin.address() as AddressInfo).port
@@ -107,6 +115,9 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
         next.limits.maxHeaderSize !== old.config.limits.maxHeaderSize) {
         log.warn('listen address, TLS on/off and maxHeaderSize changes take effect on restart', { version: built.version })
       }
+      if (JSON.stringify(next.tracing) !== JSON.stringify(config.tracing)) {
+        log.warn('tracing changes take effect on restart (the tracer provider is made once per process)', { version: built.version })
+      }
       log.info('config applied', { version: built.version, previous: old.version })
       old.retire(old.config.shutdown.drainTimeout).catch((err: unknown) => { log.error('retiring the old snapshot failed', { err }) })
       return built
@@ -129,6 +140,8 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
       listener.closeAll()
       await snap.retire(Math.max(0, deadline - (Date.now() - t0)))
       if (admin !== undefined) { admin.closeAllConnections(); admin.close() }
+      // Spans of the last requests are still queued: export them before exit.
+      await tracing?.shutdown()
       log.info('proxy stopped')
     })()
     return shuttingDown
