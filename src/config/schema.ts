@@ -232,7 +232,7 @@ const PROPAGATORS = ['tracecontext', 'b3', 'b3multi'] as const
 const tracing = z.strictObject({
   enabled: z.boolean().default(true).describe('Trace exchanges (a present section is on unless this is false).'),
   endpoint: z.url({ protocol: /^https?$/, error: 'an http:// or https:// URL' }).optional()
-    .describe('OTLP/HTTP traces URL. Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://127.0.0.1:4318/v1/traces.'),
+    .describe('OTLP/HTTP traces URL. Default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces, else http://127.0.0.1:4318/v1/traces. Headers (auth) come from OTEL_EXPORTER_OTLP_[TRACES_]HEADERS.'),
   protocol: z.enum(['http/protobuf', 'http/json']).default('http/protobuf').describe('OTLP encoding over HTTP.'),
   samplingRatio: z.number().min(0).max(1).default(1)
     .describe('Share of new traces sampled. Parent-based: a client\'s sampled flag in traceparent/B3 always decides for its trace.'),
