@@ -1,4 +1,7 @@
-# Outrider data plane. Node 24 runs the TypeScript sources directly (type stripping).
+# Outrider data plane (and `outrider-cp`). Node 24 runs the TypeScript sources
+# directly (type stripping): there is no build step.
+# The steps mirror .ci/run's "production install" check, which proves them on
+# every CI run (Docker itself cannot run on the build machines).
 FROM node:24-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -13,10 +16,13 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY src ./src
 COPY plugins ./plugins
+COPY control-plane ./control-plane
 COPY config/outrider.yaml /etc/outrider/outrider.yaml
-# A fixed uid so transparent interception can exclude the proxy's own traffic.
+# A fixed, non-root uid: transparent interception excludes the proxy's own
+# traffic by this uid (`outrider iptables --proxy-uid 1337`), so nothing loops.
 USER 1337:1337
 EXPOSE 8080 9901
-HEALTHCHECK --interval=10s --timeout=2s CMD node -e "fetch('http://127.0.0.1:9901/ready').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+HEALTHCHECK --interval=10s --timeout=2s --start-period=5s CMD ["node", "-e", "fetch('http://127.0.0.1:9901/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+# SIGTERM drains in-flight requests (shutdown.drainTimeout) and exits 0.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "src/cli.ts"]

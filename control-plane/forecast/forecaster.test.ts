@@ -1,0 +1,162 @@
+import t from 'tap'
+import { createForecaster } from './index.ts'
+import { createFixedHoltWinters, createSeasonalNaive } from './baselines.ts'
+import { rollingOrigin } from './evaluate.ts'
+import { createNormal, createRandom, generateSeries } from './synthetic.ts'
+
+const HOUR = 3600
+const DAY = 24 * HOUR
+const WEEK = 7 * DAY
+/** A Monday, 00:00 UTC. */
+const T0 = Date.UTC(2024, 0, 1) / 1000
+
+const sine = (i: number): number => 100 + 30 * Math.sin(2 * Math.PI * i / 24)
+const within = (actual: number, expected: number, relative: number): boolean => Math.abs(actual - expected) <= relative * Math.abs(expected)
+
+t.test('a pure daily sine is forecast almost exactly', async (t) => {
+  const f = createForecaster({ stepSeconds: HOUR })
+  const n = 3 * 7 * 24
+  for (let i = 0; i < n; i++) f.observe(T0 + i * HOUR, sine(i))
+  const p = f.forecast(48)
+  t.equal(p.length, 48)
+  p.forEach((v, h) => t.ok(within(v, sine(n + h), 0.005), `h=${h + 1}: ${v} vs ${sine(n + h)}`))
+  t.equal(f.describe().stage, 'smoothing')
+  t.same(f.describe().seasonalities, [DAY, WEEK])
+})
+
+t.test('a constant stays constant', async (t) => {
+  const f = createForecaster({ stepSeconds: 300 })
+  for (let i = 0; i < 3 * 288; i++) f.observe(T0 + i * 300, 42)
+  for (const v of f.forecast(24)) t.ok(within(v, 42, 1e-6), `${v}`)
+  for (const { lo, hi } of f.interval(24)) t.ok(lo <= 42 + 1e-6 && hi >= 42 - 1e-6)
+})
+
+t.test('a linear trend is extrapolated', async (t) => {
+  const f = createForecaster({ stepSeconds: HOUR, seasonalities: [], horizonSeconds: 12 * HOUR })
+  const line = (i: number): number => 10 + 0.5 * i
+  for (let i = 0; i < 300; i++) f.observe(T0 + i * HOUR, line(i))
+  f.forecast(12).forEach((v, h) => t.ok(within(v, line(300 + h), 0.01), `h=${h + 1}: ${v} vs ${line(300 + h)}`))
+})
+
+t.test('a trend under a daily cycle', async (t) => {
+  const f = createForecaster({ stepSeconds: HOUR })
+  const y = (i: number): number => (200 + 0.3 * i) * (1 + 0.3 * Math.sin(2 * Math.PI * i / 24))
+  const n = 4 * 7 * 24
+  for (let i = 0; i < n; i++) f.observe(T0 + i * HOUR, y(i))
+  f.forecast(24).forEach((v, h) => t.ok(within(v, y(n + h), 0.02), `h=${h + 1}: ${v} vs ${y(n + h)}`))
+})
+
+t.test('gaps are imputed, not read as zeros', async (t) => {
+  const f = createForecaster({ stepSeconds: HOUR })
+  const random = createRandom(7)
+  const n = 3 * 7 * 24
+  for (let i = 0; i < n; i++) {
+    // A six-hour hole in the middle, a few random missing points, and one NaN passed explicitly.
+    if (i >= 200 && i < 206) continue
+    if (random() < 0.03) continue
+    f.observe(T0 + i * HOUR, i === 300 ? Number.NaN : sine(i))
+  }
+  f.forecast(24).forEach((v, h) => t.ok(within(v, sine(n + h), 0.02), `h=${h + 1}`))
+  // The series stops for three hours and resumes: the forecast picks up where the clock is.
+  const resume = n + 3
+  f.observe(T0 + resume * HOUR, sine(resume))
+  f.forecast(6).forEach((v, h) => t.ok(within(v, sine(resume + 1 + h), 0.02), `after the hole, h=${h + 1}`))
+})
+
+t.test('times already seen are ignored and off-grid times are rounded', async (t) => {
+  const f = createForecaster({ stepSeconds: HOUR })
+  const start = T0 + 13 * HOUR
+  for (let i = 0; i < 14 * 24; i++) {
+    f.observe(start + i * HOUR + 7, sine(i + 13))
+    f.observe(start + i * HOUR, 1e6)
+  }
+  f.forecast(12).forEach((v, h) => t.ok(within(v, sine(14 * 24 + 13 + h), 0.01), `h=${h + 1}`))
+})
+
+t.test('forecasts and intervals are never negative', async (t) => {
+  const f = createForecaster({ stepSeconds: 900 })
+  const random = createRandom(3)
+  const normal = createNormal(random)
+  // A quiet route: mostly zeros at night, a few requests by day, and an outage to zero.
+  for (let i = 0; i < 3 * 7 * 96; i++) {
+    const hour = (i % 96) / 4
+    const mean = Math.max(0, 3 * Math.sin(Math.PI * (hour - 6) / 12))
+    const v = i > 1500 && i < 1520 ? 0 : Math.max(0, Math.round(mean + Math.sqrt(mean + 0.1) * normal()))
+    f.observe(T0 + i * 900, v)
+  }
+  const p = f.forecast(96)
+  const bands = f.interval(96, 0.95)
+  p.forEach((v, i) => {
+    t.ok(v >= 0 && Number.isFinite(v), `point ${i}`)
+    t.ok(bands[i]!.lo >= 0 && bands[i]!.lo <= v + 1e-9 && bands[i]!.hi >= v - 1e-9, `band ${i}`)
+  })
+})
+
+t.test('it falls back gracefully before there is history', async (t) => {
+  const f = createForecaster({ stepSeconds: HOUR })
+  t.same(f.forecast(3), [0, 0, 0])
+  t.equal(f.describe().stage, 'empty')
+  f.observe(T0, 10)
+  f.observe(T0 + HOUR, 20)
+  f.observe(T0 + 2 * HOUR, 30)
+  t.same(f.forecast(2), [20, 20], 'the mean of the last values')
+  t.equal(f.describe().stage, 'last-value')
+  for (let i = 3; i < 30; i++) f.observe(T0 + i * HOUR, i)
+  t.equal(f.describe().stage, 'seasonal-naive')
+  // One day after step 29 is step 6: the value the same time yesterday.
+  t.same(f.forecast(2), [6, 7])
+  t.same(f.interval(0), [])
+  t.same(f.forecast(0), [])
+})
+
+t.test('an outage does not echo a week later', async (t) => {
+  const random = createRandom(11)
+  const normal = createNormal(random)
+  const noise = Array.from({ length: 5 * 7 * 24 }, () => Math.exp(0.02 * normal()))
+  const run = (outage: boolean): number[] => {
+    const f = createForecaster({ stepSeconds: HOUR })
+    const n = 4 * 7 * 24 - 6
+    for (let i = 0; i < n; i++) {
+      // Three hours at zero, in week 3, two weeks before the forecast.
+      const down = outage && i >= n - 14 * 24 && i < n - 14 * 24 + 3
+      f.observe(T0 + i * HOUR, down ? 0 : sine(i) * noise[i]!)
+    }
+    return f.forecast(12)
+  }
+  const clean = run(false)
+  const hit = run(true)
+  hit.forEach((v, h) => t.ok(within(v, clean[h]!, 0.03), `h=${h + 1}: ${v} vs ${clean[h]}`))
+})
+
+t.test('it beats seasonal-naive and fixed Holt-Winters on synthetic traffic', async (t) => {
+  const series = generateSeries({ name: 'test', stepMinutes: 15, weeks: 5, seed: 5, peak: 1500, shape: 'consumer', noise: 0.04, drift: 0.05, trendPerWeek: 0.02, holidays: 1, incidents: 4 })
+  const ours = rollingOrigin(series, (step) => createForecaster({ stepSeconds: step }))
+  const naive = rollingOrigin(series, (step) => createSeasonalNaive(step))
+  const fixed = rollingOrigin(series, (step) => createFixedHoltWinters(step))
+  t.ok(ours.mase < 0.85 * naive.mase, `MASE ${ours.mase} vs seasonal-naive ${naive.mase}`)
+  t.ok(ours.mase < 0.85 * fixed.mase, `MASE ${ours.mase} vs fixed Holt-Winters ${fixed.mase}`)
+})
+
+t.test('prediction intervals cover about as often as they claim', async (t) => {
+  const series = generateSeries({ name: 'cover', stepMinutes: 30, weeks: 6, seed: 9, peak: 800, shape: 'global', noise: 0.05, drift: 0.04, trendPerWeek: 0, holidays: 0, incidents: 0 })
+  const f = createForecaster({ stepSeconds: series.stepSeconds })
+  let inside = 0
+  let total = 0
+  series.values.forEach((v, i) => {
+    f.observe(series.times[i]!, v)
+    if (i > 4 * 7 * 48 && i % 4 === 0 && i + 4 < series.values.length) {
+      const bands = f.interval(4, 0.9)
+      bands.forEach(({ lo, hi }, h) => {
+        const actual = series.values[i + h + 1]!
+        total++
+        if (actual >= lo && actual <= hi) inside++
+      })
+    }
+  })
+  const coverage = inside / total
+  t.ok(coverage > 0.75 && coverage < 0.99, `90% intervals covered ${(100 * coverage).toFixed(1)}%`)
+})
+
+t.test('it rejects a step that is not positive', async (t) => {
+  t.throws(() => createForecaster({ stepSeconds: 0 }), RangeError)
+})
