@@ -221,9 +221,10 @@ export class Exchange implements RequestContext {
       res.shouldKeepAlive = false
     }
     snapshot.inflight++
-    env.metrics.inFlight.inc()
+    env.metrics.live.inFlight++
     ;(res as ServerResponse & WithExchange)[kExchange] = this
-    res.once('close', onClientClose)
+    // `on`, not `once`: close fires once, and `once` allocates a wrapper per request.
+    res.on('close', onClientClose)
   }
 
   annotate (key: string, value: string | number | boolean): void {
@@ -779,7 +780,7 @@ export class Exchange implements RequestContext {
     if (w !== undefined) this.#release(w)
     if (!this.#h2) forgetResponse(this.req.socket, this.res)
     this.#snapshot.inflight--
-    this.#env.metrics.inFlight.dec()
+    this.#env.metrics.live.inFlight--
     const durationMs = performance.now() - this.startTime
     const status = this.res.writableFinished ? this.#status || this.res.statusCode : 499
     this.#route.metrics.record(this.method, status, durationMs / 1000)
