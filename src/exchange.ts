@@ -16,7 +16,7 @@ import { HOP_BY_HOP } from './http/hop-by-hop.ts'
 import { problemResponse, toOutriderError } from './http/problem.ts'
 import { toUpstreamError } from './upstream/errors.ts'
 import { forgetResponse, markClosing } from './http/connection.ts'
-import { setForwardingHeaders } from './http/forwarding.ts'
+import { appendVia, setForwardingHeaders } from './http/forwarding.ts'
 import {
   NoHealthyUpstreamError, OutriderError, OverloadedError, PayloadTooLargeError, PluginError, UpstreamTimeoutError,
 } from './errors.ts'
@@ -27,6 +27,8 @@ export interface ExchangeEnv {
   readonly log: Logger
   /** Value appended to `Via` (RFC 9110 §7.6.3), e.g. `outrider`. */
   readonly via: string
+  /** `1.1 <via>`, built once: the hop we add to every response's Via. */
+  readonly responseVia: string
   /** Set while draining: responses carry `Connection: close`. */
   draining: boolean
   /**
@@ -565,9 +567,7 @@ export class Exchange implements RequestContext {
     // RFC 9110 §8.6: a 204 MUST NOT carry Content-Length. undici already read
     // no body; a client trusting a stray length would eat the next response.
     if (statusCode === 204 && headers['content-length'] !== undefined) delete headers['content-length']
-    const via = headers.via
-    const hop = `1.1 ${this.#env.via}`
-    headers.via = via === undefined ? hop : `${Array.isArray(via) ? via.join(', ') : via}, ${hop}`
+    appendVia(headers, this.#env.responseVia)
     headers['x-request-id'] ??= this.requestId
     if (retry?.config.attemptsHeader === true) headers['x-outrider-attempts'] = String(this.#attempts)
     if (this.#env.draining && !this.#h2) headers.connection = 'close'

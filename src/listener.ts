@@ -44,7 +44,7 @@ export class ProxyListener {
     this.current = snapshot
     this.#log = options.log
     this.#metrics = options.metrics
-    this.#env = { metrics: options.metrics, log: options.log, via: 'outrider', draining: false, tracer: options.tracer }
+    this.#env = { metrics: options.metrics, log: options.log, via: 'outrider', responseVia: '1.1 outrider', draining: false, tracer: options.tracer }
     const limits = snapshot.config.limits
     this.#scheme = options.tls === undefined ? 'http' : 'https'
     const serverOptions: http.ServerOptions = {

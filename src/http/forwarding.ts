@@ -21,8 +21,12 @@ export function setForwardingHeaders (headers: HeaderMap, req: IncomingMessage, 
   headers['x-forwarded-proto'] = scheme
   // An HTTP/1.0 request without Host has no authority to report.
   headers['x-forwarded-host'] = authority === '' ? undefined : authority
-  const prev = headers.via
-  const hop = `${req.httpVersion} ${via}`
-  headers.via = prev === undefined ? hop : `${Array.isArray(prev) ? prev.join(', ') : prev}, ${hop}`
+  appendVia(headers, `${req.httpVersion} ${via}`)
   return requestId
+}
+
+/** Appends our hop (`1.1 outrider`, RFC 9110 §7.6.3) to `Via`, in either direction. */
+export function appendVia (headers: HeaderMap, hop: string): void {
+  const prev = headers.via
+  headers.via = prev === undefined ? hop : `${Array.isArray(prev) ? prev.join(', ') : prev}, ${hop}`
 }
