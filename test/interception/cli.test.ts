@@ -101,9 +101,14 @@ t.test('a clear error, exit 1, when iptables is missing', async (t) => {
 const isRoot = process.getuid?.() === 0
 const hasIptables = await onPath('iptables-save', ['--version'])
 const hasSetpriv = await onPath('setpriv', ['--version'])
+// Dropping to uid 65534 needs a checkout that user can read (not a mode-700 temp dir).
+const readableByNobody = !isRoot || !hasSetpriv ||
+  await onPath('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', 'test -x "$0" && test -r "$1"', process.execPath, INTERCEPT])
 const noUnprivileged = !hasIptables
   ? 'iptables is not installed (Debian: apt-get install iptables)'
-  : isRoot && !hasSetpriv ? 'running as root and setpriv (util-linux) is missing to drop privileges' : false
+  : isRoot && !hasSetpriv
+    ? 'running as root and setpriv (util-linux) is missing to drop privileges'
+    : !readableByNobody ? `uid 65534 cannot read this checkout (${INTERCEPT}): clone it where other users can read it` : false
 
 t.test('a clear error, exit 1, when not root', { skip: noUnprivileged }, async (t) => {
   const prefix = isRoot ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'] : []

@@ -68,6 +68,12 @@ async function unavailable (): Promise<string | undefined> {
     const r = await sh(cmd, args)
     if (r.code !== 0) return `\`${cmd} ${args.join(' ')}\` failed (Debian: apt-get install ${pkg}): ${r.stderr.trim()}`
   }
+  // The proxies run as uid 1337 and the service as 65534: they must be able to
+  // read this checkout (a clone under a mode-700 temp dir is not readable).
+  for (const uid of ['1337', '65534']) {
+    const r = await sh('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'sh', '-c', 'test -x "$0" && test -r "$1"', NODE, INTERCEPT])
+    if (r.code !== 0) return `uid ${uid} cannot read this checkout (${ROOT}): clone it where other users can read it`
+  }
   // A namespace with a nat table proves the kernel side (netns, nf_tables or ip_tables, nat).
   const probe = `outrider-probe-${process.pid}`
   const added = await sh('ip', ['netns', 'add', probe])
