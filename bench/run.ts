@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import type { Ready } from './child.ts'
 import { runLoad, stopLoad, type LoadResult } from './load.ts'
+import { startRedis, type TestRedis } from '../test/helpers/redis.ts'
 
 const BODY_SIZE = 1024
 /** CPU the proxy under test gets to itself; the upstream and the load generator share the other. */
@@ -53,6 +54,7 @@ interface Options {
   only: string[] | undefined
   workers: number
   headers: boolean
+  plugins: boolean
   pin: boolean
   json: boolean
 }
@@ -67,9 +69,11 @@ const HELP = `usage: node bench/run.ts [options]
   --only a,b        experiments by letter or name (BENCH_ONLY)
   --workers         add d: Outrider with 2 workers (BENCH_WORKERS=<n> for another count)
   --headers         add e: Outrider with the headers plugin (BENCH_HEADERS=1)
+  --plugins         add f–i: the cache (L1 hit, L2-only hit) and rate-limit (memory, Redis) plugins (BENCH_PLUGINS=1)
   --no-pin          do not pin with taskset (BENCH_PIN=0)
   --json            print JSON instead of the table (BENCH_JSON=1)
-experiments: a direct, b outrider, c undici-min, d outrider-<n>w, e outrider+headers`
+experiments: a direct, b outrider, c undici-min, d outrider-<n>w, e outrider+headers,
+  f outrider+cache, g outrider+cache-l2, h outrider+ratelimit, i outrider+ratelimit-redis`
 
 function readOptions (): Options {
   const { values } = parseArgs({
@@ -83,6 +87,7 @@ function readOptions (): Options {
       only: { type: 'string' },
       workers: { type: 'boolean' },
       headers: { type: 'boolean' },
+      plugins: { type: 'boolean' },
       'no-pin': { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -111,6 +116,7 @@ function readOptions (): Options {
     // --workers alone means 2 (this is a two-core bench); BENCH_WORKERS picks another count.
     workers: values.workers === true ? Math.max(2, envWorkers ?? 2) : envWorkers !== undefined && envWorkers > 1 ? envWorkers : 0,
     headers: values.headers === true || yes(env.BENCH_HEADERS),
+    plugins: values.plugins === true || yes(env.BENCH_PLUGINS),
     pin: values['no-pin'] !== true && env.BENCH_PIN !== '0',
     json: values.json === true || yes(env.BENCH_JSON),
   }
@@ -329,15 +335,54 @@ function experiments (opts: Options): Experiment[] {
       placement: `Outrider, 1 worker, the headers plugin on the route, ${pinNote}`,
       start: (upstream) => proxyTarget('outrider-proc.ts', upstream, ['--plugins', JSON.stringify([{ name: 'headers', config: HEADERS_CONFIG }])], pinned(PROXY_CPU)),
     },
+    // The upstream marks its answers `cache-control: max-age=3600`, so after
+    // the sanity check every request of f is an L1 hit; g keeps nothing in L1
+    // (maxSize 1), so every request is an L2 (Redis) hit.
+    {
+      id: 'f',
+      name: 'outrider+cache',
+      placement: `Outrider, 1 worker, the cache plugin, every request a fresh L1 hit (the upstream is not asked), ${pinNote}`,
+      start: (upstream) => proxyTarget('outrider-proc.ts', upstream, ['--plugins', JSON.stringify([{ name: 'cache', config: {} }])], pinned(PROXY_CPU)),
+    },
+    {
+      id: 'g',
+      name: 'outrider+cache-l2',
+      placement: `Outrider, 1 worker, the cache plugin with L1 off and L2 in a local redis-server, every request an L2 hit, ${pinNote}`,
+      start: async (upstream) => proxyTarget('outrider-proc.ts', upstream, ['--plugins', JSON.stringify([{ name: 'cache', config: { maxSize: 1, l2: { type: 'redis', url: await benchRedis() } } }])], pinned(PROXY_CPU)),
+    },
+    {
+      id: 'h',
+      name: 'outrider+ratelimit',
+      placement: `Outrider, 1 worker, rate-limit per client IP in memory (a limit never reached), ${pinNote}`,
+      start: (upstream) => proxyTarget('outrider-proc.ts', upstream, ['--plugins', JSON.stringify([{ name: 'rate-limit', config: { points: 1e9, duration: 1 } }])], pinned(PROXY_CPU)),
+    },
+    {
+      id: 'i',
+      name: 'outrider+ratelimit-redis',
+      placement: `Outrider, 1 worker, rate-limit per client IP in a local redis-server (one round trip per decision), ${pinNote}`,
+      start: async (upstream) => proxyTarget('outrider-proc.ts', upstream, ['--plugins', JSON.stringify([{ name: 'rate-limit', config: { points: 1e9, duration: 1, store: { type: 'redis', url: await benchRedis() } } }])], pinned(PROXY_CPU)),
+    },
   ]
   if (opts.only !== undefined) {
     for (const key of opts.only) {
-      if (!all.some((e) => e.id === key || e.name === key)) throw new Error(`--only: unknown experiment ${JSON.stringify(key)} (a b c d e or a name)`)
+      if (!all.some((e) => e.id === key || e.name === key)) throw new Error(`--only: unknown experiment ${JSON.stringify(key)} (a to i, or a name)`)
     }
     return all.filter((e) => opts.only!.includes(e.id) || opts.only!.includes(e.name))
   }
-  return all.filter((e) => (e.id === 'd' ? opts.workers > 1 : e.id === 'e' ? opts.headers : true))
+  return all.filter((e) => (e.id === 'd' ? opts.workers > 1 : e.id === 'e' ? opts.headers : e.id >= 'f' ? opts.plugins : true))
 }
+
+let redis: Promise<TestRedis> | undefined
+/** One redis-server for the whole run, started on first use (test/helpers/redis.ts: no persistence, a free port). */
+async function benchRedis (): Promise<string> {
+  if (redis === undefined) {
+    redis = startRedis()
+    const r = await redis
+    stopAtExit.push(() => r.close())
+  }
+  return (await redis).url
+}
+const stopAtExit: Array<() => Promise<void>> = []
 
 /** GETs the target a few times (reusing the connection) and checks status and body length. */
 async function sanityCheck (url: string): Promise<void> {
@@ -640,6 +685,7 @@ async function main (): Promise<number> {
     }
   } finally {
     await stopChild(upstream.child)
+    await Promise.all(stopAtExit.map((stop) => stop()))
   }
 
   const rows = exps.map((e) => aggregate(e, samples.get(e.id)!, failures.get(e.id)!))

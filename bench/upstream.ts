@@ -1,6 +1,7 @@
 /**
  * The origin every experiment talks to: node:http, keep-alive, a fixed 1 KiB
- * body for any request (request bodies are drained and ignored).
+ * body for any request (request bodies are drained and ignored), cacheable
+ * for an hour.
  *
  *   node bench/upstream.ts [--port 0] [--size 1024]
  */
@@ -15,7 +16,8 @@ const size = intFlag(values.size, 'size', 1024)
 // Built once: the origin should cost as little as possible so the load side
 // (which shares its core) has the most room.
 const body = Buffer.alloc(size, 'x')
-const headers = ['content-type', 'text/plain', 'content-length', String(size)]
+// Cacheable for an hour: only the cache experiments (f, g) make use of it.
+const headers = ['content-type', 'text/plain', 'content-length', String(size), 'cache-control', 'max-age=3600']
 
 const server = http.createServer((req, res) => {
   if (req.method !== 'GET' && req.method !== 'HEAD') req.resume()

@@ -11,11 +11,13 @@ const USAGE = `Usage:
   outrider-cp [--listen HOST:PORT] [--store FILE] (--token-file FILE | --no-auth) [options]
                                  serve the control plane
   outrider-cp hash-token TOKEN   print the sha256:… form of a token for a token file
+  outrider-cp ctl COMMAND …      the operator CLI (outrider-cp ctl --help)
   outrider-cp --help
 
 Options:
       --listen HOST:PORT   gRPC address (default 127.0.0.1:50051)
-      --store FILE         state file: config, history, audit log (default ./cp-store.json)
+      --store FILE|URL     state file: config, history, audit log (default ./cp-store.json);
+                           a redis://host:port URL shares it between replicas
       --token-file FILE    YAML/JSON: tokens: [{ name, role: viewer|operator|admin|data-plane, token | hash }]
       --no-auth            accept every caller as admin (development only)
       --tls-cert FILE      PEM certificate chain: serve TLS (with --tls-key)
@@ -29,6 +31,11 @@ Signals: SIGTERM/SIGINT end the data planes' streams (they keep serving and reco
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 usage or invalid input. */
 async function main (argv: string[]): Promise<number> {
+  // Its own flags: handed over before our parser would refuse them.
+  if (argv[0] === 'ctl') {
+    const { runCtl } = await import('./ctl.ts')
+    return runCtl(argv.slice(1), { out: (s) => { process.stdout.write(`${s}\n`) }, err: (s) => { process.stderr.write(`${s}\n`) } })
+  }
   let parsed
   try {
     parsed = parseArgs({

@@ -1,6 +1,8 @@
-import { InvalidConfigError, NotFoundError, StoreError, VersionConflictError } from './errors.ts'
-import { emptyState, type AuditRecord, type ConfigVersion, type StateStore, type StoreState } from './store.ts'
+import { BadRequestError, InvalidConfigError, NotFoundError, StoreError, VersionConflictError } from './errors.ts'
+import { StaleStateError, emptyState, type AuditRecord, type ConfigVersion, type StateStore, type StoreState } from './store.ts'
+import { compose, matching, parseOverlay, type Overlay } from './overlays.ts'
 import { canonicalJson, contentHash, validateDocument, type ConfigDocument } from './validate.ts'
+import { readmit, sameEjection, type Ejection } from './ejections.ts'
 
 /** A change an operator (or, later, a rule) asks for. */
 export type Edit =
@@ -10,6 +12,33 @@ export type Edit =
   | { action: 'delete_cluster', name: string }
   | { action: 'put_config', document: unknown }
   | { action: 'rollback', version: number }
+  | { action: 'put_overlay', overlay: unknown }
+  | { action: 'delete_overlay', name: string }
+  /** A rule's config actions (rule-engine.ts): the whole resulting base document, and the endpoints it ejected. */
+  | { action: 'apply_rule', name: string, document: ConfigDocument, ejections?: Array<Omit<Ejection, 'version'>> }
+  /** Puts back an endpoint a rule ejected (its readmitAfter passed). */
+  | { action: 'readmit_endpoint', ejection: Ejection }
+
+/** What one node runs: the base document with the overlays its labels select. */
+export interface NodeDocument {
+  version: number
+  document: ConfigDocument
+  /** sha256 of the composed document's canonical JSON. */
+  hash: string
+  /** The overlays applied, in order. */
+  overlays: string[]
+}
+
+export interface DesiredConfigOptions {
+  historyLimit?: number
+  auditLimit?: number
+  /**
+   * The label sets of the known data planes: a change is also validated for
+   * each combination of overlays one of them selects (each overlay is always
+   * validated on its own over the base).
+   */
+  labelSets?: () => Iterable<Readonly<Record<string, string>>>
+}
 
 export interface ChangeOptions {
   /** Validate and describe, store nothing. */
@@ -33,9 +62,8 @@ const DEFAULT_HISTORY_LIMIT = 100
 const DEFAULT_AUDIT_LIMIT = 10_000
 
 /**
- * The config the fleet should run (one document for every node for now:
- * per-label overrides are not built yet), its retained history and the audit
- * log. Every change is validated with the data plane's schema, gets the next
+ * The config the fleet should run (a base document plus per-label overlays,
+ * see overlays.ts), its retained history and the audit log. Every change is validated with the data plane's schema, gets the next
  * version, is saved to the store before it becomes current, and only then is
  * announced to subscribers (the discovery service pushes it). Changes are
  * serialised: versions never race.
@@ -51,17 +79,63 @@ export class DesiredConfig {
   #auditLimit: number
   #queue: Promise<unknown> = Promise.resolve()
   #listeners = new Set<(v: ConfigVersion) => void>()
+  #hintListeners = new Set<() => void>()
+  #ruleListeners = new Set<() => void>()
+  #labelSets: () => Iterable<Readonly<Record<string, string>>>
+  #unwatch: (() => void) | undefined
+  /** Composed documents of the current version, by overlay names: nodes with the same overlays share one. */
+  #composed = new Map<string, NodeDocument>()
 
-  private constructor (store: StateStore, state: StoreState, historyLimit: number, auditLimit: number) {
+  private constructor (store: StateStore, state: StoreState, historyLimit: number, auditLimit: number, labelSets: () => Iterable<Readonly<Record<string, string>>>) {
     this.#store = store
     this.#state = state
     this.#historyLimit = historyLimit
     this.#auditLimit = auditLimit
+    this.#labelSets = labelSets
   }
 
-  static async open (store: StateStore, options: { historyLimit?: number, auditLimit?: number } = {}): Promise<DesiredConfig> {
+  static async open (store: StateStore, options: DesiredConfigOptions = {}): Promise<DesiredConfig> {
     const state = (await store.load()) ?? emptyState()
-    return new DesiredConfig(store, state, Math.max(1, options.historyLimit ?? DEFAULT_HISTORY_LIMIT), Math.max(1, options.auditLimit ?? DEFAULT_AUDIT_LIMIT))
+    const desired = new DesiredConfig(store, state, Math.max(1, options.historyLimit ?? DEFAULT_HISTORY_LIMIT), Math.max(1, options.auditLimit ?? DEFAULT_AUDIT_LIMIT), options.labelSets ?? (() => []))
+    // Another replica's change: adopt it, which pushes it to our data planes.
+    desired.#unwatch = store.watch?.(() => { desired.#serialised(() => desired.#reload()).catch(() => {}) })
+    return desired
+  }
+
+  /** Stops following the store's changes. */
+  close (): void {
+    this.#unwatch?.()
+    this.#unwatch = undefined
+  }
+
+  async #reload (): Promise<void> {
+    const state = await this.#store.load()
+    if (state !== undefined) this.#adopt(state)
+  }
+
+  /** The current overlays, in application order for a node they all select. */
+  overlays (): Overlay[] {
+    return [...(this.current?.overlays ?? [])].sort((a, b) => a.priority - b.priority || a.name.localeCompare(b.name))
+  }
+
+  /**
+   * The document a node with `labels` runs at version `v` (the current one by
+   * default); undefined when no config was ever stored.
+   */
+  documentFor (labels: Readonly<Record<string, string>>, v: ConfigVersion | undefined = this.current): NodeDocument | undefined {
+    if (v === undefined) return undefined
+    const selected = matching(v.overlays ?? [], labels)
+    const names = selected.map((o) => o.name)
+    const key = `${v.version}\0${names.join('\0')}`
+    const cached = this.#composed.get(key)
+    if (cached !== undefined) return cached
+    const document = selected.length === 0 ? v.document : compose(v.document, selected)
+    const result: NodeDocument = { version: v.version, document, hash: selected.length === 0 ? v.hash : contentHash(document), overlays: names }
+    if (v === this.current) {
+      if (this.#composed.size > 256) this.#composed.clear()
+      this.#composed.set(key, result)
+    }
+    return result
   }
 
   /** The current version, or undefined when no config was ever stored. */
@@ -95,15 +169,174 @@ export class DesiredConfig {
     return () => { this.#listeners.delete(listener) }
   }
 
+  /** Calls `listener` when the weight hints change. Returns the unsubscribe function. */
+  onWeightHints (listener: () => void): () => void {
+    this.#hintListeners.add(listener)
+    return () => { this.#hintListeners.delete(listener) }
+  }
+
+  /** Calls `listener` when the rules change. Returns the unsubscribe function. */
+  onRules (listener: () => void): () => void {
+    this.#ruleListeners.add(listener)
+    return () => { this.#ruleListeners.delete(listener) }
+  }
+
+  /** cluster → endpoint origin → weight (copies). */
+  weightHints (): Record<string, Record<string, number>> {
+    return structuredClone(this.#state.weightHints ?? {})
+  }
+
+  /** The stored rules (as validated by rules.ts). */
+  rules (): unknown[] {
+    return structuredClone(this.#state.rules ?? [])
+  }
+
+  /** Endpoints rules ejected (copies); some may be back by now (ejections.ts says which). */
+  ejections (): Ejection[] {
+    return structuredClone(this.#state.ejections ?? [])
+  }
+
+  /** Drops an ejection record without a version (its endpoint came back another way, or its cluster is gone); audited. */
+  forgetEjection (actor: string, ejection: Ejection, why: string): Promise<void> {
+    return this.#serialised(async () => {
+      const ejections = (this.#state.ejections ?? []).filter((e) => !sameEjection(e, ejection))
+      if (ejections.length === (this.#state.ejections ?? []).length) return
+      await this.#commit({ ...this.#state, ejections }, this.#audit(actor, 'ejection_ended', ejection.cluster, `${String(ejection.endpoint.url)} of ${ejection.cluster}: ${why}`, ejection, undefined))
+    })
+  }
+
+  /**
+   * Sets (weight > 0) or clears (null or 0) weight hints for endpoints of a
+   * cluster; with `replace`, hints not given are cleared. Hints steer
+   * latency-aware balancers at run time: they are audited and stored, and
+   * pushed to every data plane, but make no config version (a data plane
+   * applies them without rebuilding its snapshot, keeping balancer state).
+   */
+  setWeightHints (actor: string, cluster: string, hints: Record<string, number | null>, options: { replace?: boolean, dryRun?: boolean, message?: string } = {}): Promise<{ hints: Record<string, number>, changed: boolean }> {
+    return this.#serialised(async () => {
+      const origins = this.#endpointOrigins(cluster)
+      if (origins === undefined) throw new NotFoundError(`no cluster "${cluster}"`)
+      const before = this.#state.weightHints?.[cluster] ?? {}
+      const after: Record<string, number> = options.replace === true ? {} : { ...before }
+      for (const [endpoint, weight] of Object.entries(hints)) {
+        let origin: string
+        try { origin = new URL(endpoint).origin } catch { throw new BadRequestError(`endpoint "${endpoint}": an endpoint URL of cluster "${cluster}"`) }
+        if (!origins.has(origin)) throw new BadRequestError(`endpoint "${endpoint}" is not in cluster "${cluster}" (endpoints: ${[...origins].join(', ')})`)
+        if (weight === null || weight === 0) delete after[origin]
+        else if (Number.isFinite(weight) && weight > 0) after[origin] = weight
+        else throw new BadRequestError(`weight of "${endpoint}": a positive number, or 0 to clear (got ${weight})`)
+      }
+      const changed = canonicalJson(before) !== canonicalJson(after)
+      if (!changed || options.dryRun === true) return { hints: after, changed }
+      const all = { ...this.#state.weightHints }
+      if (Object.keys(after).length === 0) delete all[cluster]
+      else all[cluster] = after
+      const summary = `weight hints of ${cluster}: ${Object.entries(after).map(([e, w]) => `${e}=${w}`).join(', ') || 'none'}`
+      await this.#commit({ ...this.#state, weightHints: all }, this.#audit(actor, 'set_weight_hints', cluster, summary, before, after, options.message))
+      return { hints: after, changed }
+    })
+  }
+
+  /** Replaces the rules (rules.ts validates them first); audited, no config version. */
+  setRules (actor: string, action: string, target: string, rules: unknown[], before: unknown, after: unknown, message = ''): Promise<void> {
+    return this.#serialised(() => this.#commit({ ...this.#state, rules }, this.#audit(actor, action, target, `${action} ${target}`, before, after, message)))
+  }
+
+  /** Adds an audit record alone (a dry-run rule firing, say): no version, nothing pushed. */
+  recordAudit (actor: string, action: string, target: string, summary: string, details: { before?: unknown, after?: unknown, message?: string } = {}): Promise<AuditRecord> {
+    return this.#serialised(async () => {
+      const record = this.#audit(actor, action, target, summary, details.before, details.after, details.message)
+      await this.#commit(this.#state, record)
+      return record
+    })
+  }
+
+  /** Endpoint origins of a cluster in the base document or any overlay; undefined when none has it. */
+  #endpointOrigins (cluster: string): Set<string> | undefined {
+    const base = this.current?.document ?? {}
+    const docs = [base, ...(this.current?.overlays ?? []).map((o) => compose(base, [o]))]
+    let found: Set<string> | undefined
+    for (const doc of docs) {
+      const c = listOf(doc, 'clusters').find((x) => x.name === cluster)
+      if (c === undefined) continue
+      found ??= new Set()
+      for (const e of Array.isArray(c.endpoints) ? c.endpoints as Array<{ url?: unknown }> : []) {
+        try { if (typeof e.url === 'string') found.add(new URL(e.url).origin) } catch {}
+      }
+    }
+    return found
+  }
+
+  #audit (actor: string, action: string, target: string, summary: string, before: unknown, after: unknown, message = ''): AuditRecord {
+    const v = this.current?.version ?? 0
+    return {
+      seq: this.#state.nextAuditSeq,
+      at: new Date().toISOString(),
+      actor,
+      action,
+      target,
+      fromVersion: v,
+      toVersion: v,
+      summary,
+      ...(before === undefined ? {} : { before }),
+      ...(after === undefined ? {} : { after }),
+      message,
+    }
+  }
+
+  /** Saves `next` plus one audit record, then adopts it. Throws StoreError (nothing changed) when the store refuses. */
+  async #commit (next: StoreState, record: AuditRecord): Promise<void> {
+    const state: StoreState = { ...next, audit: [...next.audit, record].slice(-this.#auditLimit), nextAuditSeq: record.seq + 1 }
+    try {
+      await this.#store.save(state)
+    } catch (err) {
+      throw new StoreError(`the change could not be saved (${(err as Error).message}); nothing changed`, { cause: err })
+    }
+    this.#adopt(state)
+  }
+
+  /** Makes `next` the state and tells the listeners what changed in it. */
+  #adopt (next: StoreState): void {
+    const prev = this.#state
+    this.#state = next
+    if (prev.history.at(-1)?.version !== next.history.at(-1)?.version) {
+      this.#composed.clear()
+      const current = this.current
+      if (current !== undefined) for (const listener of this.#listeners) listener(current)
+    }
+    if (canonicalJson(prev.weightHints ?? {}) !== canonicalJson(next.weightHints ?? {})) for (const l of this.#hintListeners) l()
+    if (canonicalJson(prev.rules ?? []) !== canonicalJson(next.rules ?? [])) for (const l of this.#ruleListeners) l()
+  }
+
+  /**
+   * Runs `fn` after every change queued before it. When a shared store says
+   * another replica saved first, the state is reloaded and `fn` runs again on
+   * it (so `if_version` and validation see the other change).
+   */
+  #serialised<T> (fn: () => Promise<T>): Promise<T> {
+    const attempt = async (): Promise<T> => {
+      for (let i = 0; ; i++) {
+        try {
+          return await fn()
+        } catch (err) {
+          const stale = err instanceof StaleStateError || (err instanceof StoreError && err.cause instanceof StaleStateError)
+          if (!stale || i >= 10) throw err
+          await this.#reload()
+        }
+      }
+    }
+    const run = this.#queue.then(attempt)
+    this.#queue = run.catch(() => {})
+    return run
+  }
+
   /**
    * Applies `edit` on top of the current document. Throws InvalidConfigError
    * (with the schema's paths), NotFoundError, VersionConflictError,
    * or StoreError; on any of them nothing changed.
    */
   change (actor: string, edit: Edit, options: ChangeOptions = {}): Promise<ChangeResult> {
-    const run = this.#queue.then(() => this.#change(actor, edit, options))
-    this.#queue = run.catch(() => {})
-    return run
+    return this.#serialised(() => this.#change(actor, edit, options))
   }
 
   async #change (actor: string, edit: Edit, options: ChangeOptions): Promise<ChangeResult> {
@@ -113,56 +346,80 @@ export class DesiredConfig {
       throw new VersionConflictError(`the config is at version ${currentVersion}, not ${options.ifVersion}`)
     }
     const base: ConfigDocument = current === undefined ? {} : structuredClone(current.document)
-    const { document, target, before, after } = this.#edit(base, edit)
-
-    const validation = validateDocument(document)
-    if (!validation.ok) throw new InvalidConfigError(validation.issues)
+    const baseOverlays = current?.overlays ?? []
+    const { document, overlays = baseOverlays, target, before, after, ejections } = this.#edit(base, baseOverlays, edit)
+    this.#validate(document, overlays)
 
     const hash = contentHash(document)
-    const summary = edit.action === 'rollback'
-      ? `rollback to v${edit.version}: ${describeDiff(current?.document, document)}`
-      : describeDiff(current?.document, document)
-    if (current !== undefined && hash === current.hash) {
+    const diff = [describeDiff(current?.document, document), describeOverlayDiff(baseOverlays, overlays)].filter((d) => d !== 'no change').join(' | ') || 'no change'
+    const summary = edit.action === 'rollback' ? `rollback to v${edit.version}: ${diff}` : diff
+    if (current !== undefined && hash === current.hash && canonicalJson(overlays) === canonicalJson(baseOverlays)) {
       return { version: currentVersion, hash, changed: false, dryRun: options.dryRun === true, summary: 'no change' }
     }
     const version = this.#state.nextVersion
     if (options.dryRun === true) return { version, hash, changed: true, dryRun: true, summary }
 
     const now = new Date().toISOString()
-    const entry: ConfigVersion = { version, hash, document, createdAt: now, author: actor, action: edit.action, summary, message: options.message ?? '' }
-    const record: AuditRecord = {
-      seq: this.#state.nextAuditSeq,
-      at: now,
-      actor,
-      action: edit.action,
-      target,
-      fromVersion: currentVersion,
-      toVersion: version,
-      summary,
-      ...(before === undefined ? {} : { before }),
-      ...(after === undefined ? {} : { after }),
-      message: options.message ?? '',
-    }
-    const next: StoreState = {
-      format: 1,
+    const entry: ConfigVersion = { version, hash, document, ...(overlays.length > 0 ? { overlays } : {}), createdAt: now, author: actor, action: edit.action, summary, message: options.message ?? '' }
+    const record: AuditRecord = { ...this.#audit(actor, edit.action, target, summary, before, after, options.message), at: now, toVersion: version }
+    await this.#commit({
+      ...this.#state,
       history: [...this.#state.history, entry].slice(-this.#historyLimit),
-      audit: [...this.#state.audit, record].slice(-this.#auditLimit),
       nextVersion: version + 1,
-      nextAuditSeq: record.seq + 1,
-    }
-    try {
-      await this.#store.save(next)
-    } catch (err) {
-      throw new StoreError(`the change could not be saved (${(err as Error).message}); nothing changed`, { cause: err })
-    }
-    this.#state = next
-    for (const listener of this.#listeners) listener(entry)
+      ...(ejections === undefined ? {} : { ejections: ejections.map((e) => ({ ...e, version: e.version === 0 ? version : e.version })) }),
+    }, record)
     return { version, hash, changed: true, dryRun: false, summary }
   }
 
-  /** The edited document plus what the audit log records about the edit. */
-  #edit (doc: ConfigDocument, edit: Edit): { document: ConfigDocument, target: string, before?: unknown, after?: unknown } {
+  /**
+   * The base document MUST pass the schema, and so MUST every document an
+   * overlay makes: each overlay alone, and each combination a known node selects.
+   */
+  #validate (document: ConfigDocument, overlays: readonly Overlay[]): void {
+    const validation = validateDocument(document)
+    if (!validation.ok) throw new InvalidConfigError(validation.issues)
+    const check = (selected: Overlay[]): void => {
+      const v = validateDocument(compose(document, selected))
+      if (v.ok) return
+      const names = selected.map((o) => `"${o.name}"`).join(' + ')
+      throw new InvalidConfigError(v.issues.map((i) => ({ path: i.path, expected: `${i.expected} (in the document overlay ${names} makes)` })))
+    }
+    for (const o of overlays) check([o])
+    const seen = new Set<string>()
+    for (const labels of this.#labelSets()) {
+      const selected = matching(overlays, labels)
+      const key = selected.map((o) => o.name).join('\0')
+      if (selected.length < 2 || seen.has(key)) continue
+      seen.add(key)
+      check(selected)
+    }
+  }
+
+  /** The edited document (and overlays, when they change) plus what the audit log records about the edit. */
+  #edit (doc: ConfigDocument, overlays: readonly Overlay[], edit: Edit): { document: ConfigDocument, overlays?: Overlay[], target: string, before?: unknown, after?: unknown, ejections?: Ejection[] } {
     switch (edit.action) {
+      case 'apply_rule': {
+        if (edit.ejections === undefined || edit.ejections.length === 0) return { document: structuredClone(edit.document), target: edit.name }
+        // Version 0: the one this change gets (#change fills it in).
+        const added = edit.ejections.map((e) => ({ ...e, version: 0 }))
+        const kept = (this.#state.ejections ?? []).filter((e) => !added.some((a) => sameEjection(a, e)))
+        return { document: structuredClone(edit.document), target: edit.name, ejections: [...kept, ...added] }
+      }
+      case 'readmit_endpoint': {
+        if (!readmit(doc, edit.ejection)) throw new NotFoundError(`no cluster "${edit.ejection.cluster}" to put ${String(edit.ejection.endpoint.url)} back into`)
+        const ejections = (this.#state.ejections ?? []).filter((e) => !sameEjection(e, edit.ejection))
+        return { document: doc, target: edit.ejection.cluster, after: edit.ejection.endpoint, ejections }
+      }
+      case 'put_overlay': {
+        const overlay = parseOverlay(edit.overlay)
+        const before = overlays.find((o) => o.name === overlay.name)
+        return { document: doc, overlays: [...overlays.filter((o) => o.name !== overlay.name), overlay], target: overlay.name, before, after: overlay }
+      }
+      case 'delete_overlay': {
+        const before = overlays.find((o) => o.name === edit.name)
+        if (before === undefined) throw new NotFoundError(`no overlay "${edit.name}"`)
+        return { document: doc, overlays: overlays.filter((o) => o.name !== edit.name), target: edit.name, before }
+      }
       case 'put_route':
       case 'put_cluster': {
         const key = edit.action === 'put_route' ? 'routes' : 'clusters'
@@ -203,7 +460,7 @@ export class DesiredConfig {
           const kept = this.#state.history.map((v) => v.version)
           throw new NotFoundError(`version ${edit.version} is not retained (kept: ${kept.length === 0 ? 'none' : `v${kept[0]}–v${kept.at(-1)}`})`)
         }
-        return { document: structuredClone(old.document), target: `v${edit.version}` }
+        return { document: structuredClone(old.document), overlays: structuredClone(old.overlays ?? []), target: `v${edit.version}` }
       }
     }
   }
@@ -247,4 +504,16 @@ export function describeDiff (before: ConfigDocument | undefined, after: ConfigD
   const changedOthers = [...others].filter((k) => canonicalJson(before?.[k]) !== canonicalJson(after[k])).sort()
   if (changedOthers.length > 0) parts.push(`${changedOthers.join(', ')} changed`)
   return parts.length > 0 ? parts.join(' | ') : 'no change'
+}
+
+/** `overlays: added eu; changed canary`. */
+function describeOverlayDiff (before: readonly Overlay[], after: readonly Overlay[]): string {
+  const a = new Map(before.map((o) => [o.name, canonicalJson(o)]))
+  const b = new Map(after.map((o) => [o.name, canonicalJson(o)]))
+  const bits = [
+    [...b.keys()].filter((n) => !a.has(n)).map((n) => `added ${n}`).join(', '),
+    [...a.keys()].filter((n) => !b.has(n)).map((n) => `removed ${n}`).join(', '),
+    [...b.keys()].filter((n) => a.has(n) && a.get(n) !== b.get(n)).map((n) => `changed ${n}`).join(', '),
+  ].filter((x) => x !== '')
+  return bits.length === 0 ? 'no change' : `overlays: ${bits.join('; ')}`
 }

@@ -21,6 +21,10 @@ export interface FleetNodeState {
   lastNackAt: string
   sentVersion: string
   lastSeenAt: string
+  /** sha256 of the document it last ACKed (its labels' composition); '' if unknown. */
+  ackedHash: string
+  /** The overlays its labels selected in the last push. */
+  overlays: string[]
 }
 
 /** A stream's hold on a node entry: a newer stream for the same id takes it over. */
@@ -56,6 +60,8 @@ export class Fleet {
       lastNackAt: old?.lastNackAt ?? '',
       sentVersion: '',
       lastSeenAt: now,
+      ackedHash: old?.ackedHash ?? '',
+      overlays: old?.overlays ?? [],
     }
     this.#nodes.set(nodeId, node)
     const session = { nodeId, id: this.#nextSession++ }
@@ -63,16 +69,19 @@ export class Fleet {
     return session
   }
 
-  sent (session: FleetSession, version: string): void {
+  sent (session: FleetSession, version: string, overlays: readonly string[] = []): void {
     const node = this.#owned(session)
-    if (node !== undefined) node.sentVersion = version
+    if (node === undefined) return
+    node.sentVersion = version
+    node.overlays = [...overlays]
   }
 
-  ack (session: FleetSession, version: string): void {
+  ack (session: FleetSession, version: string, hash = ''): void {
     const node = this.#owned(session)
     if (node === undefined) return
     const now = new Date().toISOString()
     node.ackedVersion = version
+    if (hash !== '') node.ackedHash = hash
     node.lastAckAt = now
     node.lastSeenAt = now
     // A NACK stays visible until the node runs something newer than what it refused.
@@ -103,7 +112,12 @@ export class Fleet {
 
   /** Every node, sorted by id (copies). */
   list (): FleetNodeState[] {
-    return [...this.#nodes.values()].sort((a, b) => a.nodeId.localeCompare(b.nodeId)).map((n) => ({ ...n, labels: { ...n.labels } }))
+    return [...this.#nodes.values()].sort((a, b) => a.nodeId.localeCompare(b.nodeId)).map((n) => ({ ...n, labels: { ...n.labels }, overlays: [...n.overlays] }))
+  }
+
+  /** The labels of every known node (for validating the overlay combinations they select). */
+  * labelSets (): Iterable<Readonly<Record<string, string>>> {
+    for (const n of this.#nodes.values()) yield n.labels
   }
 
   get (nodeId: string): FleetNodeState | undefined {

@@ -53,11 +53,25 @@ export interface OperatorClient {
   listAudit: Unary<Partial<pb.ListAuditRequest>, pb.ListAuditResponse>
   getFleet: Unary<pb.GetFleetRequest, pb.GetFleetResponse>
   getTraffic: Unary<pb.GetTrafficRequest, pb.GetTrafficResponse>
+  putOverlay: Unary<Partial<pb.PutOverlayRequest> & { overlayJson: string }, pb.ChangeResponse>
+  listOverlays: Unary<pb.ListOverlaysRequest, pb.ListOverlaysResponse>
+  deleteOverlay: Unary<Partial<pb.DeleteOverlayRequest> & { name: string }, pb.ChangeResponse>
+  getAnalytics: Unary<Partial<pb.GetAnalyticsRequest>, pb.GetAnalyticsResponse>
+  getSeries: Unary<Partial<pb.GetSeriesRequest> & { route: string }, pb.GetSeriesResponse>
+  getForecast: Unary<Partial<pb.GetForecastRequest> & { route: string }, pb.GetForecastResponse>
+  setWeightHints: Unary<Partial<pb.SetWeightHintsRequest> & { cluster: string }, pb.SetWeightHintsResponse>
+  listWeightHints: Unary<Partial<pb.ListWeightHintsRequest>, pb.ListWeightHintsResponse>
+  putRule: Unary<Partial<pb.PutRuleRequest> & { ruleJson: string }, pb.PutRuleResponse>
+  listRules: Unary<pb.ListRulesRequest, pb.ListRulesResponse>
+  deleteRule: Unary<Partial<pb.DeleteRuleRequest> & { name: string }, pb.PutRuleResponse>
+  backtestRule: Unary<Partial<pb.BacktestRuleRequest>, pb.BacktestRuleResponse>
   close (): void
 }
 
 const METHODS = ['PutRoute', 'GetRoute', 'ListRoutes', 'DeleteRoute', 'PutCluster', 'GetCluster', 'ListClusters', 'DeleteCluster',
-  'ValidateConfig', 'GetConfig', 'PutConfig', 'ListHistory', 'Rollback', 'ListAudit', 'GetFleet', 'GetTraffic'] as const
+  'ValidateConfig', 'GetConfig', 'PutConfig', 'ListHistory', 'Rollback', 'ListAudit', 'GetFleet', 'GetTraffic',
+  'PutOverlay', 'ListOverlays', 'DeleteOverlay', 'GetAnalytics', 'GetSeries', 'GetForecast',
+  'SetWeightHints', 'ListWeightHints', 'PutRule', 'ListRules', 'DeleteRule', 'BacktestRule'] as const
 
 /**
  * A promise-based Operator client (for `outrider-cp ctl`, scripts and tests).

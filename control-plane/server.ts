@@ -5,7 +5,13 @@ import type { TokenTable } from './auth.ts'
 import { DesiredConfig } from './desired-config.ts'
 import { Fleet } from './fleet.ts'
 import { FileStore, type StateStore } from './store.ts'
+import { RedisStore } from './redis-store.ts'
 import { TrafficTotals } from './traffic.ts'
+import { Analytics, type AnalyticsOptions } from './analytics.ts'
+import { RouteForecasts } from './route-forecast.ts'
+import { RuleEngine } from './rule-engine.ts'
+import type { WebhookSenderOptions } from './webhook.ts'
+import { FleetTelemetry } from './fleet-telemetry.ts'
 import * as configDiscovery from './services/config-discovery.ts'
 import * as operator from './services/operator.ts'
 import * as telemetry from './services/telemetry.ts'
@@ -13,7 +19,7 @@ import * as telemetry from './services/telemetry.ts'
 export interface ControlPlaneOptions {
   /** host:port to listen on; port 0 picks a free one. */
   listen: string
-  /** The embedded file store, or any StateStore. */
+  /** A file path (the embedded store), a redis:// or rediss:// URL (shared by replicas), or any StateStore (closed by its owner). */
   store: string | StateStore
   /** Bearer tokens and roles; undefined disables auth (every caller is admin: development only). */
   tokens: TokenTable | undefined
@@ -22,6 +28,14 @@ export interface ControlPlaneOptions {
   log?: Logger
   historyLimit?: number
   auditLimit?: number
+  /** Analytics tiers and route bound. */
+  analytics?: Omit<AnalyticsOptions, 'now'>
+  /** The clock (ms) for analytics, forecasts and rules; tests replace it. */
+  now?: () => number
+  /** How often rules are evaluated (ms); 0 stops the timer (call rules.tick()). Default 10 s. */
+  ruleIntervalMs?: number
+  /** Rule webhooks: first back-off (ms) and deliveries in flight at most. */
+  webhooks?: Omit<WebhookSenderOptions, 'log'>
 }
 
 export interface RunningControlPlane {
@@ -31,6 +45,11 @@ export interface RunningControlPlane {
   readonly desired: DesiredConfig
   readonly fleet: Fleet
   readonly traffic: TrafficTotals
+  readonly analytics: Analytics
+  /** Reports counted here and relayed between replicas. */
+  readonly telemetry: FleetTelemetry
+  readonly forecasts: RouteForecasts
+  readonly rules: RuleEngine
   /** Ends every config stream (data planes reconnect elsewhere or later), then stops. */
   close (): Promise<void>
   /** Drops every connection at once, as a crash would. */
@@ -46,10 +65,30 @@ export interface RunningControlPlane {
  */
 export async function startControlPlane (options: ControlPlaneOptions): Promise<RunningControlPlane> {
   const log = options.log ?? createLogger()
-  const store = typeof options.store === 'string' ? new FileStore(options.store) : options.store
-  const desired = await DesiredConfig.open(store, { historyLimit: options.historyLimit, auditLimit: options.auditLimit })
+  const owned = typeof options.store === 'string'
+  const store: StateStore = typeof options.store !== 'string' ? options.store
+    : /^rediss?:\/\//.test(options.store) ? new RedisStore(options.store) : new FileStore(options.store)
   const fleet = new Fleet()
+  const desired = await DesiredConfig.open(store, { historyLimit: options.historyLimit, auditLimit: options.auditLimit, labelSets: () => fleet.labelSets() })
   const traffic = new TrafficTotals()
+  const analytics = new Analytics({ ...options.analytics, now: options.now })
+  const forecasts = new RouteForecasts(analytics)
+  // With a shared store every replica counts every data plane's reports: analytics and rules are fleet-wide.
+  const fleetTelemetry = new FleetTelemetry({ traffic, analytics, ...(store.relay === undefined ? {} : { relay: store.relay }), log })
+  await fleetTelemetry.start()
+  const ruleIntervalMs = options.ruleIntervalMs ?? 10_000
+  const lease = store.lease?.bind(store)
+  const rules = new RuleEngine({
+    desired,
+    analytics,
+    forecasts,
+    log,
+    intervalMs: ruleIntervalMs,
+    ...(options.webhooks === undefined ? {} : { webhooks: options.webhooks }),
+    now: options.now,
+    // Several replicas: one runs the rules at a time (its lease outlives a few missed evaluations).
+    ...(lease === undefined ? {} : { mayRun: () => lease(Math.max(30_000, 3 * ruleIntervalMs)) }),
+  })
   const tokens = options.tokens
 
   const server = new grpc.Server({
@@ -60,8 +99,8 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
   })
   const discovery = configDiscovery.register(server, { desired, fleet, tokens, log })
-  operator.register(server, { desired, fleet, traffic, tokens, log })
-  const reports = telemetry.register(server, { traffic, tokens, log })
+  operator.register(server, { desired, fleet, traffic, analytics, forecasts, rules, tokens, log })
+  const reports = telemetry.register(server, { telemetry: fleetTelemetry, tokens, log })
 
   const credentials = options.tls === undefined
     ? grpc.ServerCredentials.createInsecure()
@@ -75,6 +114,7 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
   })
   const host = options.listen.slice(0, options.listen.lastIndexOf(':'))
   const address = `${host}:${port}`
+  rules.start()
   log.info('control plane listening', { address, tls: options.tls !== undefined, auth: tokens !== undefined, version: desired.current?.version ?? 0 })
   if (tokens === undefined) log.warn('authentication is off (--no-auth): anyone who reaches the port can change the config')
 
@@ -85,17 +125,31 @@ export async function startControlPlane (options: ControlPlaneOptions): Promise<
     desired,
     fleet,
     traffic,
+    analytics,
+    telemetry: fleetTelemetry,
+    forecasts,
+    rules,
     close () {
       closing ??= new Promise<void>((resolve) => {
+        rules.stop()
+        fleetTelemetry.close()
         discovery.endAll()
         reports.endAll()
         const timer = setTimeout(() => { server.forceShutdown(); resolve() }, 5_000)
         server.tryShutdown(() => { clearTimeout(timer); resolve() })
-      }).then(() => { log.info('control plane stopped') })
+      }).then(async () => {
+        desired.close()
+        if (owned) await store.close?.()
+        log.info('control plane stopped')
+      })
       return closing
     },
     kill () {
+      rules.stop()
+      fleetTelemetry.close()
+      desired.close()
       server.forceShutdown()
+      if (owned) void store.close?.()
     },
   }
 }

@@ -1,6 +1,8 @@
 import { open, readFile, rename, unlink } from 'node:fs/promises'
 import path from 'node:path'
 import { randomBytes } from 'node:crypto'
+import type { Ejection } from './ejections.ts'
+import type { Overlay } from './overlays.ts'
 import type { ConfigDocument } from './validate.ts'
 
 /** One version of the desired config. */
@@ -10,6 +12,8 @@ export interface ConfigVersion {
   /** sha256 of the document's canonical JSON. */
   hash: string
   document: ConfigDocument
+  /** Per-label patches on `document` (absent in stores written before overlays existed). */
+  overlays?: Overlay[]
   /** RFC 3339. */
   createdAt: string
   /** The token name that made it. */
@@ -46,17 +50,48 @@ export interface StoreState {
   /** The next version number (kept apart from history, which is trimmed). */
   nextVersion: number
   nextAuditSeq: number
+  /** Control-plane weight hints: cluster → endpoint origin → weight. Runtime steering, not config: no version. */
+  weightHints?: Record<string, Record<string, number>>
+  /** Rules (rules.ts), as validated. */
+  rules?: unknown[]
+  /** Endpoints rules ejected, until readmitted (ejections.ts). */
+  ejections?: Ejection[]
 }
 
 /**
  * Where state lives. The file store is the embedded default; a shared store
- * (Redis, for several replicas) implements the same two calls.
+ * (redis-store.ts, for several replicas) also says when another replica
+ * changed it, and refuses a save based on a stale load.
  */
 export interface StateStore {
   /** The saved state, or undefined when nothing was ever saved. */
   load (): Promise<StoreState | undefined>
-  /** Replaces the saved state. MUST be atomic: a crash leaves the old state or the new one. */
+  /**
+   * Replaces the saved state. MUST be atomic: a crash leaves the old state or
+   * the new one. A shared store MUST throw StaleStateError when the state was
+   * saved by someone else since this process last loaded or saved it.
+   */
   save (state: StoreState): Promise<void>
+  /** Calls `listener` when someone else saved; returns the unsubscribe function. */
+  watch? (listener: () => void): () => void
+  /** Whether this process may run the rules now (one replica of several does); absent: always. */
+  lease? (ttlMs: number): Promise<boolean>
+  /** A channel to the other replicas (telemetry, for fleet-wide analytics); absent: this process is alone. */
+  readonly relay?: Relay
+  close? (): Promise<void>
+}
+
+/** Messages between the replicas of a shared store: at most once, no history (a replica that was away misses them). */
+export interface Relay {
+  /** Sends `message` to every other replica; rejects when the store cannot be reached. */
+  publish (message: string): Promise<void>
+  /** Calls `listener` with every message another replica published from when `ready` resolves. */
+  subscribe (listener: (message: string) => void): { ready: Promise<void>, close (): void }
+}
+
+/** A save refused because the stored state moved on since it was read: reload and redo. */
+export class StaleStateError extends Error {
+  readonly code = 'STALE_STATE'
 }
 
 export function emptyState (): StoreState {

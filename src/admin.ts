@@ -1,6 +1,7 @@
 import http from 'node:http'
 import type { Registry } from 'prom-client'
 import type { Snapshot } from './snapshot.ts'
+import type { PurgeSelector } from './plugin.ts'
 import { LEVELS, type Level, type Logger } from './log.ts'
 
 /** What the admin listener needs to know about the running proxy. */
@@ -21,6 +22,8 @@ export interface AdminSource {
    * cannot take one.
    */
   setWeightHint? (cluster: string, endpoint: string, weight: number | undefined): boolean | Promise<boolean>
+  /** Drops matching cached responses (every worker's, and the shared L2); how many. */
+  purge? (selector: PurgeSelector, route: string | undefined): Promise<number>
   /** Changes the log level at runtime (every worker, in multi-worker mode). */
   setLogLevel? (level: Level): void
 }
@@ -33,6 +36,7 @@ export function snapshotSource (current: () => Snapshot, rest: Pick<AdminSource,
     config: () => current().describe(),
     clusters: () => ({ version: current().version, clusters: [...current().clusters.values()].map((c) => c.state()) }),
     setWeightHint: (cluster, endpoint, weight) => current().clusters.get(cluster)?.setWeightHint(endpoint, weight) ?? false,
+    purge: (selector, route) => current().purge(selector, route),
   }
 }
 
@@ -47,6 +51,7 @@ export function createAdminServer (source: AdminSource, log: Logger): http.Serve
     const hint = /^\/clusters\/([^/]+)\/weight-hints$/.exec(path)
     if (hint !== null && req.method === 'POST') { weightHint(req, res, source, decodeURIComponent(hint[1] as string), log); return }
     if (path === '/log-level' && req.method === 'POST') { logLevel(req, res, source, log); return }
+    if (path === '/cache/purge' && req.method === 'POST') { purge(req, res, source, log); return }
     if (req.method !== 'GET' && req.method !== 'HEAD') { json(res, 405, { error: 'only GET and HEAD' }, { allow: 'GET, HEAD' }); return }
     switch (path) {
       case '/live':
@@ -109,6 +114,35 @@ function weightHint (req: http.IncomingMessage, res: http.ServerResponse, source
       if (ok) json(res, 200, { cluster, endpoint, weight: weight ?? null })
       else json(res, 404, { error: `no cluster "${cluster}" with a latency-aware policy (peak_ewma), or no endpoint ${endpoint} in it` })
     }, (err: unknown) => { log.error('weight hint failed', { err }); json(res, 500, { error: 'failed' }) })
+  })
+}
+
+/**
+ * `POST /cache/purge` with one of `{ "url": "api.example.com/users/42?x=1" }`
+ * (every variant of that URL), `{ "prefix": "api.example.com/users/" }` or
+ * `{ "tag": "user-42" }`, and optionally `"route": "name"`. Answers with how
+ * many stored responses went from this process (the shared L2 is purged too).
+ */
+function purge (req: http.IncomingMessage, res: http.ServerResponse, source: AdminSource, log: Logger): void {
+  let raw = ''
+  req.setEncoding('utf8')
+  req.on('data', (c: string) => { if (raw.length < 16384) raw += c })
+  req.on('end', () => {
+    let body: Record<string, unknown>
+    try { body = JSON.parse(raw) as Record<string, unknown> } catch { body = {} }
+    const kinds = (['url', 'prefix', 'tag'] as const).filter((k) => body[k] !== undefined)
+    const kind = kinds[0]
+    const value = kind === undefined ? undefined : body[kind]
+    const route = body.route
+    if (kinds.length !== 1 || typeof value !== 'string' || value === '' || (route !== undefined && typeof route !== 'string')) {
+      json(res, 400, { error: 'a JSON body with exactly one of "url", "prefix" or "tag" (a non-empty string), and optionally "route"' }); return
+    }
+    if (source.purge === undefined) { json(res, 404, { error: 'no cache to purge' }); return }
+    const selector = { [kind as string]: value } as PurgeSelector
+    source.purge(selector, route).then((purged) => { json(res, 200, { purged, [kind as string]: value }) }, (err: unknown) => {
+      log.error('cache purge failed', { err })
+      json(res, 500, { error: 'purge failed' })
+    })
   })
 }
 

@@ -34,12 +34,18 @@ export interface ControlPlaneClientOptions extends ConnectOptions {
   log: Logger
   /** Where the last-known-good config is kept; no cache without it. */
   cacheDir?: string
-  /** The version (and document hash) already running, e.g. from the cache. */
-  running?: { version: string, hash: string }
+  /** The version (and document hash, and weight hints) already running, e.g. from the cache. */
+  running?: { version: string, hash: string, weightHints?: pb.WeightHint[] }
   /** Resolves `${NAME}` references in pushed documents (default: process.env). */
   env?: NodeJS.ProcessEnv
   /** Reconnect back-off: the first delay and the cap (ms). */
   backoff?: { initialMs?: number, maxMs?: number }
+  /**
+   * Applies one weight hint (undefined clears it) to the running snapshot:
+   * `Cluster.setWeightHint`, the path the admin API's weight-hints endpoint
+   * takes. False when the cluster or endpoint is not in the snapshot.
+   */
+  setWeightHint?: (cluster: string, endpoint: string, weight: number | undefined) => boolean
   /** Per-route counters to report every `intervalMs` over Telemetry.Report. */
   telemetry?: { intervalMs: number, read: () => Promise<pb.RouteCounters[]> }
 }
@@ -49,6 +55,8 @@ export interface CachedConfig {
   version: string
   hash: string
   configJson: string
+  /** The control plane's weight hints with it (absent in caches written before hints existed). */
+  weightHints?: pb.WeightHint[]
   savedAt: string
 }
 
@@ -56,11 +64,13 @@ const CACHE_FILE = 'outrider-config-cache.json'
 
 type DiscoveryStream = grpc.ClientDuplexStream<pb.DiscoveryRequest, pb.DiscoveryResponse>
 
-/** Events: `applied` (version), `rejected` (version, error), `connected`, `disconnected` (grpc status code). */
+/** Events: `applied` (version), `rejected` (version, error), `connected`, `disconnected` (grpc status code), `weight-hints` (how many are in force). */
 export class ControlPlaneClient extends EventEmitter {
   readonly #options: ControlPlaneClientOptions
   readonly #log: Logger
   readonly #instance = randomUUID()
+  /** Numbers this process's telemetry reports, so replicas count each once. */
+  #reportSequence = 0
   #client: grpc.Client | undefined
   #stream: DiscoveryStream | undefined
   #version: string
@@ -72,6 +82,8 @@ export class ControlPlaneClient extends EventEmitter {
   #pending: { stream: DiscoveryStream, response: pb.DiscoveryResponse } | undefined
   #draining: Promise<void> | undefined
   #telemetry: { timer: NodeJS.Timeout, call: grpc.ClientWritableStream<pb.TelemetryReport> | undefined } | undefined
+  /** The control plane's hints in force, `cluster\0endpoint` → weight: the ones it drops are cleared. */
+  #hints = new Map<string, number>()
 
   constructor (options: ControlPlaneClientOptions) {
     super()
@@ -89,6 +101,8 @@ export class ControlPlaneClient extends EventEmitter {
 
   /** Opens the stream (and keeps it open until close()). */
   start (): void {
+    // Cached hints steer the cached config until the control plane says otherwise.
+    if (this.#options.running?.weightHints !== undefined) this.#applyHints(this.#options.running.weightHints)
     this.#connect()
     const t = this.#options.telemetry
     if (t !== undefined) {
@@ -170,6 +184,7 @@ export class ControlPlaneClient extends EventEmitter {
       // The document already runs (a resubscription, or a rollback to it): no rebuild, no lost balancer state.
       this.#version = res.versionInfo
       this.#received = true
+      this.#applyHints(res.weightHints)
       await this.#saveCache(res)
       this.#log.info('control plane confirmed the running config', { version: res.versionInfo })
       this.emit('applied', res.versionInfo)
@@ -187,10 +202,32 @@ export class ControlPlaneClient extends EventEmitter {
     this.#version = res.versionInfo
     this.#hash = res.contentHash
     this.#received = true
+    // A new snapshot has new balancers: every hint is set again.
+    this.#applyHints(res.weightHints)
     await this.#saveCache(res)
     this.#log.info('config from the control plane applied', { version: res.versionInfo })
     this.emit('applied', res.versionInfo)
     return this.#request(res.nonce)
+  }
+
+  /** Sets every pushed hint and clears those the control plane no longer sends (hints set through the admin API are left alone). */
+  #applyHints (hints: readonly pb.WeightHint[] | undefined): void {
+    const set = this.#options.setWeightHint
+    if (set === undefined) return
+    const next = new Map((hints ?? []).map((h) => [`${h.cluster}\0${h.endpoint}`, h.weight]))
+    for (const key of this.#hints.keys()) {
+      if (next.has(key)) continue
+      const [cluster = '', endpoint = ''] = key.split('\0')
+      set(cluster, endpoint, undefined)
+    }
+    let missing = 0
+    for (const [key, weight] of next) {
+      const [cluster = '', endpoint = ''] = key.split('\0')
+      if (!set(cluster, endpoint, weight)) missing++
+    }
+    if (missing > 0) this.#log.debug('weight hints for clusters or endpoints this node does not run (or whose balancer takes no hints) ignored', { missing })
+    if (next.size > 0 || this.#hints.size > 0) this.emit('weight-hints', next.size)
+    this.#hints = next
   }
 
   #request (nonce: string): pb.DiscoveryRequest {
@@ -200,7 +237,7 @@ export class ControlPlaneClient extends EventEmitter {
   async #saveCache (res: pb.DiscoveryResponse): Promise<void> {
     const dir = this.#options.cacheDir
     if (dir === undefined) return
-    const cached: CachedConfig = { version: res.versionInfo, hash: res.contentHash, configJson: res.configJson, savedAt: new Date().toISOString() }
+    const cached: CachedConfig = { version: res.versionInfo, hash: res.contentHash, configJson: res.configJson, weightHints: res.weightHints ?? [], savedAt: new Date().toISOString() }
     try {
       await mkdir(dir, { recursive: true })
       await writeFileAtomic(path.join(dir, CACHE_FILE), JSON.stringify(cached) + '\n')
@@ -229,7 +266,7 @@ export class ControlPlaneClient extends EventEmitter {
       call.on('error', () => {})
       t.call = call
     }
-    t.call.write({ nodeId: this.#options.nodeId, instance: this.#instance, at: new Date().toISOString(), routes } satisfies pb.TelemetryReport)
+    t.call.write({ nodeId: this.#options.nodeId, instance: this.#instance, at: new Date().toISOString(), routes, sequence: ++this.#reportSequence } satisfies pb.TelemetryReport)
   }
 }
 
@@ -353,7 +390,8 @@ export async function startManagedProxy (options: ManagedProxyOptions): Promise<
 
   client = new ControlPlaneClient({
     ...options,
-    running: cache === undefined ? undefined : { version: cache.cached.version, hash: cache.cached.hash },
+    running: cache === undefined ? undefined : { version: cache.cached.version, hash: cache.cached.hash, weightHints: cache.cached.weightHints },
+    setWeightHint: (cluster, endpoint, weight) => proxy?.snapshot.clusters.get(cluster)?.setWeightHint(endpoint, weight) ?? false,
     apply: async (config, version) => {
       if (proxy === undefined) await start(config, `control-plane v${version}`)
       else await proxy.apply(config, `control-plane v${version}`)

@@ -1,4 +1,4 @@
-import type { ExchangeSummary, PluginContext, PluginHooks, RequestContext, ResponseContext, LocalResponse } from './plugin.ts'
+import type { ExchangeSummary, PluginContext, PluginHooks, PurgeSelector, RequestContext, ResponseContext, LocalResponse } from './plugin.ts'
 import { pluginsByName } from '../plugins/index.ts'
 import type { RouteConfig } from './config/schema.ts'
 
@@ -71,6 +71,13 @@ export class Pipeline {
     for (const hook of this.onLog) {
       try { hook(ctx, summary) } catch (err) { onError(err) }
     }
+  }
+
+  /** Purges every cache on the route; the number of entries dropped. */
+  async purge (selector: PurgeSelector): Promise<number> {
+    let n = 0
+    for (const h of this.#instances) if (h.purge !== undefined) n += await h.purge(selector)
+    return n
   }
 
   async close (): Promise<void> {

@@ -29,6 +29,8 @@ export interface RequestContext {
   readonly clientIp: string
   /** `http` or `https`: the scheme the client used. */
   readonly scheme: string
+  /** The request's target host as the client sent it (`Host`, `:authority` or the absolute-form target). */
+  readonly authority: string
   readonly method: string
   /** Path without the query string. */
   readonly path: string
@@ -69,9 +71,45 @@ export interface RequestContext {
 export interface ResponseContext {
   status: number
   readonly headers: HeaderMap
+  /**
+   * True when the response was made at the proxy (a plugin's answer or an
+   * error problem such as 502/504), false when it came from the upstream.
+   */
+  readonly local: boolean
   /** Insert a body transform (compression, capture for a cache …). */
   pipeThrough (transform: Duplex): void
+  /**
+   * Sends `body` instead of the response's own body, which is read and
+   * discarded (a cache answering a 304 revalidation or a failure with its
+   * stored copy). Sets Content-Length; transforms added later still apply.
+   */
+  replaceBody (body: Buffer): void
 }
+
+/** A request a plugin sends to its route's cluster on its own (a cache's background revalidation). */
+export interface SubrequestOptions {
+  method: string
+  /** Path and query as sent upstream. */
+  path: string
+  /** Sent as given: pass a copy of `ctx.upstreamHeaders` plus changes. */
+  headers: HeaderMap
+  /** A larger response body is not kept: `body` is then undefined. */
+  maxBodySize: number
+}
+
+export interface SubrequestReply {
+  status: number
+  headers: HeaderMap
+  body: Buffer | undefined
+}
+
+/** Sends subrequests through the route's cluster: its balancer, health and timeouts, no retries. */
+export interface UpstreamClient {
+  request (options: SubrequestOptions): Promise<SubrequestReply>
+}
+
+/** What to purge from a cache: one URL (`host/path?query`), every URL under a prefix, or a tag. */
+export type PurgeSelector = { url: string } | { prefix: string } | { tag: string }
 
 /** What `onLog` sees once the last byte went out (or the exchange failed). */
 export interface ExchangeSummary {
@@ -91,6 +129,8 @@ export interface PluginHooks {
   onResponse?(ctx: RequestContext, res: ResponseContext): void | Promise<void>
   /** Reverse route order, after the exchange; cannot change anything. */
   onLog?(ctx: RequestContext, summary: ExchangeSummary): void
+  /** Admin purge (caches): drops matching stored responses; returns how many. */
+  purge?(selector: PurgeSelector): number | Promise<number>
   /** When the snapshot that created this instance retires. */
   close?(): void | Promise<void>
 }
@@ -100,6 +140,8 @@ export interface PluginContext {
   readonly routeName: string
   readonly metrics: Registry
   readonly log: Logger
+  /** The route's cluster, for subrequests. */
+  readonly upstream: UpstreamClient
 }
 
 export interface PluginDefinition<S extends z.ZodType = z.ZodType> {

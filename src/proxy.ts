@@ -61,7 +61,7 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
   // Loaded only when configured: without tracing the OpenTelemetry SDK is
   // never even imported.
   const tracing: Tracing | undefined = config.tracing?.enabled === true
-    ? (await import('./tracing.ts')).Tracing.create(config.tracing, log)
+    ? (await import('./tracing.ts')).Tracing.create(config.tracing, log, metrics.registry)
     : undefined
   const listener = new ProxyListener(snapshot, { metrics, log, tls, http2: config.listen.tls?.http2, tracer: tracing })
   let draining = false

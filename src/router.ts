@@ -78,6 +78,8 @@ export class Router<R> {
   readonly #noHost: readonly Candidate<R>[]
   /** Query parameter names some route tests; the parser keeps no others. */
   readonly #queryNames = new Set<string>()
+  #lastHost: string | undefined = undefined
+  #lastNormalized: string | undefined = undefined
 
   constructor (entries: readonly RouteEntry<R>[]) {
     const compiled = entries.map((e) => ({ route: this.#compile(e), hosts: compileHosts(e.match.host) }))
@@ -114,7 +116,15 @@ export class Router<R> {
 
   /** @returns the value of the first route that matches, or undefined (→ 404). */
   match (req: RouteRequest): R | undefined {
-    const host = normalizeHost(req.host)
+    // Consecutive requests nearly always name the same host: one string
+    // comparison instead of lower-casing and slicing it again.
+    let host: string | undefined
+    if (req.host === this.#lastHost && req.host !== undefined) host = this.#lastNormalized
+    else {
+      host = normalizeHost(req.host)
+      this.#lastHost = req.host
+      this.#lastNormalized = host
+    }
     const candidates = host === undefined ? this.#noHost : (this.#byHost.get(host) ?? this.#otherHost)
     // Parsed at most once, and only when a candidate that got that far tests the query.
     let params: QueryParams | undefined

@@ -10,6 +10,8 @@ import { LatencyWindow } from './upstream/latency-window.ts'
 import { loadUpstreamTls } from './tls.ts'
 import { AccessLog } from './access-log.ts'
 import { redactConfig } from './config/redact.ts'
+import { upstreamClient } from './upstream/subrequest.ts'
+import type { PurgeSelector } from './plugin.ts'
 import type { HedgeConfig } from './config/schema.ts'
 
 /** A route with everything the hot path needs resolved in advance. */
@@ -105,7 +107,8 @@ export class Snapshot {
       for (const r of config.routes) {
         const cluster = clusters.get(r.cluster)
         if (cluster === undefined) throw new Error(`route "${r.name}" names an unknown cluster "${r.cluster}"`)
-        const pipeline = await buildPipeline(r, { metrics: options.metrics.registry, log: options.log })
+        const upstream = upstreamClient(cluster, { headers: r.timeouts?.request, body: r.timeouts?.idle })
+        const pipeline = await buildPipeline(r, { metrics: options.metrics.registry, log: options.log, upstream })
         routes.push(new CompiledRoute(r, cluster, pipeline, new RouteMetrics(options.metrics, r.name), config.limits.maxBodySize, accessLog))
       }
     } catch (err) {
@@ -113,6 +116,13 @@ export class Snapshot {
       throw err
     }
     return new Snapshot(config, options.source, version, clusters, routes, new RouteMetrics(options.metrics, '__unmatched__'), accessLog)
+  }
+
+  /** Admin purge across every route's caches (or one route's); how many entries went. */
+  async purge (selector: PurgeSelector, route?: string): Promise<number> {
+    let n = 0
+    for (const r of this.routes) if (route === undefined || r.name === route) n += await r.pipeline.purge(selector)
+    return n
   }
 
   /** What the admin `/config` endpoint shows. */

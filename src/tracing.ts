@@ -1,15 +1,16 @@
 import type { IncomingMessage } from 'node:http'
 import { randomUUID } from 'node:crypto'
+import { Counter, type Registry } from 'prom-client'
 import {
-  ROOT_CONTEXT, SpanKind, SpanStatusCode, trace,
-  type Span, type TextMapGetter, type TextMapPropagator, type TextMapSetter, type Tracer,
+  ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace,
+  type Context, type Span, type TextMapGetter, type TextMapPropagator, type TextMapSetter, type Tracer,
 } from '@opentelemetry/api'
 import { CompositePropagator, ExportResultCode, W3CTraceContextPropagator, type ExportResult } from '@opentelemetry/core'
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3'
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources'
 import {
   BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider,
-  type ReadableSpan, type SpanExporter,
+  type ReadableSpan, type Span as SdkSpan, type SpanExporter, type SpanProcessor,
 } from '@opentelemetry/sdk-trace'
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto'
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
@@ -53,6 +54,10 @@ import type { OutriderError } from './errors.ts'
  * Traced: every exchange, and requests the listener answers before any route
  * (404, malformed heads). Not traced: WebSocket upgrades (a tunnel, not an
  * HTTP exchange) and connections node's parser refused outright.
+ *
+ * Spans that never reach the collector are counted in
+ * `outrider_tracing_spans_dropped_total{reason}` and logged (at most once a
+ * minute): the export queue was full, or an export failed.
  */
 
 export type TracingConfig = NonNullable<Config['tracing']>
@@ -94,11 +99,39 @@ export const ATTR_CANCELLED = 'outrider.attempt.cancelled'
  */
 export type CancelReason = 'lost_race' | 'deadline' | 'client_closed'
 
+/** Spans that never reached the collector, by why. */
+export const SPANS_DROPPED_METRIC = 'outrider_tracing_spans_dropped_total'
+
+/**
+ * Why a span was dropped, a closed set: the export queue was full (spans end
+ * faster than the collector takes them), or an export failed (collector down,
+ * refusing, or slower than `exportTimeout`; the exporter has retried by then).
+ */
+export type DropReason = 'queue_full' | 'export_failed'
+
+/** Ended spans waiting for an export; the SDK's default, named so our bound and the processor's agree. */
+const MAX_QUEUE = 2048
+
+/** The counter, declared once per registry; both series exist from the start at 0. */
+function droppedCounter (registry: Registry): Counter<'reason'> {
+  let c = registry.getSingleMetric(SPANS_DROPPED_METRIC) as Counter<'reason'> | undefined
+  if (c === undefined) {
+    c = new Counter({
+      name: SPANS_DROPPED_METRIC,
+      help: 'Finished spans that were not delivered to the collector, by reason (queue_full, export_failed).',
+      labelNames: ['reason'],
+      registers: [registry],
+    })
+  }
+  for (const reason of ['queue_full', 'export_failed'] satisfies DropReason[]) c.inc({ reason }, 0)
+  return c
+}
+
 /**
  * The tracer of one process, or nothing: callers branch on `undefined` once.
  *
  * @example
- * const tracing = Tracing.create(config.tracing, log) // undefined: tracing off
+ * const tracing = Tracing.create(config.tracing, log, metrics.registry) // undefined: tracing off
  * const span = tracing?.startServer(ctx, authority, route)
  * // … one startAttempt() per upstream attempt, ended when it is released …
  * if (span !== undefined) tracing?.endServer(span, 200, true, undefined)
@@ -114,11 +147,12 @@ export class Tracing {
   /** Endpoints are parsed once, not per attempt. */
   readonly #endpoints = new WeakMap<Endpoint, { address: string, port: number }>()
 
-  private constructor (config: TracingConfig, log: Logger) {
+  private constructor (config: TracingConfig, log: Logger, registry: Registry) {
     this.config = config
     this.endpoint = tracesEndpoint(config)
     const exporterConfig = { url: this.endpoint, timeoutMillis: config.exportTimeout }
     const exporter = config.protocol === 'http/json' ? new JsonExporter(exporterConfig) : new ProtobufExporter(exporterConfig)
+    const dropped = droppedCounter(registry)
     this.#provider = new TracerProvider({
       resource: defaultResource().merge(resourceFromAttributes({
         [ATTR_SERVICE_NAME]: config.serviceName ?? nonEmpty(process.env.OTEL_SERVICE_NAME) ?? 'outrider',
@@ -129,7 +163,10 @@ export class Tracing {
       // in half at the proxy); the ratio applies to traces that start here.
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.samplingRatio) }),
       // Batched off the request path: ending a span only queues it.
-      spanProcessors: [new BatchSpanProcessor({ exporter: new ReportingExporter(exporter, log, this.endpoint), scheduledDelayMillis: config.exportDelay })],
+      spanProcessors: [new CountingBatchProcessor(
+        new ReportingExporter(exporter, log, this.endpoint, dropped.labels('export_failed')),
+        config, dropped.labels('queue_full'), log,
+      )],
     })
     this.#tracer = this.#provider.getTracer('outrider')
     const propagators: TextMapPropagator[] = []
@@ -141,10 +178,14 @@ export class Tracing {
     this.#propagator = propagators.length === 1 ? propagators[0] as TextMapPropagator : new CompositePropagator({ propagators })
   }
 
-  /** The process's tracing, or undefined when the config has none (or it is disabled). */
-  static create (config: Config['tracing'], log: Logger): Tracing | undefined {
+  /**
+   * The process's tracing, or undefined when the config has none (or it is
+   * disabled). `registry` gets {@link SPANS_DROPPED_METRIC}: without tracing
+   * the metric does not exist.
+   */
+  static create (config: Config['tracing'], log: Logger, registry: Registry): Tracing | undefined {
     if (config === undefined || !config.enabled) return undefined
-    const t = new Tracing(config, log)
+    const t = new Tracing(config, log, registry)
     log.info('tracing enabled', { endpoint: t.endpoint, protocol: config.protocol, samplingRatio: config.samplingRatio, propagators: config.propagators })
     return t
   }
@@ -358,32 +399,101 @@ function nonEmpty (s: string | undefined): string | undefined {
   return s === undefined || s === '' ? undefined : s
 }
 
-/** How often a failing exporter is reported: once, then at most once a minute. */
-const EXPORT_WARN_INTERVAL_MS = 60_000
+/** The processor's backstop past the exporter's own export deadline. */
+const EXPORT_GRACE_MS = 1000
+
+/** How often a failing exporter or a full queue is reported: once, then at most once a minute. */
+const WARN_INTERVAL_MS = 60_000
 
 /**
- * Reports failed exports in Outrider's log: the SDK would only tell its
- * global diagnostic logger, which Outrider does not install (no globals).
+ * The SDK's BatchSpanProcessor with its queue bound enforced here, so that
+ * every span it would drop is counted (it drops silently when its queue is
+ * full, telling only the global diagnostic logger, which Outrider does not
+ * install). `#queued` mirrors the processor's queue: +1 for each span handed
+ * to it, minus each batch when the processor hands that batch to the exporter.
+ * Since it never exceeds MAX_QUEUE, the processor's own bound is never hit.
+ * The hot path gains a flag test, a comparison and an increment.
+ */
+class CountingBatchProcessor implements SpanProcessor {
+  readonly #inner: BatchSpanProcessor
+  readonly #full: Counter.Internal
+  readonly #log: Logger
+  #queued = 0
+  #lastWarn = 0
+  #dropped = 0
+
+  constructor (exporter: SpanExporter, config: TracingConfig, full: Counter.Internal, log: Logger) {
+    this.#full = full
+    this.#log = log
+    const taken = (n: number): void => { this.#queued -= n }
+    this.#inner = new BatchSpanProcessor({
+      exporter: {
+        // Called as the processor takes a batch off its queue.
+        export (spans, done) { taken(spans.length); exporter.export(spans, done) },
+        shutdown: () => exporter.shutdown(),
+        forceFlush: () => exporter.forceFlush?.() ?? Promise.resolve(),
+      },
+      maxQueueSize: MAX_QUEUE,
+      scheduledDelayMillis: config.exportDelay,
+      // The exporter's deadline (retries included) decides when an export has
+      // failed; the processor's own (30 s by default) must not cut in first
+      // and start a second export beside one still running.
+      exportTimeoutMillis: config.exportTimeout + EXPORT_GRACE_MS,
+    })
+  }
+
+  onStart (_span: SdkSpan, _parent: Context): void {}
+
+  onEnd (span: ReadableSpan): void {
+    // The processor ignores unsampled spans: so must the count.
+    if ((span.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) return
+    if (this.#queued >= MAX_QUEUE) { this.#drop(); return }
+    this.#queued++
+    this.#inner.onEnd(span)
+  }
+
+  #drop (): void {
+    this.#full.inc()
+    this.#dropped++
+    const now = Date.now()
+    if (now - this.#lastWarn < WARN_INTERVAL_MS) return
+    this.#lastWarn = now
+    this.#log.warn('trace export queue full; spans dropped', { queue: MAX_QUEUE, dropped: this.#dropped })
+    this.#dropped = 0
+  }
+
+  forceFlush (): Promise<void> { return this.#inner.forceFlush() }
+
+  shutdown (): Promise<void> { return this.#inner.shutdown() }
+}
+
+/**
+ * Reports failed exports in Outrider's log and counts their spans: the SDK
+ * would only tell its global diagnostic logger, which Outrider does not
+ * install (no globals).
  */
 class ReportingExporter implements SpanExporter {
   readonly #inner: SpanExporter
   readonly #log: Logger
   readonly #endpoint: string
+  readonly #failed: Counter.Internal
   #lastWarn = 0
   #dropped = 0
 
-  constructor (inner: SpanExporter, log: Logger, endpoint: string) {
+  constructor (inner: SpanExporter, log: Logger, endpoint: string, failed: Counter.Internal) {
     this.#inner = inner
     this.#log = log
     this.#endpoint = endpoint
+    this.#failed = failed
   }
 
   export (spans: ReadableSpan[], done: (result: ExportResult) => void): void {
     this.#inner.export(spans, (result) => {
       if (result.code !== ExportResultCode.SUCCESS) {
+        this.#failed.inc(spans.length)
         this.#dropped += spans.length
         const now = Date.now()
-        if (now - this.#lastWarn >= EXPORT_WARN_INTERVAL_MS) {
+        if (now - this.#lastWarn >= WARN_INTERVAL_MS) {
           this.#lastWarn = now
           this.#log.warn('trace export failed; spans dropped', { endpoint: this.#endpoint, dropped: this.#dropped, err: result.error })
           this.#dropped = 0

@@ -10,6 +10,7 @@ import { startProxy } from './proxy.ts'
 import { configVersion } from './snapshot.ts'
 import { redactConfig } from './config/redact.ts'
 import type { Level, Logger } from './log.ts'
+import type { PurgeSelector } from './plugin.ts'
 
 /**
  * Multi-core mode: a primary process that owns the config, the admin listener
@@ -25,12 +26,14 @@ type ToWorker =
   | { type: 'count-load-failure' }
   | { type: 'weight-hint', cluster: string, endpoint: string, weight: number | undefined }
   | { type: 'log-level', level: Level }
+  | { type: 'purge', id: number, selector: PurgeSelector, route: string | undefined }
   | { type: 'shutdown' }
 
 type FromWorker =
   | { type: 'ready', version: string }
   | { type: 'applied', seq: number, ok: boolean, version?: string, error?: string }
   | { type: 'state', id: number, body: unknown }
+  | { type: 'purged', id: number, count: number }
 
 const RESTART_MIN_MS = 500
 const RESTART_MAX_MS = 30_000
@@ -45,6 +48,7 @@ export async function runPrimary (file: string, initial: Config, count: number, 
   let lastCrash = 0
   const pendingState = new Map<number, (body: unknown) => void>()
   let stateSeq = 0
+  const pendingPurge = new Map<number, (count: number) => void>()
 
   const send = (w: Worker, msg: ToWorker): void => { if (w.isConnected()) w.send(msg) }
   const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
@@ -58,6 +62,7 @@ export async function runPrimary (file: string, initial: Config, count: number, 
           if (!msg.ok) log.error('worker failed to apply config', { worker: w.id, error: msg.error })
           break
         case 'state': pendingState.get(msg.id)?.(msg.body); pendingState.delete(msg.id); break
+        case 'purged': pendingPurge.get(msg.id)?.(msg.count); break
       }
     })
   }
@@ -105,6 +110,18 @@ export async function runPrimary (file: string, initial: Config, count: number, 
       for (const w of workers()) send(w, { type: 'weight-hint', cluster: clusterName, endpoint, weight })
       return true
     },
+    // Each worker has its own L1: all of them purge, and the counts add up.
+    purge: (selector, route) => new Promise((resolve) => {
+      const targets = workers().filter((x) => ready.has(x.id))
+      const id = ++stateSeq
+      let total = 0
+      let left = targets.length
+      const done = (): void => { clearTimeout(timer); pendingPurge.delete(id); resolve(total) }
+      const timer = setTimeout(done, 5000)
+      pendingPurge.set(id, (count) => { total += count; if (--left === 0) done() })
+      if (left === 0) { done(); return }
+      for (const w of targets) send(w, { type: 'purge', id, selector, route })
+    }),
     setLogLevel: (level) => {
       log.setLevel(level)
       for (const w of workers()) send(w, { type: 'log-level', level })
@@ -172,6 +189,12 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
         break
       case 'weight-hint': proxy.snapshot.clusters.get(msg.cluster)?.setWeightHint(msg.endpoint, msg.weight); break
       case 'log-level': log.setLevel(msg.level); break
+      case 'purge':
+        proxy.snapshot.purge(msg.selector, msg.route).then((count) => { send({ type: 'purged', id: msg.id, count }) }, (err: unknown) => {
+          log.error('cache purge failed', { err })
+          send({ type: 'purged', id: msg.id, count: 0 })
+        })
+        break
       case 'shutdown': stop(); break
     }
   })

@@ -19,6 +19,12 @@ export interface ErrorDetail {
   issues: ConfigIssue[]
 }
 
+export interface WeightHint {
+  cluster: string
+  endpoint: string
+  weight: number
+}
+
 // config_discovery.proto
 
 export interface DiscoveryRequest {
@@ -34,6 +40,7 @@ export interface DiscoveryResponse {
   nonce: string
   configJson: string
   contentHash: string
+  weightHints: WeightHint[]
 }
 
 // telemetry.proto
@@ -51,6 +58,7 @@ export interface TelemetryReport {
   instance: string
   at: string
   routes: RouteCounters[]
+  sequence: number
 }
 
 export interface ReportSummary {
@@ -99,13 +107,14 @@ export interface DeleteClusterRequest { name: string, options?: ChangeOptions | 
 export interface ValidateConfigRequest { configJson: string }
 export interface ValidateConfigResponse { valid: boolean, issues: ConfigIssue[], contentHash: string }
 
-export interface GetConfigRequest { version: number }
+export interface GetConfigRequest { version: number, labels: Record<string, string>, compose: boolean }
 export interface GetConfigResponse {
   version: number
   contentHash: string
   configJson: string
   createdAt: string
   author: string
+  overlays: string[]
 }
 
 export interface PutConfigRequest { configJson: string, options?: ChangeOptions | null }
@@ -153,6 +162,9 @@ export interface FleetNode {
   lastNackAt: string
   sentVersion: string
   lastSeenAt: string
+  ackedHash: string
+  overlays: string[]
+  inSync: boolean
 }
 export interface GetFleetResponse { nodes: FleetNode[], currentVersion: number }
 
@@ -166,3 +178,71 @@ export interface RouteTraffic {
   latencyCounts: number[]
 }
 export interface GetTrafficResponse { routes: RouteTraffic[] }
+
+export interface PutOverlayRequest { overlayJson: string, options?: ChangeOptions | null }
+export type ListOverlaysRequest = Record<string, never>
+export interface ListOverlaysResponse { overlaysJson: string[], version: number }
+export interface DeleteOverlayRequest { name: string, options?: ChangeOptions | null }
+
+export interface GetAnalyticsRequest { route: string, window: string }
+export interface RouteAnalytics {
+  route: string
+  windowSeconds: number
+  requests: number
+  errors: number
+  rate: number
+  errorRatio: number
+  p50Ms: number
+  p90Ms: number
+  p99Ms: number
+  nodes: number
+  latencyBounds: number[]
+  latencyCounts: number[]
+}
+export interface GetAnalyticsResponse { routes: RouteAnalytics[], at: string }
+export interface GetSeriesRequest { route: string, stepSeconds: number, limit: number }
+export interface SeriesPoint { t: number, requests: number, errors: number, p99Ms: number }
+export interface GetSeriesResponse { stepSeconds: number, points: SeriesPoint[] }
+
+export interface GetForecastRequest { route: string, horizon: string, level: number }
+export interface ForecastPoint { t: number, rate: number, lo: number, hi: number }
+export interface AnomalyPoint { t: number, rate: number, score: number }
+export interface GetForecastResponse {
+  route: string
+  stepSeconds: number
+  observations: number
+  model: string
+  level: number
+  points: ForecastPoint[]
+  lastT: number
+  lastRate: number
+  anomalyScore: number
+  anomalous: boolean
+  anomalies: AnomalyPoint[]
+}
+
+export interface EndpointWeight { endpoint: string, weight: number }
+export interface SetWeightHintsRequest { cluster: string, hints: EndpointWeight[], replace: boolean, dryRun: boolean, message: string }
+export interface SetWeightHintsResponse { hints: WeightHint[], changed: boolean }
+export interface ListWeightHintsRequest { cluster: string }
+export interface ListWeightHintsResponse { hints: WeightHint[] }
+
+export interface PutRuleRequest { ruleJson: string, dryRun: boolean, message: string }
+export interface PutRuleResponse { changed: boolean }
+export type ListRulesRequest = Record<string, never>
+export interface RuleStatus {
+  name: string
+  ruleJson: string
+  holding: boolean
+  lastFiredAt: string
+  lastValues: Record<string, number>
+  firings: number
+  alertsDelivered: number
+  alertsFailed: number
+}
+export interface ListRulesResponse { rules: RuleStatus[] }
+export interface DeleteRuleRequest { name: string, dryRun: boolean, message: string }
+export interface BacktestRuleRequest { name: string, ruleJson: string, range: string, stepSeconds: number }
+export interface RuleChange { path: string, beforeJson: string, afterJson: string }
+export interface BacktestFiring { at: string, values: Record<string, number>, changes: RuleChange[], errors: string[] }
+export interface BacktestRuleResponse { stepSeconds: number, evaluations: number, firings: BacktestFiring[] }

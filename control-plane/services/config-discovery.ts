@@ -9,6 +9,7 @@ import type { Fleet, FleetSession } from '../fleet.ts'
 import type { ConfigVersion } from '../store.ts'
 import type * as pb from '../generated/types.ts'
 import { authorize, toStatus } from './status.ts'
+import { flattenHints } from './operator.ts'
 
 export interface ConfigDiscoveryDeps {
   desired: DesiredConfig
@@ -23,9 +24,10 @@ type StreamCall = grpc.ServerDuplexStream<pb.DiscoveryRequest, pb.DiscoveryRespo
 const NONCES_KEPT = 8
 
 /**
- * `outrider.v1.ConfigDiscovery`: the xDS-style config stream. Every data
- * plane gets the one global document (per-label selection is not built yet:
- * labels are recorded for the fleet view only). Returns a handle that ends
+ * `outrider.v1.ConfigDiscovery`: the xDS-style config stream. Each data
+ * plane gets the base document with the overlays its labels select
+ * (overlays.ts); a new version is pushed only to the nodes whose document it
+ * changes, as xDS pushes only changed resources. Returns a handle that ends
  * every open stream, for shutdown: gRPC's graceful shutdown would otherwise
  * wait for streams that never end by themselves.
  */
@@ -54,23 +56,35 @@ function serve (call: StreamCall, deps: ConfigDiscoveryDeps, open: Set<StreamCal
   let session: FleetSession | undefined
   let unsubscribe: (() => void) | undefined
   let latestNonce = ''
-  const sentVersions = new Map<string, string>()
+  const sent = new Map<string, { version: string, hash: string }>()
+  let labels: Record<string, string> = {}
+  /** The composed document and hints last pushed on this stream: a version that leaves them as they are concerns another node. */
+  let lastKey = ''
+  let unsubscribeHints: (() => void) | undefined
   let nodeLog = log
 
   const push = (v: ConfigVersion): void => {
     if (session === undefined) return
+    const doc = desired.documentFor(labels, v)
+    if (doc === undefined) return
+    const weightHints = flattenHints(desired.weightHints())
+    const key = `${doc.hash}\0${JSON.stringify(weightHints)}`
+    if (key === lastKey) return
+    lastKey = key
     const nonce = randomBytes(12).toString('base64url')
     latestNonce = nonce
-    sentVersions.set(nonce, String(v.version))
-    if (sentVersions.size > NONCES_KEPT) sentVersions.delete(sentVersions.keys().next().value as string)
-    call.write({ versionInfo: String(v.version), nonce, configJson: JSON.stringify(v.document), contentHash: v.hash } satisfies pb.DiscoveryResponse)
-    fleet.sent(session, String(v.version))
-    nodeLog.debug('config pushed', { version: v.version })
+    sent.set(nonce, { version: String(v.version), hash: doc.hash })
+    if (sent.size > NONCES_KEPT) sent.delete(sent.keys().next().value as string)
+    call.write({ versionInfo: String(v.version), nonce, configJson: JSON.stringify(doc.document), contentHash: doc.hash, weightHints } satisfies pb.DiscoveryResponse)
+    fleet.sent(session, String(v.version), doc.overlays)
+    nodeLog.debug('config pushed', { version: v.version, overlays: doc.overlays })
   }
 
   const cleanup = (): void => {
     unsubscribe?.()
     unsubscribe = undefined
+    unsubscribeHints?.()
+    unsubscribeHints = undefined
     open.delete(call)
     if (session !== undefined) { fleet.disconnect(session); nodeLog.info('data plane disconnected') }
     session = undefined
@@ -79,10 +93,12 @@ function serve (call: StreamCall, deps: ConfigDiscoveryDeps, open: Set<StreamCal
   call.on('data', (req: pb.DiscoveryRequest) => {
     if (session === undefined) {
       if (req.nodeId === '') { fail(call, toStatus(new BadRequestError('node_id: the data plane\'s id (the first request names the node)'), log)); cleanup(); return }
+      labels = { ...req.labels }
       session = fleet.connect(req.nodeId, req.labels, call.getPeer(), req.versionInfo)
       nodeLog = log.child({ node: req.nodeId })
       nodeLog.info('data plane subscribed', { running: req.versionInfo || null, labels: req.labels, peer: call.getPeer() })
       unsubscribe = desired.subscribe(push)
+      unsubscribeHints = desired.onWeightHints(() => { const c = desired.current; if (c !== undefined) push(c) })
       // Always answer the subscription, also when the node already runs the
       // current version: the ACK confirms it, and the node learns it is in sync.
       const current = desired.current
@@ -94,12 +110,12 @@ function serve (call: StreamCall, deps: ConfigDiscoveryDeps, open: Set<StreamCal
       nodeLog.debug('stale ACK/NACK ignored', { nonce: req.responseNonce })
       return
     }
-    const pushed = sentVersions.get(req.responseNonce) ?? ''
+    const pushed = sent.get(req.responseNonce)?.version ?? ''
     if (req.errorDetail != null) {
       fleet.nack(session, pushed, { message: req.errorDetail.message, issues: req.errorDetail.issues.map((i) => ({ path: i.path, expected: i.expected })) })
       nodeLog.warn('data plane refused config (NACK); it keeps its previous config', { version: pushed, running: req.versionInfo || null, error: req.errorDetail.message })
     } else {
-      fleet.ack(session, req.versionInfo)
+      fleet.ack(session, req.versionInfo, sent.get(req.responseNonce)?.hash ?? '')
       nodeLog.info('data plane applied config (ACK)', { version: req.versionInfo })
     }
   })

@@ -2,21 +2,22 @@ import * as grpc from '@grpc/grpc-js'
 import type { Logger } from '../../src/log.ts'
 import { services } from '../protos.ts'
 import type { TokenTable } from '../auth.ts'
-import type { TrafficTotals } from '../traffic.ts'
+import type { FleetTelemetry } from '../fleet-telemetry.ts'
 import type * as pb from '../generated/types.ts'
 import { authorize, toStatus } from './status.ts'
 
 export interface TelemetryDeps {
-  traffic: TrafficTotals
+  telemetry: FleetTelemetry
   tokens: TokenTable | undefined
   log: Logger
 }
 
 /**
  * `outrider.v1.Telemetry`: folds every report into the fleet-wide per-route
- * totals (Operator.GetTraffic reads them). Time windows, percentiles and
- * retention (ARCHITECTURE §4 analytics) are not built yet: totals since the
- * control plane started are.
+ * totals (Operator.GetTraffic) and, as increases at the time of arrival,
+ * into the windowed analytics (Operator.GetAnalytics), and relays it to the
+ * other replicas (fleet-telemetry.ts). The control plane's clock places
+ * them, not the node's: node clocks may be skewed.
  */
 export function register (server: grpc.Server, deps: TelemetryDeps): { endAll (): void } {
   // Report streams last as long as their data plane: shutdown answers them itself.
@@ -40,7 +41,8 @@ export function register (server: grpc.Server, deps: TelemetryDeps): { endAll ()
       open.set(call, () => { answer(Object.assign(new Error('control plane shutting down'), { code: grpc.status.UNAVAILABLE, details: 'control plane shutting down', metadata: new grpc.Metadata() })) })
       call.on('data', (report: pb.TelemetryReport) => {
         if (report.nodeId === '') return
-        deps.traffic.report(report.nodeId, report.instance, report.routes)
+        // A duplicate is still accepted: the node did nothing wrong, it is just counted once.
+        deps.telemetry.local(report)
         accepted++
       })
       call.on('end', () => { answer(null) })

@@ -89,7 +89,7 @@ t.test('loads more keys from a YAML or JSON file', async (t) => {
   t.equal((await get(proxy, '/items', { 'x-api-key': READER })).status, 200, 'and from the config')
   const ctx = {} as PluginContext
   const hooks = await plugin.create(schema.parse({ keysFile: jsonFile }), ctx)
-  const rc = { upstreamHeaders: { 'x-api-key': 'cron-key-0123456789abcdef' }, identity: undefined } as unknown as RequestContext
+  const rc = { upstreamHeaders: { 'x-api-key': 'cron-key-0123456789abcdef' }, identity: undefined, annotate () {} } as unknown as RequestContext
   hooks.onRequest?.(rc)
   t.same(rc.identity, { subject: 'cron', scopes: [] }, 'sets ctx.identity')
 })

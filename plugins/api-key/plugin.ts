@@ -87,7 +87,9 @@ function withoutParam (pathAndQuery: string, name: string): string {
  * §11.6.1 requires a challenge with every 401). A key without the route's
  * scopes: 403. On success `ctx.identity` is `{ subject: id, scopes }`, the
  * key is removed before forwarding (unless `forwardKey`), and `forwardId`
- * carries the id upstream.
+ * carries the id upstream. Each decision is annotated for the access log and
+ * the trace: `auth` (ok, missing, invalid, forbidden) and, on a refusal,
+ * `authReason` (`repeated`, `unknownKey`, `scope`).
  *
  * @example
  * // routes[0].plugins:
@@ -129,6 +131,12 @@ export default definePlugin({
       return key === '' ? MISSING : key
     }
 
+    /** Called optionally: unit tests drive hooks with partial contexts. */
+    function annotate (ctx: RequestContext, outcome: string, reason: string | undefined): void {
+      ctx.annotate('auth', outcome)
+      if (reason !== undefined) ctx.annotate('authReason', reason)
+    }
+
     return {
       onRequest (ctx: RequestContext): void {
         const h = ctx.upstreamHeaders
@@ -136,14 +144,26 @@ export default definePlugin({
         if (forwardId !== undefined) delete h[forwardId]
 
         const key = extract(ctx)
-        if (key === MISSING) throw new UnauthorizedError('an API key is required', { headers: challenge })
-        if (key === REPEATED) throw new BadRequestError(`the API key is sent more than once (${keyFrom.name})`)
+        if (key === MISSING) {
+          annotate(ctx, 'missing', undefined)
+          throw new UnauthorizedError('an API key is required', { headers: challenge })
+        }
+        if (key === REPEATED) {
+          annotate(ctx, 'invalid', 'repeated')
+          throw new BadRequestError(`the API key is sent more than once (${keyFrom.name})`)
+        }
         const digest = hash('sha256', key, 'buffer')
         const found = byDigest.get(digest.toString('hex'))
-        if (found === undefined || !timingSafeEqual(found.digest, digest)) throw new UnauthorizedError('the API key is not valid', { headers: challenge })
+        if (found === undefined || !timingSafeEqual(found.digest, digest)) {
+          annotate(ctx, 'invalid', 'unknownKey')
+          throw new UnauthorizedError('the API key is not valid', { headers: challenge })
+        }
 
         for (let i = 0; i < required.length; i++) {
-          if (!found.scopes.includes(required[i] as string)) throw new ForbiddenError(`the API key lacks a required scope (${scopeText})`)
+          if (!found.scopes.includes(required[i] as string)) {
+            annotate(ctx, 'forbidden', 'scope')
+            throw new ForbiddenError(`the API key lacks a required scope (${scopeText})`)
+          }
         }
 
         if (!forwardKey) {
@@ -153,6 +173,7 @@ export default definePlugin({
         if (forwardId !== undefined) h[forwardId] = found.id
         // Shared and frozen: built once per key, not per request.
         ctx.identity = { subject: found.id, scopes: found.scopes as string[] }
+        annotate(ctx, 'ok', undefined)
       },
     }
   },

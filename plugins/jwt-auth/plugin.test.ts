@@ -256,7 +256,7 @@ t.test('sets ctx.identity for later plugins', async (t) => {
   const hooks = await plugin.create(schema.parse({ jwksUrl: idp.url, forwardClaims: { sub: 'x-user-id' } }), { log: testLogger() } as PluginContext)
   t.teardown(() => hooks.close?.())
   const token = await sign(k1, { sub: 'carol', scope: 'a b', tenant: 'acme' })
-  const ctx = { upstreamHeaders: { authorization: `Bearer ${token}`, 'x-user-id': 'forged' }, identity: undefined } as unknown as RequestContext
+  const ctx = { upstreamHeaders: { authorization: `Bearer ${token}`, 'x-user-id': 'forged' }, identity: undefined, annotate () {} } as unknown as RequestContext
   await hooks.onRequest?.(ctx)
   t.equal(ctx.identity?.subject, 'carol')
   t.same(ctx.identity?.scopes, ['a', 'b'])

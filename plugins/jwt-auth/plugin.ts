@@ -32,6 +32,16 @@ const DESCRIPTIONS = {
 
 type Reason = keyof typeof DESCRIPTIONS
 
+/**
+ * The `auth` annotation of a refusal (access log, trace): whether the token
+ * was bad, merely old, or could not be checked at all (the IdP's keys are
+ * unreachable: not the client's fault). `authReason` carries the Reason.
+ */
+function outcomeOf (reason: Reason): 'invalid' | 'expired' | 'unavailable' {
+  if (reason === 'expired' || reason === 'tooOld') return 'expired'
+  return reason === 'keysUnavailable' ? 'unavailable' : 'invalid'
+}
+
 /** The key source found no key for the token's alg and kid. */
 class NoMatchingKeyError extends Error {
   override name = 'NoMatchingKeyError'
@@ -95,6 +105,9 @@ function firstKey (keys: readonly CryptoKey[]): CryptoKey {
  *   (RFC 6750 §3); a repeated or unreadable credential `400 invalid_request`.
  * - The client's own copies of the forwarded-claim headers are removed before
  *   anything else, so an upstream can trust them whatever the outcome.
+ * - Every decision is annotated for the access log and the trace: `auth` (ok,
+ *   missing, invalid, expired, unavailable, forbidden) and, on a refusal,
+ *   `authReason` (a key of DESCRIPTIONS, `invalidRequest`, `scope`, `claims`).
  *
  * @example
  * // routes[0].plugins:
@@ -208,8 +221,16 @@ export default definePlugin({
       }
     }
 
-    function reject (reason: Reason): UnauthorizedError {
+    /** The 401 for `reason`, recorded as the request's auth decision. */
+    function reject (rc: RequestContext, reason: Reason): UnauthorizedError {
+      annotate(rc, outcomeOf(reason), reason)
       return new UnauthorizedError(DESCRIPTIONS[reason], { headers: invalid.get(reason) as Record<string, string> })
+    }
+
+    /** Called optionally: unit tests drive hooks with partial contexts. */
+    function annotate (rc: RequestContext, outcome: string, reason: string | undefined): void {
+      rc.annotate('auth', outcome)
+      if (reason !== undefined) rc.annotate('authReason', reason)
     }
 
     return {
@@ -220,28 +241,38 @@ export default definePlugin({
         for (let i = 0; i < forwardHeaders.length; i++) delete h[forwardHeaders[i] as string]
 
         const token = extract(h)
-        if (token === MISSING) throw new UnauthorizedError('a bearer token is required', { headers: missing })
-        if (token === INVALID_REQUEST) throw new BadRequestError('the token is sent more than once or is malformed', { headers: invalidRequest })
+        if (token === MISSING) {
+          annotate(rc, 'missing', undefined)
+          throw new UnauthorizedError('a bearer token is required', { headers: missing })
+        }
+        if (token === INVALID_REQUEST) {
+          annotate(rc, 'invalid', 'invalidRequest')
+          throw new BadRequestError('the token is sent more than once or is malformed', { headers: invalidRequest })
+        }
 
         let claims: JWTPayload
         try {
           claims = await verify(token)
         } catch (err) {
-          throw reject(reasonFor(err))
+          throw reject(rc, reasonFor(err))
         }
         // jose checks iat only against maxAge; a token from the future is
         // refused whether or not maxAge is set (RFC 7519 §4.1.6).
-        if (typeof claims.iat === 'number' && claims.iat > Date.now() / 1000 + skewSeconds) throw reject('issuedInFuture')
+        if (typeof claims.iat === 'number' && claims.iat > Date.now() / 1000 + skewSeconds) throw reject(rc, 'issuedInFuture')
         const subject = Object.hasOwn(claims, subjectClaim) ? claims[subjectClaim] : undefined
-        if (typeof subject !== 'string' || subject === '') throw reject('noSubject')
+        if (typeof subject !== 'string' || subject === '') throw reject(rc, 'noSubject')
 
         const scopes = scopesOf(claims)
         for (let i = 0; i < requiredScopes.length; i++) {
           if (!scopes.includes(requiredScopes[i] as string)) {
+            annotate(rc, 'forbidden', 'scope')
             throw new ForbiddenError(`the token lacks a required scope (${scopeText})`, { headers: insufficientScope })
           }
         }
-        if (!meetsRequirements(claims, requirements)) throw new ForbiddenError('the token lacks a required claim')
+        if (!meetsRequirements(claims, requirements)) {
+          annotate(rc, 'forbidden', 'claims')
+          throw new ForbiddenError('the token lacks a required claim')
+        }
 
         if (!forwardToken) stripToken(h)
         for (let i = 0; i < forward.length; i++) {
@@ -250,6 +281,7 @@ export default definePlugin({
           if (value !== undefined) h[header] = value
         }
         rc.identity = { subject, claims, scopes }
+        annotate(rc, 'ok', undefined)
       },
 
       close () {

@@ -66,6 +66,16 @@ function tightest (policy: Policy, results: readonly WindowResult[]): string | u
   return best === undefined ? undefined : limitItem((policy.limits[at] as CompiledLimit).name, best.remaining, best.resetMs)
 }
 
+/**
+ * The store could not answer and `onStoreError: allow` let the request
+ * through. (`local` and `deny` fallbacks give ordinary results: the store
+ * does not mark them, so they annotate as allow or deny.)
+ */
+function storeFailed (results: readonly WindowResult[]): boolean {
+  for (let i = 0; i < results.length; i++) if (!(results[i] as WindowResult).known) return true
+  return false
+}
+
 /** Decision counters of one route, resolved once. */
 interface Counts {
   readonly allow: Counter.Internal
@@ -98,6 +108,8 @@ function buildHooks (config: RateLimitConfig, route: string, store: LimitStore, 
     }
     if (refusedBy === -1) {
       counts.allow.inc()
+      // Called optionally: unit tests drive hooks with partial contexts.
+      rc.annotate('rateLimit', storeFailed(results) ? 'store_error_allow' : 'allow')
       if (headersOnAllowed) {
         const list = (rc.state[NAME] ??= []) as AllowedFields[]
         list.push({ policy: policy.field, limit: tightest(policy, results) })
@@ -112,6 +124,9 @@ function buildHooks (config: RateLimitConfig, route: string, store: LimitStore, 
     }
     counts.deny.inc()
     const limit = policy.limits[refusedBy] as CompiledLimit
+    rc.annotate('rateLimit', 'deny')
+    // A configured name (at most 64 characters): which limit said no.
+    rc.annotate('rateLimitPolicy', limit.name)
     // Retry-After and t name the same moment, the end of the longest
     // refusing window (draft §6: never earlier than the effective window).
     const retryAfter = Math.max(1, Math.ceil(wait / 1000))
@@ -128,7 +143,7 @@ function buildHooks (config: RateLimitConfig, route: string, store: LimitStore, 
   const hooks: PluginHooks = {
     onRequest (rc: RequestContext): Promise<void> | undefined {
       const key = keyOf(rc)
-      if (key === undefined) return undefined
+      if (key === undefined) { rc.annotate('rateLimit', 'skip'); return undefined }
       const policy = policyFor(rc)
       const limits = policy.limits
       if (limits.length === 1) {
@@ -173,7 +188,9 @@ function buildHooks (config: RateLimitConfig, route: string, store: LimitStore, 
  * counts every attempt). A request whose key part is missing with
  * `missing: skip` is not limited and not counted. Decisions are counted in
  * `outrider_ratelimit_decisions_total{route,decision}`, failed store
- * operations in `outrider_ratelimit_store_errors_total{route}`.
+ * operations in `outrider_ratelimit_store_errors_total{route}`. Each decision
+ * is annotated for the access log and the trace: `rateLimit` (allow, deny,
+ * skip, store_error_allow) and, on deny, `rateLimitPolicy` (the limit's name).
  *
  * Put it after the auth plugins when it keys by identity or claim: they set
  * `ctx.identity`, which this plugin only reads.

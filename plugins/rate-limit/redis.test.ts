@@ -1,7 +1,7 @@
 import t from 'tap'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
-import { startUpstream, type Upstream } from '../../test/helpers/upstream.ts'
+import { noSubrequests, startUpstream, type Upstream } from '../../test/helpers/upstream.ts'
 import { startTestProxy, simpleDoc, type TestProxy } from '../../test/helpers/proxy.ts'
 import { redisUnavailable, startRedis, type TestRedis } from '../../test/helpers/redis.ts'
 import { freePort } from '../../test/helpers/cli.ts'
@@ -187,9 +187,9 @@ t.test('store failures are logged at most every 10 s, with what decided', { skip
   const lines: Array<Record<string, unknown>> = []
   const log = createLogger({ level: 'debug', write: (line) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
   const metrics = new Registry()
-  const hooks = await plugin.create(schema.parse({ points: 3, duration: 60, store: { type: 'redis', url: redis.url } }), { routeName: 'direct', metrics, log })
+  const hooks = await plugin.create(schema.parse({ points: 3, duration: 60, store: { type: 'redis', url: redis.url } }), { routeName: 'direct', metrics, log, upstream: noSubrequests })
   t.teardown(() => hooks.close?.())
-  const ctx = (): RequestContext => ({ clientIp: '192.0.2.1', req: { headers: {} }, identity: undefined, state: {} }) as unknown as RequestContext
+  const ctx = (): RequestContext => ({ clientIp: '192.0.2.1', req: { headers: {} }, identity: undefined, state: {}, annotate () {} }) as unknown as RequestContext
   const decide = async (): Promise<string> => {
     try {
       await hooks.onRequest?.(ctx())

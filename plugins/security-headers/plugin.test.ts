@@ -90,7 +90,7 @@ t.test('applies to responses the proxy makes itself', async (t) => {
 t.test('HSTS only on https requests by default', async (t) => {
   const hooks = await plugin.create(schema.parse({}), {} as PluginContext)
   const run = (scheme: string, upstream: HeaderMap = {}): HeaderMap => {
-    const res = { status: 200, headers: { ...upstream }, pipeThrough () {} } as ResponseContext
+    const res = { status: 200, headers: { ...upstream }, pipeThrough () {} } as unknown as ResponseContext
     void hooks.onResponse?.({ scheme } as RequestContext, res)
     return res.headers
   }

@@ -3,7 +3,7 @@ import type { Test } from 'tap'
 import { Readable } from 'node:stream'
 import { request } from 'undici'
 import { Registry, type Counter } from 'prom-client'
-import { startUpstream, type Upstream } from '../../test/helpers/upstream.ts'
+import { noSubrequests, startUpstream, type Upstream } from '../../test/helpers/upstream.ts'
 import { simpleDoc, testConfig, startTestProxy } from '../../test/helpers/proxy.ts'
 import { startProxy, type RunningProxy } from '../../src/proxy.ts'
 import { createLogger } from '../../src/log.ts'
@@ -192,7 +192,7 @@ t.test('declares its metric once across routes and snapshots', async (t) => {
 t.test('create() reuses a counter already in the registry', async (t) => {
   const registry = new Registry()
   const log = createLogger({ write: () => {} })
-  const ctx: PluginContext = { routeName: 'r', metrics: registry, log }
+  const ctx: PluginContext = { routeName: 'r', metrics: registry, log, upstream: noSubrequests }
   await plugin.create(schema.parse({}), ctx)
   await plugin.create(schema.parse({}), ctx)
   t.ok(registry.getSingleMetric('outrider_waf_matches_total'))
@@ -200,7 +200,7 @@ t.test('create() reuses a counter already in the registry', async (t) => {
 
 t.test('without readBody on the context, only the head is inspected', async (t) => {
   const lines: string[] = []
-  const hooks = await plugin.create(schema.parse({}), { routeName: 'r', metrics: new Registry(), log: createLogger({ write: (l) => { lines.push(l) } }) })
+  const hooks = await plugin.create(schema.parse({}), { routeName: 'r', metrics: new Registry(), log: createLogger({ write: (l) => { lines.push(l) } }), upstream: noSubrequests })
   const ctx = {
     req: { rawHeaders: ['Host', 'a', 'Content-Length', '5', 'Content-Type', 'text/plain'], headers: { 'content-length': '5', 'content-type': 'text/plain' } },
     requestId: 'r1', clientIp: '127.0.0.1', scheme: 'http', method: 'POST', path: '/', query: '', routeName: 'r',

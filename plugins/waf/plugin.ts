@@ -10,6 +10,18 @@ import type { Family } from './rule.ts'
 const METRIC = 'outrider_waf_matches_total'
 type Action = 'block' | 'detect' | 'pass'
 
+/** The access log's and trace's word for each action (`annotate('waf', …)`). */
+const OUTCOME: Record<Action, string> = { block: 'blocked', detect: 'detected', pass: 'allowed' }
+
+/** Rule ids named in an annotation: a request can match dozens, a log field stays short. */
+const ANNOTATED_RULES = 8
+
+/** `941100,942100`; past eight ids, the first eight then `+N` (how many more). */
+function ruleList (ids: readonly number[]): string {
+  if (ids.length <= ANNOTATED_RULES) return ids.join(',')
+  return `${ids.slice(0, ANNOTATED_RULES).join(',')},+${ids.length - ANNOTATED_RULES}`
+}
+
 /**
  * The counter is process-wide but declared by every route's instance and on
  * every snapshot: the first declaration registers it, later ones reuse it
@@ -109,6 +121,12 @@ export default definePlugin({
         clientIp: rctx.clientIp,
       }
       rctx.state.waf = { incidentId, score: insp.score, rules: ids, action }
+      // The decision for the access log and the trace, on every request that
+      // matched: blocked, detected (would be blocked) or allowed below the
+      // threshold. Called optionally: unit tests drive hooks with partial contexts.
+      rctx.annotate('waf', OUTCOME[action])
+      rctx.annotate('wafScore', insp.score)
+      rctx.annotate('wafRules', ruleList(ids))
       if (!reached) { log.info('waf: anomalies below the threshold', fields); return undefined }
       if (detect) { log.warn('waf: request would be blocked (detect mode)', fields); return undefined }
       log.warn('waf: request blocked', fields)

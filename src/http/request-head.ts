@@ -41,6 +41,12 @@ const PROTECTED = new Set(['host', 'content-length', 'transfer-encoding'])
 // reg-name, never userinfo (RFC 9110 §4.2.4), whitespace, a path or a second host.
 const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)(.*)$/i
+/**
+ * The last Host value AUTHORITY accepted. Nearly every request on a
+ * connection (and on a sidecar, every request) names the same host: comparing
+ * strings is cheaper than running the pattern again.
+ */
+let lastValidHost = ''
 
 /** CONNECT is never tunnelled; a 405 MUST list what is allowed (RFC 9110 §15.5.6). */
 export function connectNotAllowed (): MethodNotAllowedError {
@@ -102,7 +108,10 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
   // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (node only insists on at least
   // one), and a valid one: a server MUST answer 400 otherwise.
   if (hostCount > 1) return new BadRequestError('repeated Host header')
-  if (host !== undefined && !AUTHORITY.test(host)) return new BadRequestError('invalid Host header')
+  if (host !== undefined && host !== lastValidHost) {
+    if (!AUTHORITY.test(host)) return new BadRequestError('invalid Host header')
+    lastValidHost = host
+  }
 
   if (transferEncoding !== undefined) {
     // §6.1: Transfer-Encoding in an HTTP/1.0 message is faulty framing.
@@ -114,7 +123,8 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
   }
 
   let websocket = false
-  if (connection !== undefined) {
+  // Most clients send exactly `keep-alive` or `close`: nothing to split.
+  if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close' && connection !== 'Keep-Alive') {
     const tokens = connection.toLowerCase().split(',')
     for (let t of tokens) {
       t = t.trim()

@@ -2,27 +2,30 @@
 import { parseArgs } from 'node:util'
 import { BACKENDS, IptablesError, restore, saveNat, type Backend } from './iptables.ts'
 import {
-  DEFAULTS, buildRules, cleanupInput, cleanupScript, installScript, parseCidrs, parsePortSelection, parsePorts,
-  parseSaved, restoreInput, type InterceptionOptions,
+  DEFAULTS, buildAllRules, buildRules, cleanupInput, cleanupScript, commandFor, familiesOf, installScript, parseCidrs,
+  parsePortSelection, parsePorts, parseSaved, restoreInput, validateOptions, type Family, type InterceptionOptions,
 } from './rules.ts'
 
 export const USAGE = `Usage:
   outrider iptables [--print | --apply | --cleanup] [--dry-run] [options]
 
-Transparent interception for a sidecar: iptables rules (nat table, chains
-OUTRIDER_*) that send the pod's inbound TCP to Outrider's inbound listener and
-the pod's outbound HTTP to its outbound listener. Run once per pod, as root (or
-with CAP_NET_ADMIN) in the pod's network namespace, e.g. from an init container.
+Transparent interception for a sidecar: iptables and ip6tables rules (nat
+table, chains OUTRIDER_*) that send the pod's inbound TCP to Outrider's inbound
+listener and the pod's outbound HTTP to its outbound listener. Run once per
+pod, as root (or with CAP_NET_ADMIN) in the pod's network namespace, e.g. from
+an init container.
 
 Actions:
       --print           print the install as a shell script (the default; needs no root)
-      --apply           install the rules in one iptables-restore transaction,
-                        replacing any earlier install
+      --apply           install the rules, one iptables-restore transaction per
+                        family (IPv4, then IPv6), replacing any earlier install
       --cleanup         remove every OUTRIDER_ chain and the jumps into them;
                         with --print, print a cleanup shell script instead
-      --dry-run         with --apply or --cleanup: print the iptables-restore input
-                        that would be applied (reads the current rules), change nothing
-      --format F        sh (default) | restore: what --print prints
+      --dry-run         with --apply or --cleanup: print the iptables-restore and
+                        ip6tables-restore input that would be applied (reads the
+                        current rules), change nothing
+      --format F        what --print prints: sh (default, both families),
+                        restore (iptables-restore input), restore6 (ip6tables-restore input)
 
 Options:
       --inbound-port N            inbound listener (default ${DEFAULTS.inboundPort})
@@ -32,16 +35,20 @@ Options:
       --service-ports P,…|*|none  inbound ports to intercept (default *: all)
       --exclude-inbound-ports P,… never intercepted inbound (e.g. the admin port
                                   when probes reach it through the pod IP)
-      --exclude-inbound-cidrs C,… client ranges never intercepted inbound
+      --exclude-inbound-cidrs C,… client ranges never intercepted inbound (IPv4
+                                  or IPv6: each goes to its own family's rules)
       --outbound-ports P,…|*|none outbound ports to intercept (default 80; the
                                   outbound listener speaks plain HTTP)
       --exclude-outbound-ports P,… never intercepted outbound
-      --exclude-cidrs C,…         destinations never intercepted outbound (IPv4)
-      --iptables NAME             ${BACKENDS.join(' | ')} (default iptables)
+      --exclude-cidrs C,…         destinations never intercepted outbound (IPv4 or IPv6)
+      --no-ipv6                   IPv4 rules only (a host without ip6tables or IPv6)
+      --iptables NAME             ${BACKENDS.join(' | ')} (default iptables; the
+                                  matching ip6tables front-end is used for IPv6)
 
-Traffic routed over lo (the loopback range and the pod's own IP) is never
-intercepted outbound. The outbound listener routes by Host only: see
-src/interception/README.md.
+Traffic routed over lo (the loopback addresses and the pod's own IPs) is
+never intercepted outbound. IPv6 connections are redirected to ::1 and the
+pod's IPv6 addresses: the listeners must listen on :: to take them. The
+outbound listener routes by Host only: see src/interception/README.md.
 
 Exit codes: 0 ok, 1 iptables failed (not root, not installed, refused), 2 usage.`
 
@@ -71,26 +78,47 @@ export async function runIptablesCommand (argv: string[], io: Io = process): Pro
   }
   if (parsed === 'help') { io.stdout.write(`${USAGE}\n`); return 0 }
   const { action, dryRun, format, backend, options } = parsed
-  const rules = buildRules(options)
 
   if (action === 'print') {
-    io.stdout.write(format === 'restore' ? restoreInput(rules) : installScript(rules, backend))
+    if (format === 'sh') io.stdout.write(installScript(buildAllRules(options), backend))
+    else io.stdout.write(restoreInput(buildRules(options, format === 'restore6' ? 6 : 4)))
     return 0
   }
-  if (action === 'print-cleanup') { io.stdout.write(cleanupScript(backend)); return 0 }
+  if (action === 'print-cleanup') { io.stdout.write(cleanupScript(familiesOf(options), backend)); return 0 }
 
+  const families = familiesOf(options)
+  const applied: string[] = []
   try {
-    // The current state makes the transaction exact: old jumps deleted, our chains replaced.
-    const installed = parseSaved(await saveNat(backend))
-    const input = action === 'apply' ? restoreInput(rules, installed) : cleanupInput(installed)
-    if (dryRun) { io.stdout.write(input); return 0 }
-    await restore(input, backend)
-    if (action === 'apply') io.stdout.write(`outrider iptables: installed ${rules.rules.length} rules in ${rules.chains.join(', ') || 'no chains'} (${backend}, nat table)\n`)
-    else io.stdout.write(`outrider iptables: removed ${installed.chains.length === 0 ? 'nothing (no OUTRIDER_ chains)' : installed.chains.join(', ')}\n`)
+    // Every family's state is read before anything changes: a missing
+    // ip6tables fails the command with the IPv4 rules untouched. The state
+    // makes each transaction exact: old jumps deleted, our chains replaced.
+    const plans: Array<{ family: Family, input: string, summary: string }> = []
+    for (const family of families) {
+      const installed = parseSaved(await saveNat(backend, family))
+      const cmd = commandFor(backend, family)
+      if (action === 'apply') {
+        const rules = buildRules(options, family)
+        plans.push({ family, input: restoreInput(rules, installed), summary: `installed ${rules.rules.length} rules in ${rules.chains.join(', ') || 'no chains'} (${cmd}, nat table)` })
+      } else {
+        plans.push({ family, input: cleanupInput(installed), summary: `removed ${installed.chains.length === 0 ? 'nothing (no OUTRIDER_ chains)' : installed.chains.join(', ')} (${cmd})` })
+      }
+    }
+    if (dryRun) {
+      // Comments are valid restore input: each part stays pipe-able on its own.
+      for (const p of plans) io.stdout.write(`# ${commandFor(backend, p.family)}-restore --noflush\n${p.input}`)
+      return 0
+    }
+    for (const p of plans) {
+      await restore(p.input, backend, p.family)
+      applied.push(p.summary)
+    }
+    for (const line of applied) io.stdout.write(`outrider iptables: ${line}\n`)
     return 0
   } catch (err) {
     if (!(err instanceof IptablesError)) throw err
-    io.stderr.write(`outrider iptables: ${err.message}\n`)
+    for (const line of applied) io.stdout.write(`outrider iptables: ${line}\n`)
+    const partial = applied.length === 0 ? '' : `\nthe IPv4 rules were ${action === 'apply' ? 'installed' : 'removed'}: fix the cause and run again (it replaces them)`
+    io.stderr.write(`outrider iptables: ${err.message}${partial}\n`)
     return 1
   }
 }
@@ -98,7 +126,7 @@ export async function runIptablesCommand (argv: string[], io: Io = process): Pro
 interface Parsed {
   action: 'print' | 'print-cleanup' | 'apply' | 'cleanup'
   dryRun: boolean
-  format: 'sh' | 'restore'
+  format: 'sh' | 'restore' | 'restore6'
   backend: Backend
   options: InterceptionOptions
 }
@@ -123,6 +151,7 @@ function parseArgv (argv: string[]): Parsed | 'help' {
       'outbound-ports': { type: 'string' },
       'exclude-outbound-ports': { type: 'string' },
       'exclude-cidrs': { type: 'string' },
+      'no-ipv6': { type: 'boolean' },
       iptables: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -141,7 +170,9 @@ function parseArgv (argv: string[]): Parsed | 'help' {
   const action = apply ? 'apply' : cleanup ? (print ? 'print-cleanup' : 'cleanup') : 'print'
 
   const format = values.format ?? 'sh'
-  if (format !== 'sh' && format !== 'restore') throw new UsageError(`--format must be sh or restore, got "${format}"`)
+  if (format !== 'sh' && format !== 'restore' && format !== 'restore6') throw new UsageError(`--format must be sh, restore or restore6, got "${format}"`)
+  const ipv6 = values['no-ipv6'] !== true
+  if (format === 'restore6' && !ipv6) throw new UsageError('--format restore6 prints the IPv6 rules, which --no-ipv6 turns off')
   const backend = values.iptables ?? 'iptables'
   if (!(BACKENDS as readonly string[]).includes(backend)) throw new UsageError(`--iptables must be one of ${BACKENDS.join(', ')}, got "${backend}"`)
 
@@ -156,7 +187,10 @@ function parseArgv (argv: string[]): Parsed | 'help' {
     outboundPorts: values['outbound-ports'] === undefined ? DEFAULTS.outboundPorts : parsePortSelection(values['outbound-ports']),
     excludeOutboundPorts: parsePorts(values['exclude-outbound-ports'] ?? ''),
     excludeCidrs: parseCidrs(values['exclude-cidrs'] ?? ''),
+    ipv6,
   }
+  // Combinations (an IPv6 CIDR with --no-ipv6) are usage errors too, found before any command runs.
+  validateOptions(options)
   return { action, dryRun, format, backend: backend as Backend, options }
 }
 

@@ -25,10 +25,16 @@ import net from 'node:net'
  * addon. The outbound Outrider therefore routes by the `Host` header only
  * (`match.host`), to clusters it is configured with; see README.md here.
  *
- * IPv4 only: the same chains for ip6tables are a TODO (issue #7).
+ * IPv4 and IPv6 get the same chains, one set per family (`iptables` and
+ * `ip6tables` have separate tables). The only difference is the CIDRs: each
+ * exclusion goes to the family of its address, since neither tool accepts
+ * the other's. IPv6 can be turned off for hosts without it.
  */
 
 export const TABLE = 'nat'
+
+/** An address family: 4 is `iptables`, 6 is `ip6tables`. */
+export type Family = 4 | 6
 
 /** Our chains. The names are a contract: cleanup finds rules by them. */
 export const CHAINS = {
@@ -58,14 +64,16 @@ export interface InterceptionOptions {
   servicePorts: PortSelection
   /** Inbound ports never redirected (e.g. the admin port kubelet probes through the pod IP). */
   excludeInboundPorts: readonly number[]
-  /** Client source ranges whose inbound traffic is never redirected. */
+  /** Client source ranges (IPv4 or IPv6) whose inbound traffic is never redirected. */
   excludeInboundCidrs: readonly string[]
   /** Outbound destination ports redirected to the outbound listener; `[]` turns outbound off. */
   outboundPorts: PortSelection
   /** Outbound destination ports never redirected. */
   excludeOutboundPorts: readonly number[]
-  /** Outbound destination ranges never redirected (e.g. the cloud metadata service). */
+  /** Outbound destination ranges (IPv4 or IPv6) never redirected (e.g. the cloud metadata service). */
   excludeCidrs: readonly string[]
+  /** Install the same rules with ip6tables too; off for a host without IPv6 netfilter. */
+  ipv6: boolean
 }
 
 /** The defaults of `outrider iptables`: Istio's ports, the Dockerfile's uid. */
@@ -80,6 +88,7 @@ const defaults: InterceptionOptions = {
   outboundPorts: { by: 'list', ports: [80] },
   excludeOutboundPorts: [],
   excludeCidrs: [],
+  ipv6: true,
 }
 export const DEFAULTS: Readonly<InterceptionOptions> = Object.freeze(defaults)
 
@@ -96,17 +105,36 @@ export interface RuleSet {
   readonly rules: readonly Rule[]
 }
 
+/** The families `options` installs: IPv4 always, IPv6 unless turned off. */
+export function familiesOf (options: Pick<InterceptionOptions, 'ipv6'>): Family[] {
+  return options.ipv6 ? [4, 6] : [4]
+}
+
+/** The rule set of each family `options` installs, in order. */
+export type FamilyRules = ReadonlyArray<readonly [Family, RuleSet]>
+
+/** {@link buildRules} for every family of `options`. */
+export function buildAllRules (options: InterceptionOptions): FamilyRules {
+  return familiesOf(options).map((f) => [f, buildRules(options, f)] as const)
+}
+
 /**
- * The rule set for `options`. Exclusions come before redirects in each chain
- * because the first matching RETURN wins.
+ * The rule set of `family` for `options`. Exclusions come before redirects in
+ * each chain because the first matching RETURN wins. Both families get the
+ * same chains and rules; CIDRs go to their own family only.
+ *
+ * REDIRECT of a locally made IPv6 connection targets `::1`, so with IPv6 on
+ * the outbound listener must accept on `::1` (listen on `::`), and the
+ * inbound one on the pod's IPv6 addresses (`::` too).
  *
  * @example
- * buildRules({ ...DEFAULTS, servicePorts: { by: 'list', ports: [8080] } }).rules
+ * buildRules({ ...DEFAULTS, servicePorts: { by: 'list', ports: [8080] } }, 4).rules
  * // [{ chain: 'OUTRIDER_IN_REDIRECT', spec: ['-p', 'tcp', '-j', 'REDIRECT', '--to-ports', '15006'] }, …,
  * //  { chain: 'OUTRIDER_INBOUND', spec: ['-p', 'tcp', '--dport', '8080', '-j', 'OUTRIDER_IN_REDIRECT'] }, …]
  */
-export function buildRules (options: InterceptionOptions): RuleSet {
+export function buildRules (options: InterceptionOptions, family: Family = 4): RuleSet {
   validateOptions(options)
+  const ofFamily = (cidrs: readonly string[]): string[] => cidrs.filter((c) => cidrFamily(c) === family)
   const chains: string[] = []
   const rules: Rule[] = []
   const add = (chain: string, ...spec: string[]): void => { rules.push({ chain, spec }) }
@@ -115,7 +143,7 @@ export function buildRules (options: InterceptionOptions): RuleSet {
     const { inbound, inboundRedirect } = CHAINS
     chains.push(inbound, inboundRedirect)
     add(inboundRedirect, '-p', 'tcp', '-j', 'REDIRECT', '--to-ports', String(options.inboundPort))
-    for (const cidr of options.excludeInboundCidrs) add(inbound, '-s', cidr, '-j', 'RETURN')
+    for (const cidr of ofFamily(options.excludeInboundCidrs)) add(inbound, '-s', cidr, '-j', 'RETURN')
     for (const port of options.excludeInboundPorts) add(inbound, '-p', 'tcp', '--dport', String(port), '-j', 'RETURN')
     if (options.servicePorts.by === 'all') add(inbound, '-p', 'tcp', '-j', inboundRedirect)
     else for (const port of options.servicePorts.ports) add(inbound, '-p', 'tcp', '--dport', String(port), '-j', inboundRedirect)
@@ -131,11 +159,11 @@ export function buildRules (options: InterceptionOptions): RuleSet {
     // otherwise be redirected back to itself.
     add(outbound, '-m', 'owner', '--uid-owner', String(options.proxyUid), '-j', 'RETURN')
     if (options.proxyGid !== undefined) add(outbound, '-m', 'owner', '--gid-owner', String(options.proxyGid), '-j', 'RETURN')
-    // Anything routed over lo (127.0.0.0/8 and the pod's own IP) stays local:
+    // Anything routed over lo (127.0.0.0/8, ::1 and the pod's own IPs) stays local:
     // the inbound Outrider reaching the service, the service reaching its
     // sidecar's admin port, processes of the pod talking to each other.
     add(outbound, '-o', 'lo', '-j', 'RETURN')
-    for (const cidr of options.excludeCidrs) add(outbound, '-d', cidr, '-j', 'RETURN')
+    for (const cidr of ofFamily(options.excludeCidrs)) add(outbound, '-d', cidr, '-j', 'RETURN')
     for (const port of options.excludeOutboundPorts) add(outbound, '-p', 'tcp', '--dport', String(port), '-j', 'RETURN')
     if (options.outboundPorts.by === 'all') add(outbound, '-p', 'tcp', '-j', outboundRedirect)
     else for (const port of options.outboundPorts.ports) add(outbound, '-p', 'tcp', '--dport', String(port), '-j', outboundRedirect)
@@ -208,27 +236,42 @@ export function cleanupInput (installed: InstalledState): string {
 }
 
 /**
- * The install as a POSIX shell script of single `iptables` calls, for an init
- * step that ships a script instead of running `outrider iptables --apply`. It
- * starts with {@link cleanupScript}'s lines so that re-running it is safe.
+ * The command of `family` for an iptables front-end: `iptables-legacy` →
+ * `ip6tables-legacy` (each ships both, and `-save`/`-restore` siblings).
  */
-export function installScript (ruleSet: RuleSet, iptables = 'iptables'): string {
+export function commandFor (backend: string, family: Family): string {
+  return family === 4 ? backend : backend.replace(/^iptables/, 'ip6tables')
+}
+
+/**
+ * The install as a POSIX shell script of single `iptables` (and `ip6tables`)
+ * calls, for an init step that ships a script instead of running `outrider
+ * iptables --apply`. It starts with {@link cleanupScript}'s lines so that
+ * re-running it is safe.
+ */
+export function installScript (sets: FamilyRules, backend = 'iptables'): string {
   const lines = [
     '#!/bin/sh',
     '# Transparent interception for Outrider (generated by `outrider iptables --print`).',
     '# Run as root in the pod\'s network namespace.',
     'set -e',
-    ...cleanupLines(iptables),
   ]
-  for (const chain of ruleSet.chains) lines.push(shellJoin([iptables, '-t', TABLE, '-N', chain]))
-  for (const { chain, spec } of ruleSet.rules) lines.push(shellJoin([iptables, '-t', TABLE, '-A', chain, ...spec]))
+  for (const [family] of sets) lines.push(...cleanupLines(commandFor(backend, family)))
+  for (const [family, ruleSet] of sets) {
+    const cmd = commandFor(backend, family)
+    for (const chain of ruleSet.chains) lines.push(shellJoin([cmd, '-t', TABLE, '-N', chain]))
+    for (const { chain, spec } of ruleSet.rules) lines.push(shellJoin([cmd, '-t', TABLE, '-A', chain, ...spec]))
+  }
   lines.push('')
   return lines.join('\n')
 }
 
-/** A shell script removing our chains and jumps, ignoring what is not there. */
-export function cleanupScript (iptables = 'iptables'): string {
-  return ['#!/bin/sh', '# Removes Outrider\'s interception rules (generated by `outrider iptables --cleanup --print`).', ...cleanupLines(iptables), ''].join('\n')
+/** A shell script removing our chains and jumps of `families`, ignoring what is not there. */
+export function cleanupScript (families: readonly Family[] = [4, 6], backend = 'iptables'): string {
+  const lines = ['#!/bin/sh', '# Removes Outrider\'s interception rules (generated by `outrider iptables --cleanup --print`).']
+  for (const family of families) lines.push(...cleanupLines(commandFor(backend, family)))
+  lines.push('')
+  return lines.join('\n')
 }
 
 function cleanupLines (iptables: string): string[] {
@@ -268,14 +311,15 @@ export function parsePorts (text: string): number[] {
   })
 }
 
-/** Parses comma-separated IPv4 CIDRs (a bare address means /32); empty → []. */
+/** Parses comma-separated IPv4 or IPv6 CIDRs (a bare address means /32 or /128); empty → []. */
 export function parseCidrs (text: string): string[] {
   const parts = text.split(',').map((p) => p.trim()).filter((p) => p !== '')
   for (const p of parts) assertCidr(p)
   return parts
 }
 
-function validateOptions (o: InterceptionOptions): void {
+/** Throws a RangeError naming the first invalid option (buildRules calls it too). */
+export function validateOptions (o: InterceptionOptions): void {
   for (const [name, port] of [['inboundPort', o.inboundPort], ['outboundPort', o.outboundPort]] as const) {
     if (!validPort(port)) throw new RangeError(`${name} must be a port (1-65535), got ${port}`)
   }
@@ -285,14 +329,27 @@ function validateOptions (o: InterceptionOptions): void {
   if (o.servicePorts.by === 'list') ports.push(...o.servicePorts.ports)
   if (o.outboundPorts.by === 'list') ports.push(...o.outboundPorts.ports)
   for (const p of ports) if (!validPort(p)) throw new RangeError(`${p} is not a port (1-65535)`)
-  for (const c of [...o.excludeCidrs, ...o.excludeInboundCidrs]) assertCidr(c)
+  for (const c of [...o.excludeCidrs, ...o.excludeInboundCidrs]) {
+    // Dropping it silently would intercept traffic the operator meant to exclude.
+    if (assertCidr(c) === 6 && !o.ipv6) throw new RangeError(`"${c}" is an IPv6 CIDR, but IPv6 interception is off`)
+  }
 }
 
-function assertCidr (cidr: string): void {
+/** The family of a CIDR that {@link assertCidr} accepted. */
+function cidrFamily (cidr: string): Family {
+  return cidr.includes(':') ? 6 : 4
+}
+
+/** An IPv4 or IPv6 address with an optional prefix length; throws otherwise. */
+function assertCidr (cidr: string): Family {
   const [addr = '', prefix, ...rest] = cidr.split('/')
-  const bits = prefix === undefined ? 32 : Number(prefix)
-  const ok = rest.length === 0 && net.isIPv4(addr) && (prefix === undefined || /^\d{1,2}$/.test(prefix)) && bits <= 32
-  if (!ok) throw new RangeError(`"${cidr}" is not an IPv4 CIDR (like 169.254.169.254/32); IPv6 is not supported yet`)
+  const family: Family = net.isIPv4(addr) ? 4 : 6
+  const max = family === 4 ? 32 : 128
+  // No zone index (fe80::1%eth0): iptables takes none.
+  const ok = rest.length === 0 && (net.isIPv4(addr) || (net.isIPv6(addr) && !addr.includes('%'))) &&
+    (prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= max))
+  if (!ok) throw new RangeError(`"${cidr}" is not a CIDR (like 169.254.169.254/32 or fd00:ec2::254/128)`)
+  return family
 }
 
 function validPort (n: number): boolean {

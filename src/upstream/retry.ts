@@ -97,7 +97,7 @@ export class RetryBudget {
   retriesInFlight = 0
   readonly #now: () => number
 
-  constructor (percent: number, minRetriesPerSecond: number, now: () => number = Date.now) {
+  constructor (percent: number, minRetriesPerSecond: number, now: () => number = wallClockMs) {
     this.#ratio = percent / 100
     this.#minPerSecond = minRetriesPerSecond
     this.#now = now
@@ -105,9 +105,13 @@ export class RetryBudget {
     this.#bucket = Math.floor(this.#createdAt / 1000)
   }
 
-  /** Counts a first attempt: what retries are a share of. */
-  deposit (): void {
-    this.#requests[this.#rotate() % WINDOW_BUCKETS]! += 1
+  /**
+   * Counts a first attempt: what retries are a share of. `nowMs` is a time the
+   * caller already read from the budget's clock (a clock read is ~80 ns on a
+   * VM, and this runs per request).
+   */
+  deposit (nowMs?: number): void {
+    this.#requests[this.#rotate(nowMs) % WINDOW_BUCKETS]! += 1
   }
 
   /** Claims a retry if the budget allows one now. */
@@ -129,8 +133,8 @@ export class RetryBudget {
   }
 
   /** Moves the ring to the current second, clearing buckets that fell out of the window. */
-  #rotate (): number {
-    const now = Math.floor(this.#now() / 1000)
+  #rotate (nowMs?: number): number {
+    const now = Math.floor((nowMs ?? this.#now()) / 1000)
     if (now !== this.#bucket) {
       const steps = Math.min(WINDOW_BUCKETS, now - this.#bucket)
       for (let i = 1; i <= steps; i++) {
@@ -145,3 +149,11 @@ export class RetryBudget {
 }
 
 const WINDOW_BUCKETS = 10
+
+/**
+ * The budget's default clock: epoch milliseconds from the monotonic clock, so
+ * a request's `performance.now()` start time can be passed to `deposit`.
+ */
+export function wallClockMs (): number {
+  return performance.timeOrigin + performance.now()
+}

@@ -19,13 +19,13 @@ function roundTrip<T> (service: 'ConfigDiscovery' | 'Operator' | 'Telemetry', me
 t.test('messages survive the wire with the names generated/types.ts gives them', async (t) => {
   const req: pb.DiscoveryRequest = { nodeId: 'n', labels: { zone: 'a' }, versionInfo: '3', responseNonce: 'abc', errorDetail: { message: 'm', issues: [{ path: 'routes[0]', expected: 'x' }] } }
   t.same(roundTrip('ConfigDiscovery', 'Stream', 'request', req), req)
-  const res: pb.DiscoveryResponse = { versionInfo: '4', nonce: 'n', configJson: '{}', contentHash: 'h' }
+  const res: pb.DiscoveryResponse = { versionInfo: '4', nonce: 'n', configJson: '{}', contentHash: 'h', weightHints: [{ cluster: 'c', endpoint: 'http://a:1', weight: 2.5 }] }
   t.same(roundTrip('ConfigDiscovery', 'Stream', 'response', res), res)
-  const report: pb.TelemetryReport = { nodeId: 'n', instance: 'i', at: 't', routes: [{ route: 'r', requests: 5, errors: 1, latencyBounds: [0.1], latencyCounts: [4, 5] }] }
+  const report: pb.TelemetryReport = { nodeId: 'n', instance: 'i', at: 't', routes: [{ route: 'r', requests: 5, errors: 1, latencyBounds: [0.1], latencyCounts: [4, 5] }], sequence: 7 }
   t.same(roundTrip('Telemetry', 'Report', 'request', report), report)
   const fleet: pb.GetFleetResponse = {
     currentVersion: 9,
-    nodes: [{ nodeId: 'n', labels: { a: 'b' }, address: '1.2.3.4:5', connected: true, ackedVersion: '8', lastAckAt: 't', nackedVersion: '9', nackError: { message: 'm', issues: [] }, lastNackAt: 't', sentVersion: '9', lastSeenAt: 't' }],
+    nodes: [{ nodeId: 'n', labels: { a: 'b' }, address: '1.2.3.4:5', connected: true, ackedVersion: '8', lastAckAt: 't', nackedVersion: '9', nackError: { message: 'm', issues: [] }, lastNackAt: 't', sentVersion: '9', lastSeenAt: 't', ackedHash: 'h', overlays: ['eu'], inSync: true }],
   }
   t.same(roundTrip('Operator', 'GetFleet', 'response', fleet), fleet)
   const audit: pb.ListAuditResponse = { entries: [{ seq: 1, at: 't', actor: 'a', action: 'put_route', target: 'r', fromVersion: 1, toVersion: 2, summary: 's', beforeJson: '', afterJson: '{}', message: 'm' }] }
@@ -38,6 +38,29 @@ t.test('messages survive the wire with the names generated/types.ts gives them',
   t.same(roundTrip('Operator', 'Rollback', 'response', change), change)
   const traffic: pb.GetTrafficResponse = { routes: [{ route: 'r', requests: 1, errors: 0, nodes: 2, latencyBounds: [1], latencyCounts: [1, 0] }] }
   t.same(roundTrip('Operator', 'GetTraffic', 'response', traffic), traffic)
+
+  const getConfig: pb.GetConfigRequest = { version: 2, labels: { zone: 'eu' }, compose: true }
+  t.same(roundTrip('Operator', 'GetConfig', 'request', getConfig), getConfig)
+  const config: pb.GetConfigResponse = { version: 2, contentHash: 'h', configJson: '{}', createdAt: 't', author: 'a', overlays: ['eu'] }
+  t.same(roundTrip('Operator', 'GetConfig', 'response', config), config)
+  const overlay: pb.PutOverlayRequest = { overlayJson: '{}', options: { dryRun: false, ifVersion: 1, message: '' } }
+  t.same(roundTrip('Operator', 'PutOverlay', 'request', overlay), overlay)
+  const overlays: pb.ListOverlaysResponse = { overlaysJson: ['{}'], version: 3 }
+  t.same(roundTrip('Operator', 'ListOverlays', 'response', overlays), overlays)
+  const analytics: pb.GetAnalyticsResponse = { at: 't', routes: [{ route: 'r', windowSeconds: 60, requests: 5, errors: 1, rate: 0.5, errorRatio: 0.2, p50Ms: 1, p90Ms: 2, p99Ms: 3, nodes: 2, latencyBounds: [0.1], latencyCounts: [4, 1] }] }
+  t.same(roundTrip('Operator', 'GetAnalytics', 'response', analytics), analytics)
+  const series: pb.GetSeriesResponse = { stepSeconds: 300, points: [{ t: 1, requests: 2, errors: 0, p99Ms: 4.5 }] }
+  t.same(roundTrip('Operator', 'GetSeries', 'response', series), series)
+  const forecast: pb.GetForecastResponse = { route: 'r', stepSeconds: 300, observations: 9, model: 'smoothing', level: 0.9, points: [{ t: 1, rate: 2, lo: 1, hi: 3 }], lastT: 0, lastRate: 2, anomalyScore: 0.75, anomalous: true, anomalies: [{ t: 0, rate: 2, score: 0.75 }] }
+  t.same(roundTrip('Operator', 'GetForecast', 'response', forecast), forecast)
+  const hints: pb.SetWeightHintsRequest = { cluster: 'c', hints: [{ endpoint: 'http://a:1', weight: 2 }], replace: true, dryRun: true, message: 'm' }
+  t.same(roundTrip('Operator', 'SetWeightHints', 'request', hints), hints)
+  const rules: pb.ListRulesResponse = { rules: [{ name: 'r', ruleJson: '{}', holding: true, lastFiredAt: 't', lastValues: { 'p99 > 1ms': 2.5 }, firings: 3, alertsDelivered: 2, alertsFailed: 1 }] }
+  t.same(roundTrip('Operator', 'ListRules', 'response', rules), rules)
+  const backtest: pb.BacktestRuleResponse = { stepSeconds: 300, evaluations: 10, firings: [{ at: 't', values: { 'rps > 1': 2 }, changes: [{ path: '/x', beforeJson: '1', afterJson: '2' }], errors: ['e'] }] }
+  t.same(roundTrip('Operator', 'BacktestRule', 'response', backtest), backtest)
+  const backtestReq: pb.BacktestRuleRequest = { name: 'n', ruleJson: '', range: '7d', stepSeconds: 300 }
+  t.same(roundTrip('Operator', 'BacktestRule', 'request', backtestReq), backtestReq)
 })
 
 t.test('every rpc and every field in the .proto files has a comment', async (t) => {

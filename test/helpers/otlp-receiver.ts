@@ -47,17 +47,29 @@ export interface OtlpReceiver {
   readonly url: string
   /** Every span received, in arrival order. */
   readonly spans: ReceivedSpan[]
-  /** Content types of the export requests received. */
+  /** Content types of the export requests received (one per request, however answered). */
   readonly contentTypes: string[]
   /** Resolves once at least `count` spans (matching `filter`) arrived; rejects after `timeoutMs`. */
   waitForSpans (count: number, filter?: (s: ReceivedSpan) => boolean, timeoutMs?: number): Promise<ReceivedSpan[]>
+  /** Behaves as `ok` from now on, and answers the exports held so far with success. */
+  release (): void
   close (): Promise<void>
 }
 
-export async function startOtlpReceiver (): Promise<OtlpReceiver> {
+/**
+ * How the receiver answers exports, to play a collector in trouble:
+ * `ok` (the default) accepts them; a number answers every export with that
+ * status and records nothing (503: a collector shedding load); `hold` records
+ * the spans and never answers (a collector that stopped reading), until close.
+ */
+export type ReceiverBehaviour = 'ok' | 'hold' | number
+
+export async function startOtlpReceiver (behaviour: ReceiverBehaviour = 'ok'): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = []
   const contentTypes: string[] = []
   const waiters = new Set<() => void>()
+  /** Success answers of held exports, sent on release(). */
+  const held: Array<() => void> = []
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
@@ -65,16 +77,18 @@ export async function startOtlpReceiver (): Promise<OtlpReceiver> {
       if (req.method !== 'POST' || req.url !== '/v1/traces') { res.writeHead(404).end(); return }
       const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim() ?? ''
       contentTypes.push(type)
+      if (typeof behaviour === 'number') { res.writeHead(behaviour, { 'content-length': '0' }).end(); return }
       let body = Buffer.concat(chunks)
+      let accept: () => void
       try {
         if (req.headers['content-encoding'] === 'gzip') body = gunzipSync(body)
         if (type === 'application/x-protobuf') {
           spans.push(...decodeExportTraceServiceRequest(body))
           // An empty ExportTraceServiceResponse: full success.
-          res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': '0' }).end()
+          accept = () => { res.writeHead(200, { 'content-type': 'application/x-protobuf', 'content-length': '0' }).end() }
         } else if (type === 'application/json') {
           spans.push(...fromJson(JSON.parse(body.toString('utf8')) as JsonRequest))
-          res.writeHead(200, { 'content-type': 'application/json' }).end('{}')
+          accept = () => { res.writeHead(200, { 'content-type': 'application/json' }).end('{}') }
         } else {
           res.writeHead(415).end()
           return
@@ -83,6 +97,8 @@ export async function startOtlpReceiver (): Promise<OtlpReceiver> {
         res.writeHead(400, { 'content-type': 'text/plain' }).end(String(err))
         return
       }
+      if (behaviour === 'hold') held.push(accept)
+      else accept()
       for (const w of waiters) w()
     })
   })
@@ -108,6 +124,10 @@ export async function startOtlpReceiver (): Promise<OtlpReceiver> {
         waiters.add(check)
         check()
       })
+    },
+    release () {
+      behaviour = 'ok'
+      for (const accept of held.splice(0)) accept()
     },
     close: () => new Promise<void>((resolve) => {
       server.closeAllConnections()

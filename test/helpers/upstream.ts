@@ -1,5 +1,6 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { UpstreamClient } from '../../src/plugin.ts'
 
 export interface Upstream {
   readonly url: string
@@ -39,4 +40,9 @@ export async function startUpstream (handler?: http.RequestListener, options: ht
       server.close(() => resolve())
     }),
   }
+}
+
+/** A PluginContext `upstream` for unit tests of plugins that never send subrequests. */
+export const noSubrequests: UpstreamClient = {
+  request: () => Promise.reject(new Error('this test gives the plugin no upstream')),
 }

@@ -1,5 +1,8 @@
 import t from 'tap'
 import { execFile } from 'node:child_process'
+import { mkdtemp, rm, symlink } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { runIptablesCommand, type Io } from '../../src/interception/cli.ts'
 
@@ -35,6 +38,8 @@ t.test('--print (the default) writes a shell script without touching iptables', 
   t.match(r.stdout, 'iptables -t nat -A OUTRIDER_INBOUND -p tcp --dport 9090 -j OUTRIDER_IN_REDIRECT\n')
   t.match(r.stdout, 'iptables -t nat -A OUTRIDER_OUTBOUND -m owner --uid-owner 1000 -j RETURN\n')
   t.match(r.stdout, 'iptables -t nat -A OUTRIDER_OUTBOUND -d 169.254.169.254 -j RETURN\n')
+  t.match(r.stdout, '\nip6tables -t nat -A OUTRIDER_INBOUND -p tcp --dport 9090 -j OUTRIDER_IN_REDIRECT\n', 'the same rules for IPv6')
+  t.notMatch(r.stdout, 'ip6tables -t nat -A OUTRIDER_OUTBOUND -d 169.254.169.254', 'an IPv4 CIDR stays out of ip6tables')
   t.same(await run(['iptables', '--print', '--service-ports', '8080', '--proxy-uid', '1000', '--exclude-inbound-ports', '15090', '--exclude-cidrs', '169.254.169.254']),
     await run(['--service-ports', '8080', '--proxy-uid', '1000', '--exclude-inbound-ports', '15090', '--exclude-cidrs', '169.254.169.254']),
     'a leading "iptables" is the subcommand\'s own name')
@@ -55,7 +60,30 @@ t.test('--format restore and --cleanup --print', async (t) => {
   ].join('\n'))
   const cleanup = await run(['--cleanup', '--print', '--iptables', 'iptables-legacy'])
   t.equal(cleanup.code, 0)
-  t.match(cleanup.stdout, 'iptables-legacy -t nat -D OUTPUT -p tcp -j OUTRIDER_OUTBOUND 2>/dev/null || true\n')
+  t.match(cleanup.stdout, '\niptables-legacy -t nat -D OUTPUT -p tcp -j OUTRIDER_OUTBOUND 2>/dev/null || true\n')
+  t.match(cleanup.stdout, '\nip6tables-legacy -t nat -D OUTPUT -p tcp -j OUTRIDER_OUTBOUND 2>/dev/null || true\n')
+})
+
+t.test('IPv6: --format restore6, CIDRs by family, --no-ipv6', async (t) => {
+  const args = ['--outbound-ports', 'none', '--exclude-inbound-cidrs', '10.9.0.0/16,fd00:9::/64']
+  const v6 = await run(['--format', 'restore6', ...args])
+  t.equal(v6.code, 0)
+  t.equal(v6.stdout, [
+    '*nat',
+    ':OUTRIDER_INBOUND - [0:0]',
+    ':OUTRIDER_IN_REDIRECT - [0:0]',
+    '-A OUTRIDER_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006',
+    '-A OUTRIDER_INBOUND -s fd00:9::/64 -j RETURN',
+    '-A OUTRIDER_INBOUND -p tcp -j OUTRIDER_IN_REDIRECT',
+    '-A PREROUTING -p tcp -j OUTRIDER_INBOUND',
+    'COMMIT',
+    '',
+  ].join('\n'), 'ip6tables-restore input with the IPv6 CIDR only')
+  t.match((await run(['--format', 'restore', ...args])).stdout, '-A OUTRIDER_INBOUND -s 10.9.0.0/16 -j RETURN\n-A OUTRIDER_INBOUND -p tcp')
+  const v4only = await run(['--no-ipv6', '--exclude-cidrs', '169.254.169.254'])
+  t.equal(v4only.code, 0)
+  t.notMatch(v4only.stdout, 'ip6tables')
+  t.notMatch((await run(['--cleanup', '--print', '--no-ipv6'])).stdout, 'ip6tables')
 })
 
 t.test('usage errors exit 2 with the reason and the usage', async (t) => {
@@ -66,8 +94,10 @@ t.test('usage errors exit 2 with the reason and the usage', async (t) => {
     [['--service-ports', '80,x'], /"x" is not a port/],
     [['--inbound-port', '15006,15007'], /--inbound-port takes one port/],
     [['--proxy-uid', 'outrider'], /--proxy-uid takes a numeric id/],
-    [['--exclude-cidrs', 'fd00::/8'], /IPv6 is not supported yet/],
-    [['--format', 'json'], /--format must be sh or restore/],
+    [['--exclude-cidrs', 'fd00::/8', '--no-ipv6'], /"fd00::\/8" is an IPv6 CIDR, but IPv6 interception is off/],
+    [['--exclude-cidrs', 'fd00::/200'], /is not a CIDR/],
+    [['--format', 'restore6', '--no-ipv6'], /--no-ipv6 turns off/],
+    [['--format', 'json'], /--format must be sh, restore or restore6/],
     [['--iptables', '/bin/sh'], /--iptables must be one of/],
     [['--bogus'], /Unknown option '--bogus'/],
     [['apply'], /unexpected argument "apply"/],
@@ -115,4 +145,26 @@ t.test('a clear error, exit 1, when not root', { skip: noUnprivileged }, async (
   const r = await spawnCli(['--cleanup', '--dry-run'], process.env, prefix)
   t.equal(r.code, 1)
   t.match(r.out, /iptables-save was refused \(running as uid \d+\): run as root, or with CAP_NET_ADMIN/)
+})
+
+const iptablesSave = await new Promise<string | undefined>((resolve) => {
+  execFile('sh', ['-c', 'command -v iptables-save'], (err, stdout) => { resolve(err === null ? stdout.trim() : undefined) })
+})
+
+// Reads the host's nat table (--dry-run), changes nothing; root only, so iptables-save can read it.
+t.test('without ip6tables: exit 1 before anything changes, naming --no-ipv6; --no-ipv6 goes ahead', { skip: !isRoot || iptablesSave === undefined ? 'needs root and iptables-save' : false }, async (t) => {
+  const bin = await mkdtemp(path.join(tmpdir(), 'outrider-no-ip6tables-'))
+  t.teardown(() => rm(bin, { recursive: true, force: true }))
+  // The real iptables-save, alone on PATH: a host with iptables but no ip6tables.
+  await symlink(iptablesSave as string, path.join(bin, 'iptables-save'))
+  const env = { ...process.env, PATH: bin }
+  const both = await spawnCli(['--apply', '--dry-run'], env)
+  t.equal(both.code, 1)
+  t.match(both.out, 'ip6tables-save not found on PATH')
+  t.match(both.out, 'pass --no-ipv6 where there is no IPv6')
+  t.notMatch(both.out, '*nat', 'nothing was planned, let alone applied')
+  const v4 = await spawnCli(['--apply', '--dry-run', '--no-ipv6'], env)
+  t.equal(v4.code, 0, v4.out)
+  t.match(v4.out, /^# iptables-restore --noflush\n\*nat\n/)
+  t.notMatch(v4.out, 'ip6tables')
 })

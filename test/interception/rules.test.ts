@@ -1,12 +1,12 @@
 import t from 'tap'
 import {
-  CHAINS, DEFAULTS, buildRules, cleanupInput, cleanupScript, installScript, parseCidrs, parsePortSelection, parsePorts,
-  parseSaved, restoreInput, shellJoin, type InterceptionOptions,
+  CHAINS, DEFAULTS, buildAllRules, buildRules, cleanupInput, cleanupScript, commandFor, familiesOf, installScript, parseCidrs,
+  parsePortSelection, parsePorts, parseSaved, restoreInput, shellJoin, type Family, type InterceptionOptions,
 } from '../../src/interception/rules.ts'
 
 const opts = (o: Partial<InterceptionOptions> = {}): InterceptionOptions => ({ ...DEFAULTS, ...o })
-const lines = (chain: string, o: InterceptionOptions): string[] =>
-  buildRules(o).rules.filter((r) => r.chain === chain).map((r) => r.spec.join(' '))
+const lines = (chain: string, o: InterceptionOptions, family: Family = 4): string[] =>
+  buildRules(o, family).rules.filter((r) => r.chain === chain).map((r) => r.spec.join(' '))
 
 t.test('inbound: exclusions before redirects, listed ports or all, entry jump last', async (t) => {
   const o = opts({ servicePorts: { by: 'list', ports: [8080, 9090] }, excludeInboundPorts: [15090], excludeInboundCidrs: ['10.1.0.0/16'] })
@@ -60,7 +60,9 @@ t.test('invalid options are refused before any rule is written', async (t) => {
   t.throws(() => buildRules(opts({ proxyGid: 1.5 })), RangeError)
   t.throws(() => buildRules(opts({ servicePorts: { by: 'list', ports: [0] } })), RangeError)
   t.throws(() => buildRules(opts({ excludeCidrs: ['10.0.0.0/8 -j ACCEPT'] })), RangeError, 'nothing can smuggle extra arguments')
-  t.throws(() => buildRules(opts({ excludeInboundCidrs: ['fd00::/8'] })), RangeError, 'IPv6 is refused, not silently ignored')
+  t.throws(() => buildRules(opts({ excludeCidrs: ['fd00::/8 -j ACCEPT'] }), 6), RangeError, 'nor through an IPv6 CIDR')
+  t.throws(() => buildRules(opts({ ipv6: false, excludeInboundCidrs: ['fd00::/8'] })), /IPv6 interception is off/,
+    'an IPv6 CIDR with IPv6 off is refused, not silently ignored')
 })
 
 t.test('parsers: ports, port selections, CIDRs', async (t) => {
@@ -74,7 +76,55 @@ t.test('parsers: ports, port selections, CIDRs', async (t) => {
   t.same(parsePortSelection('none'), { by: 'list', ports: [] })
   t.same(parsePortSelection('8080'), { by: 'list', ports: [8080] })
   t.same(parseCidrs('169.254.169.254,10.0.0.0/8'), ['169.254.169.254', '10.0.0.0/8'])
-  for (const bad of ['10.0.0.0/33', '10.0.0/8', '10.0.0.0/8/1', '10.0.0.0/', 'example.com']) t.throws(() => parseCidrs(bad), RangeError, bad)
+  t.same(parseCidrs('fd00:ec2::254, 2001:db8::/32,::/0'), ['fd00:ec2::254', '2001:db8::/32', '::/0'])
+  const bad = ['10.0.0.0/33', '10.0.0/8', '10.0.0.0/8/1', '10.0.0.0/', 'example.com', 'fd00::/129', 'fd00::/-1', 'fd00:::1/64', 'fe80::1%eth0', 'fd00::/0064']
+  for (const b of bad) t.throws(() => parseCidrs(b), RangeError, b)
+})
+
+t.test('IPv6: the same chains and rules as IPv4, each CIDR in its own family only', async (t) => {
+  const o = opts({
+    servicePorts: { by: 'list', ports: [8080] },
+    excludeInboundCidrs: ['10.1.0.0/16', 'fd00:1::/64'],
+    excludeCidrs: ['169.254.169.254', 'fd00:ec2::254', '10.0.0.0/8', '2001:db8::/32'],
+    excludeInboundPorts: [15090],
+    excludeOutboundPorts: [5432],
+    proxyGid: 1338,
+  })
+  t.same(lines(CHAINS.inbound, o, 6), [
+    '-s fd00:1::/64 -j RETURN',
+    '-p tcp --dport 15090 -j RETURN',
+    '-p tcp --dport 8080 -j OUTRIDER_IN_REDIRECT',
+  ])
+  t.same(lines(CHAINS.inbound, o, 4)[0], '-s 10.1.0.0/16 -j RETURN')
+  t.equal(lines(CHAINS.inbound, o, 4).length, 3, 'no IPv6 CIDR in the IPv4 rules')
+  t.same(lines(CHAINS.outbound, o, 6), [
+    '-m owner --uid-owner 1337 -j RETURN',
+    '-m owner --gid-owner 1338 -j RETURN',
+    '-o lo -j RETURN',
+    '-d fd00:ec2::254 -j RETURN',
+    '-d 2001:db8::/32 -j RETURN',
+    '-p tcp --dport 5432 -j RETURN',
+    '-p tcp --dport 80 -j OUTRIDER_REDIRECT',
+  ])
+  t.same(lines(CHAINS.outbound, o, 4).filter((l) => l.startsWith('-d ')), ['-d 169.254.169.254 -j RETURN', '-d 10.0.0.0/8 -j RETURN'])
+  const v4 = buildRules(o, 4)
+  const v6 = buildRules(o, 6)
+  t.same(v6.chains, v4.chains, 'the same chains')
+  const withoutCidrs = (rules: typeof v4.rules): string[] => rules.filter((r) => !r.spec.includes('-s') && !r.spec.includes('-d')).map((r) => `${r.chain} ${r.spec.join(' ')}`)
+  t.same(withoutCidrs(v6.rules), withoutCidrs(v4.rules), 'the same rules, in the same order, apart from the CIDRs')
+  t.same(lines('PREROUTING', o, 6), ['-p tcp -j OUTRIDER_INBOUND'])
+  t.same(lines('OUTPUT', o, 6), ['-p tcp -j OUTRIDER_OUTBOUND'])
+})
+
+t.test('IPv6 is on by default and can be turned off', async (t) => {
+  t.same(familiesOf(DEFAULTS), [4, 6])
+  t.same(familiesOf(opts({ ipv6: false })), [4])
+  t.same(buildAllRules(opts()).map(([f]) => f), [4, 6])
+  t.same(buildAllRules(opts({ ipv6: false })).map(([f]) => f), [4])
+  t.equal(commandFor('iptables', 6), 'ip6tables')
+  t.equal(commandFor('iptables-legacy', 6), 'ip6tables-legacy')
+  t.equal(commandFor('iptables-nft', 6), 'ip6tables-nft')
+  t.equal(commandFor('iptables-nft', 4), 'iptables-nft')
 })
 
 // As printed by iptables-nft 1.8.9 after an install plus someone else's rules.
@@ -138,14 +188,25 @@ t.test('restoreInput replaces an earlier install in one transaction; cleanupInpu
 })
 
 t.test('shell scripts: re-runnable install, tolerant cleanup, quoted words', async (t) => {
-  const script = installScript(buildRules(opts({ servicePorts: { by: 'list', ports: [8080] } })), 'iptables-legacy')
+  const script = installScript(buildAllRules(opts({ servicePorts: { by: 'list', ports: [8080] }, excludeCidrs: ['10.0.0.0/8', 'fd00::/8'] })), 'iptables-legacy')
   t.match(script, /^#!\/bin\/sh\n/)
-  t.match(script, 'iptables-legacy -t nat -D PREROUTING -p tcp -j OUTRIDER_INBOUND 2>/dev/null || true\n')
-  t.match(script, 'iptables-legacy -t nat -N OUTRIDER_INBOUND\n')
-  t.match(script, 'iptables-legacy -t nat -A OUTRIDER_OUTBOUND -m owner --uid-owner 1337 -j RETURN\n')
-  t.ok(script.indexOf('-X OUTRIDER_REDIRECT') < script.indexOf('-N OUTRIDER_INBOUND'), 'the old install is removed before the new one')
+  for (const cmd of ['iptables-legacy', 'ip6tables-legacy']) {
+    t.match(script, `\n${cmd} -t nat -D PREROUTING -p tcp -j OUTRIDER_INBOUND 2>/dev/null || true\n`)
+    t.match(script, `\n${cmd} -t nat -N OUTRIDER_INBOUND\n`)
+    t.match(script, `\n${cmd} -t nat -A OUTRIDER_OUTBOUND -m owner --uid-owner 1337 -j RETURN\n`)
+  }
+  t.match(script, '\niptables-legacy -t nat -A OUTRIDER_OUTBOUND -d 10.0.0.0/8 -j RETURN\n')
+  t.match(script, '\nip6tables-legacy -t nat -A OUTRIDER_OUTBOUND -d fd00::/8 -j RETURN\n')
+  t.notMatch(script, /iptables-legacy -t nat -A \S+ -d fd00/, 'no IPv6 CIDR for iptables')
+  t.notMatch(script, /ip6tables-legacy -t nat -A \S+ -d 10\./, 'no IPv4 CIDR for ip6tables')
+  t.ok(script.lastIndexOf('-X OUTRIDER_REDIRECT') < script.indexOf('-N OUTRIDER_INBOUND'), 'both old installs are removed before either new one')
+  t.notMatch(installScript(buildAllRules(opts({ ipv6: false }))), 'ip6tables', '--no-ipv6: IPv4 only')
   const cleanup = cleanupScript()
-  for (const c of Object.values(CHAINS)) t.match(cleanup, `iptables -t nat -X ${c} 2>/dev/null || true`)
+  for (const c of Object.values(CHAINS)) {
+    t.match(cleanup, `\niptables -t nat -X ${c} 2>/dev/null || true`)
+    t.match(cleanup, `\nip6tables -t nat -X ${c} 2>/dev/null || true`)
+  }
+  t.notMatch(cleanupScript([4]), 'ip6tables')
   t.equal(shellJoin(['iptables', '-d', '10.0.0.0/8']), 'iptables -d 10.0.0.0/8')
   t.equal(shellJoin(['echo', 'a b', 'it\'s', '$(x)']), 'echo \'a b\' \'it\'\\\'\'s\' \'$(x)\'')
 })

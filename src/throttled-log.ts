@@ -1,4 +1,4 @@
-import type { Logger } from '../../src/log.ts'
+import type { Logger } from './log.ts'
 
 /**
  * A warning that repeats on every request while its cause lasts (Redis down)

@@ -1,0 +1,106 @@
+import type { Analytics } from './analytics.ts'
+import { createDetector, createForecaster, type Forecaster } from './forecast/index.ts'
+
+/** A route's request-rate forecast and anomaly state (rates in requests per second). */
+export interface RouteForecast {
+  route: string
+  stepSeconds: number
+  /** Complete intervals the models saw. */
+  observations: number
+  /** The forecaster's stage: `last-value`, `seasonal-naive` or `smoothing` as history grows. */
+  model: string
+  level: number
+  /** One per step after `lastT`. */
+  points: Array<{ t: number, rate: number, lo: number, hi: number }>
+  /** Start of the last complete interval and its rate. */
+  lastT: number
+  lastRate: number
+  /** The detector's score for the last interval, in [0, 1]; ≥ 0.5 is an alert. */
+  anomalyScore: number
+  /** Alerting intervals within the last day, oldest first. */
+  anomalies: Array<{ t: number, rate: number, score: number }>
+}
+
+export interface ForecastQuery {
+  /** How far ahead (rounded up to whole steps). */
+  horizonSeconds: number
+  /** Prediction-interval level, 0.9 by default. */
+  level?: number
+  /** The analytics tier; the coarsest by default (5 min). */
+  stepSeconds?: number
+}
+
+const ALERT = 0.5
+
+/** The models after the latest complete interval of one route. */
+interface Fitted {
+  lastT: number
+  lastRate: number
+  observations: number
+  forecaster: Forecaster
+  score: number
+  anomalies: RouteForecast['anomalies']
+}
+
+/**
+ * Forecasts over the analytics series with the `forecast/` models, fitted
+ * on the whole retained series when a new interval completes and kept until
+ * the next one: a rule asking every few seconds, for any horizon, costs one
+ * fit per step per route.
+ *
+ * @example
+ * const forecasts = new RouteForecasts(analytics)
+ * forecasts.get('api', { horizonSeconds: 3600 })?.points.at(-1)?.rate
+ */
+export class RouteForecasts {
+  readonly #analytics: Analytics
+  #fitted = new Map<string, Fitted>()
+
+  constructor (analytics: Analytics) {
+    this.#analytics = analytics
+  }
+
+  /** Undefined when the route has no complete interval yet. */
+  get (route: string, query: ForecastQuery): RouteForecast | undefined {
+    const step = query.stepSeconds ?? this.#analytics.tiers.at(-1)?.stepSeconds ?? 300
+    const level = query.level ?? 0.9
+    const fitted = this.#fit(route, step)
+    if (fitted === undefined) return undefined
+    const steps = Math.max(1, Math.ceil(query.horizonSeconds / step))
+    const values = fitted.forecaster.forecast(steps)
+    const bands = fitted.forecaster.interval(steps, level)
+    return {
+      route,
+      stepSeconds: step,
+      observations: fitted.observations,
+      model: fitted.forecaster.describe().stage,
+      level,
+      points: values.map((v, i) => ({ t: fitted.lastT + (i + 1) * step, rate: v / step, lo: (bands[i]?.lo ?? v) / step, hi: (bands[i]?.hi ?? v) / step })),
+      lastT: fitted.lastT,
+      lastRate: fitted.lastRate,
+      anomalyScore: fitted.score,
+      anomalies: fitted.anomalies,
+    }
+  }
+
+  #fit (route: string, step: number): Fitted | undefined {
+    const series = this.#analytics.series(route, step)
+    const last = series.at(-1)
+    if (last === undefined) return undefined
+    const key = `${route}\0${step}`
+    const cached = this.#fitted.get(key)
+    if (cached !== undefined && cached.lastT === last.t) return cached
+    const forecaster = createForecaster({ stepSeconds: step })
+    const detector = createDetector({ stepSeconds: step })
+    const anomalies: RouteForecast['anomalies'] = []
+    let score = 0
+    for (const p of series) {
+      forecaster.observe(p.t, p.requests)
+      score = detector.observe(p.t, p.requests)
+      if (score >= ALERT && p.t > last.t - 86_400) anomalies.push({ t: p.t, rate: p.requests / step, score })
+    }
+    const fitted: Fitted = { lastT: last.t, lastRate: last.requests / step, observations: series.length, forecaster, score, anomalies }
+    this.#fitted.set(key, fitted)
+    return fitted
+  }
+}

@@ -1,0 +1,523 @@
+import t from 'tap'
+import { request } from 'undici'
+import { ScriptedOrigin, get, httpDate, sleep, startCachingProxy, uniquePath } from './test-origin.ts'
+import type { TestProxy } from '../../test/helpers/proxy.ts'
+
+let origin: ScriptedOrigin
+let proxy: TestProxy
+
+t.before(async () => {
+  origin = await ScriptedOrigin.start()
+  proxy = await startCachingProxy(origin, { tagHeader: 'cache-tag' })
+})
+t.teardown(async () => { await proxy.shutdown(); await origin.close() })
+
+/** Two requests; was the second answered by the cache? */
+async function reused (headers: Record<string, string | string[]>, opts: { status?: number, req?: Record<string, string>, req2?: Record<string, string>, pause?: number } = {}): Promise<boolean> {
+  const path = uniquePath('reuse')
+  origin.on(path, () => ({ status: opts.status ?? 200, headers }))
+  await get(proxy, path, opts.req)
+  if (opts.pause !== undefined) await sleep(opts.pause)
+  await get(proxy, path, opts.req2 ?? opts.req)
+  return origin.hits(path) === 1
+}
+
+t.test('freshness: explicit lifetimes are honoured, absent ones are not invented', async (t) => {
+  const cases: Array<[string, Record<string, string | string[]>, boolean, number?]> = [
+    ['max-age', { 'cache-control': 'max-age=100' }, true],
+    ['s-maxage wins over max-age=0', { 'cache-control': 'max-age=0, s-maxage=100' }, true],
+    ['max-age=0', { 'cache-control': 'max-age=0' }, false],
+    ['Expires in the future', { expires: httpDate(100), date: httpDate() }, true],
+    ['Expires in the past', { expires: httpDate(-100), date: httpDate() }, false],
+    ['Expires: 0 means expired', { expires: '0' }, false],
+    ['invalid Expires means expired', { expires: 'soon' }, false],
+    ['max-age beats Expires', { 'cache-control': 'max-age=100', expires: httpDate(-100) }, true],
+    ['no freshness and no Last-Modified: not reused', {}, false],
+    ['heuristic from Last-Modified', { 'last-modified': httpDate(-100_000), date: httpDate() }, true],
+    ['no-store', { 'cache-control': 'max-age=100, no-store' }, false],
+    ['private', { 'cache-control': 'max-age=100, private' }, false],
+    ['no-cache needs validation', { 'cache-control': 'max-age=100, no-cache' }, false],
+    ['quoted max-age', { 'cache-control': 'max-age="100"' }, true],
+    ['upper-case directive', { 'cache-control': 'MAX-AGE=100' }, true],
+    ['max-age with a fraction is invalid', { 'cache-control': 'max-age=1.5' }, false],
+    ['negative max-age is invalid', { 'cache-control': 'max-age=-100' }, false],
+    ['max-age past the 2^31 cap', { 'cache-control': 'max-age=99999999999999999999' }, true],
+    ['conflicting max-age: stale', { 'cache-control': ['max-age=100', 'max-age=0'] }, false],
+    ['Age beyond max-age: stale', { 'cache-control': 'max-age=100', age: '200' }, false],
+    ['invalid Age ignored', { 'cache-control': 'max-age=100', age: 'abc' }, true],
+    ['Vary: * never reused', { 'cache-control': 'max-age=100', vary: '*' }, false],
+    ['Set-Cookie bypasses by default', { 'cache-control': 'max-age=100', 'set-cookie': 'a=b' }, false],
+  ]
+  for (const [name, headers, expected] of cases) t.equal(await reused(headers), expected, name)
+})
+
+t.test('heuristic freshness only for cacheable-by-default statuses', async (t) => {
+  t.equal(await reused({ 'last-modified': httpDate(-100_000) }, { status: 404 }), true, '404 heuristically cacheable')
+  t.equal(await reused({ 'last-modified': httpDate(-100_000) }, { status: 302 }), false, '302 is not')
+  t.equal(await reused({ 'cache-control': 'max-age=100' }, { status: 302 }), true, '302 with max-age is')
+  t.equal(await reused({ 'cache-control': 'max-age=100' }, { status: 500 }), true, 'any final status with explicit freshness')
+})
+
+t.test('Age is computed and sent on hits', async (t) => {
+  const path = uniquePath('age')
+  origin.on(path, () => ({ headers: { 'cache-control': 'max-age=100', age: '30', date: httpDate() } }))
+  const first = await get(proxy, path)
+  t.equal(first.headers['x-cache'], 'MISS')
+  const second = await get(proxy, path)
+  t.equal(second.headers['x-cache'], 'HIT')
+  t.ok(Number(second.headers.age) >= 30, `Age ${String(second.headers.age)} includes the upstream's`)
+  t.equal(second.body, first.body)
+})
+
+t.test('request directives', async (t) => {
+  const h = { 'cache-control': 'max-age=100' }
+  t.equal(await reused(h, { req2: { 'cache-control': 'no-cache' } }), false, 'no-cache goes upstream')
+  t.equal(await reused(h, { req2: { pragma: 'no-cache' } }), false, 'Pragma: no-cache without Cache-Control')
+  t.equal(await reused(h, { req2: { 'cache-control': 'max-age=0' } }), false, 'max-age=0')
+  t.equal(await reused({ 'cache-control': 'max-age=100', age: '50' }, { req2: { 'cache-control': 'max-age=10' } }), false, 'older than request max-age')
+  t.equal(await reused({ 'cache-control': 'max-age=100', age: '95' }, { req2: { 'cache-control': 'min-fresh=10' } }), false, 'min-fresh')
+  t.equal(await reused({ 'cache-control': 'max-age=1', age: '30' }, { req2: { 'cache-control': 'max-stale=100' } }), true, 'max-stale accepts stale')
+  t.equal(await reused({ 'cache-control': 'max-age=1, must-revalidate', age: '30' }, { req2: { 'cache-control': 'max-stale=100' } }), false, 'must-revalidate beats max-stale')
+  t.equal(await reused(h, { req: { 'cache-control': 'no-store' } }), false, 'request no-store: not stored')
+
+  const path = uniquePath('oic')
+  origin.on(path, () => ({ headers: h }))
+  const miss = await get(proxy, path, { 'cache-control': 'only-if-cached' })
+  t.equal(miss.status, 504, 'only-if-cached with nothing stored')
+  t.equal(origin.hits(path), 0)
+  await get(proxy, path)
+  const hit = await get(proxy, path, { 'cache-control': 'only-if-cached' })
+  t.equal(hit.status, 200)
+  t.equal(origin.hits(path), 1)
+})
+
+t.test('Authorization: shared only when the origin says so', async (t) => {
+  const auth = { authorization: 'Bearer x' }
+  t.equal(await reused({ 'cache-control': 'max-age=100' }, { req: auth }), false)
+  t.equal(await reused({ 'cache-control': 'max-age=100, public' }, { req: auth }), true)
+  t.equal(await reused({ 'cache-control': 's-maxage=100' }, { req: auth }), true)
+  t.equal(await reused({ 'cache-control': 'max-age=100, must-revalidate' }, { req: auth }), true)
+})
+
+t.test('Vary selects variants', async (t) => {
+  const path = uniquePath('vary')
+  origin.on(path, (req) => ({ headers: { 'cache-control': 'max-age=100', vary: 'Accept-Language' }, body: `lang ${req.headers['accept-language'] ?? 'none'}` }))
+  const en = await get(proxy, path, { 'accept-language': 'en' })
+  const fr = await get(proxy, path, { 'accept-language': 'fr' })
+  const en2 = await get(proxy, path, { 'accept-language': 'en' })
+  const none = await get(proxy, path)
+  const fr2 = await get(proxy, path, { 'accept-language': 'fr' })
+  t.equal(en.body, 'lang en')
+  t.equal(fr.body, 'lang fr')
+  t.equal(en2.body, 'lang en')
+  t.equal(en2.headers['x-cache'], 'HIT')
+  t.equal(none.body, 'lang none')
+  t.equal(fr2.headers['x-cache'], 'HIT')
+  t.equal(origin.hits(path), 3, 'one upstream request per variant')
+})
+
+t.test('Accept-Encoding variants are matched by the coding they select', async (t) => {
+  const path = uniquePath('vary-ae')
+  origin.on(path, () => ({ headers: { 'cache-control': 'max-age=100', vary: 'accept-encoding' } }))
+  await get(proxy, path, { 'accept-encoding': 'gzip, deflate' })
+  const other = await get(proxy, path, { 'accept-encoding': 'deflate,gzip' })
+  t.equal(other.headers['x-cache'], 'HIT')
+  t.equal(origin.hits(path), 1)
+})
+
+t.test('validation: stale entries are revalidated and a 304 refreshes them', async (t) => {
+  const path = uniquePath('etag')
+  origin.on(path, (req, n) => {
+    if (req.headers['if-none-match'] === '"v1"') return { status: 304, headers: { etag: '"v1"', 'cache-control': 'max-age=100', 'x-version': String(n) } }
+    return { headers: { etag: '"v1"', 'cache-control': 'max-age=0', 'x-version': String(n) }, body: 'payload' }
+  })
+  await get(proxy, path)
+  const second = await get(proxy, path)
+  t.equal(second.status, 200)
+  t.equal(second.body, 'payload')
+  t.equal(second.headers['x-cache'], 'REVALIDATED')
+  t.equal(second.headers['x-version'], '2', 'stored headers updated from the 304')
+  t.equal(origin.requests.at(-1)?.headers['if-none-match'], '"v1"')
+  const third = await get(proxy, path)
+  t.equal(third.headers['x-cache'], 'HIT', 'fresh again after the 304 said max-age=100')
+  t.equal(origin.hits(path), 2)
+})
+
+t.test('validation with Last-Modified', async (t) => {
+  const path = uniquePath('lm')
+  const lm = httpDate(-1000)
+  origin.on(path, (req) => req.headers['if-modified-since'] === lm
+    ? { status: 304, headers: { 'last-modified': lm } }
+    : { headers: { 'last-modified': lm, 'cache-control': 'no-cache' }, body: 'lm body' })
+  await get(proxy, path)
+  const second = await get(proxy, path)
+  t.equal(second.body, 'lm body')
+  t.equal(second.headers['x-cache'], 'REVALIDATED')
+  t.equal(origin.hits(path), 2)
+})
+
+t.test('client conditionals are answered 304 by the cache', async (t) => {
+  const path = uniquePath('inm')
+  const lm = httpDate(-1000)
+  origin.on(path, () => ({ headers: { etag: 'W/"abc"', 'last-modified': lm, 'cache-control': 'max-age=100' } }))
+  await get(proxy, path)
+  const inm = await get(proxy, path, { 'if-none-match': '"x", "abc"' })
+  t.equal(inm.status, 304, 'weak comparison')
+  t.equal(inm.headers.etag, 'W/"abc"')
+  const star = await get(proxy, path, { 'if-none-match': '*' })
+  t.equal(star.status, 304)
+  const other = await get(proxy, path, { 'if-none-match': '"nope"' })
+  t.equal(other.status, 200)
+  const ims = await get(proxy, path, { 'if-modified-since': httpDate() })
+  t.equal(ims.status, 304)
+  const older = await get(proxy, path, { 'if-modified-since': httpDate(-5000) })
+  t.equal(older.status, 200)
+  t.equal(origin.hits(path), 1)
+})
+
+t.test('a client conditional on a stale entry: revalidated with our validator, answered 304', async (t) => {
+  const path = uniquePath('inm-stale')
+  origin.on(path, (req) => req.headers['if-none-match'] === '"s1"'
+    ? { status: 304, headers: { etag: '"s1"', 'cache-control': 'max-age=100' } }
+    : { headers: { etag: '"s1"', 'cache-control': 'max-age=0' } })
+  await get(proxy, path)
+  const r = await get(proxy, path, { 'if-none-match': '"s1"' })
+  t.equal(r.status, 304)
+  t.equal(r.headers['x-cache'], 'REVALIDATED')
+})
+
+t.test('stale-while-revalidate serves stale and refreshes once in the background', async (t) => {
+  const path = uniquePath('swr')
+  origin.on(path, (_req, n) => ({ headers: { 'cache-control': 'max-age=1, stale-while-revalidate=60', age: '5' }, body: `v${n}` }))
+  await get(proxy, path)
+  const stale = await get(proxy, path)
+  t.equal(stale.headers['x-cache'], 'STALE')
+  t.equal(stale.body, 'v1')
+  await get(proxy, path)
+  for (let i = 0; i < 100 && origin.hits(path) < 2; i++) await sleep(20)
+  t.equal(origin.hits(path), 2, 'one background refresh for two stale hits')
+  // The refreshed copy came with Age: 5 again, so it is stale at once: still v2 is served.
+  for (let i = 0; i < 100; i++) { if ((await get(proxy, path)).body === 'v2') break; await sleep(20) }
+  t.pass('the refreshed response replaced the stale one')
+})
+
+t.test('stale-if-error hides a failing upstream', async (t) => {
+  const path = uniquePath('sie')
+  origin.on(path, (_req, n) => n === 1
+    ? { headers: { 'cache-control': 'max-age=1, stale-if-error=60', age: '5' }, body: 'good' }
+    : { status: 503, body: 'down' })
+  await get(proxy, path)
+  const r = await get(proxy, path)
+  t.equal(r.status, 200)
+  t.equal(r.body, 'good')
+  t.equal(r.headers['x-cache'], 'STALE')
+
+  const path2 = uniquePath('sie-none')
+  origin.on(path2, (_req, n) => n === 1 ? { headers: { 'cache-control': 'max-age=1', age: '5' }, body: 'good' } : { status: 503, body: 'down' })
+  await get(proxy, path2)
+  t.equal((await get(proxy, path2)).status, 503, 'without stale-if-error the failure goes through')
+})
+
+t.test('unsafe methods invalidate the URL and the Location it names', async (t) => {
+  const path = uniquePath('inv')
+  const other = uniquePath('inv-loc')
+  origin.on(path, (req) => req.method === 'POST'
+    ? { status: 201, headers: { location: other } }
+    : { headers: { 'cache-control': 'max-age=100' } })
+  origin.on(other, () => ({ headers: { 'cache-control': 'max-age=100' } }))
+  await get(proxy, path)
+  await get(proxy, other)
+  t.equal((await get(proxy, path)).headers['x-cache'], 'HIT')
+  const post = await get(proxy, path, {}, 'POST')
+  t.equal(post.status, 201)
+  t.equal(post.headers['x-cache'], 'BYPASS')
+  t.equal((await get(proxy, path)).headers['x-cache'], 'MISS', 'the URL was invalidated')
+  t.equal((await get(proxy, other)).headers['x-cache'], 'MISS', 'the Location was invalidated')
+
+  const failing = uniquePath('inv-fail')
+  origin.on(failing, (req) => req.method === 'DELETE' ? { status: 500 } : { headers: { 'cache-control': 'max-age=100' } })
+  await get(proxy, failing)
+  await get(proxy, failing, {}, 'DELETE')
+  t.equal((await get(proxy, failing)).headers['x-cache'], 'HIT', 'an error response invalidates nothing')
+})
+
+t.test('every method is forwarded; PUT and PATCH invalidate', async (t) => {
+  const path = uniquePath('put')
+  origin.on(path, (req) => ({ headers: req.method === 'GET' ? { 'cache-control': 'max-age=100' } : {} }))
+  await get(proxy, path)
+  const put = await get(proxy, path, {}, 'PUT')
+  t.equal(put.status, 200)
+  t.equal((await get(proxy, path)).headers['x-cache'], 'MISS')
+  await get(proxy, path, {}, 'PATCH')
+  t.equal((await get(proxy, path)).headers['x-cache'], 'MISS')
+  t.equal(origin.requests.filter((r) => r.path === path && r.method === 'PATCH').length, 1)
+})
+
+t.test('HEAD is answered from a stored GET', async (t) => {
+  const path = uniquePath('head')
+  origin.on(path, () => ({ headers: { 'cache-control': 'max-age=100' }, body: 'twelve bytes' }))
+  await get(proxy, path)
+  const head = await get(proxy, path, {}, 'HEAD')
+  t.equal(head.status, 200)
+  t.equal(head.body, '')
+  t.equal(head.headers['content-length'], '12')
+  t.equal(head.headers['x-cache'], 'HIT')
+  t.equal(origin.hits(path), 1)
+})
+
+t.test('request collapsing: 50 concurrent misses make one upstream request', async (t) => {
+  const path = uniquePath('collapse')
+  origin.on(path, () => ({ headers: { 'cache-control': 'max-age=100' }, body: 'once', delayMs: 100 }))
+  const replies = await Promise.all(Array.from({ length: 50 }, async () => get(proxy, path)))
+  t.equal(origin.hits(path), 1)
+  t.ok(replies.every((r) => r.status === 200 && r.body === 'once'))
+})
+
+t.test('collapsed requests go upstream themselves when the first response is not storable', async (t) => {
+  const path = uniquePath('collapse-private')
+  origin.on(path, (_req, n) => ({ headers: { 'cache-control': 'private' }, body: `p${n}`, delayMs: 50 }))
+  const replies = await Promise.all(Array.from({ length: 5 }, async () => get(proxy, path)))
+  t.equal(origin.hits(path), 5)
+  t.equal(new Set(replies.map((r) => r.body)).size, 5, 'nobody got another client’s private response')
+})
+
+t.test('bodies over maxEntrySize stream through and are not stored', async (t) => {
+  const o = await ScriptedOrigin.start()
+  const p = await startCachingProxy(o, { maxEntrySize: 1000 })
+  t.teardown(async () => { await p.shutdown(); await o.close() })
+  o.on('/big', () => ({ headers: { 'cache-control': 'max-age=100' }, body: 'x'.repeat(5000) }))
+  t.equal((await get(p, '/big')).body.length, 5000)
+  t.equal((await get(p, '/big')).headers['x-cache'], 'MISS')
+  t.equal(o.hits('/big'), 2)
+})
+
+t.test('Range requests pass through', async (t) => {
+  const path = uniquePath('range')
+  origin.on(path, () => ({ headers: { 'cache-control': 'max-age=100' } }))
+  const r = await get(proxy, path, { range: 'bytes=0-1' })
+  t.equal(r.headers['x-cache'], 'BYPASS')
+  t.equal((await get(proxy, path)).headers['x-cache'], 'MISS')
+})
+
+t.test('private="field" and no-cache="field"', async (t) => {
+  const path = uniquePath('fields')
+  origin.on(path, () => ({ headers: { 'cache-control': 'max-age=100, private="x-secret", no-cache="x-fresh"', 'x-secret': 's', 'x-fresh': 'f' } }))
+  const first = await get(proxy, path)
+  t.equal(first.headers['x-secret'], 's', 'the first client still gets everything')
+  const hit = await get(proxy, path)
+  t.equal(hit.headers['x-cache'], 'HIT')
+  t.equal(hit.headers['x-secret'], undefined)
+  t.equal(hit.headers['x-fresh'], undefined)
+})
+
+t.test('purge by URL, prefix and tag', async (t) => {
+  const base = uniquePath('purge')
+  const a = `${base}/a`
+  const b = `${base}/b`
+  const c = `${base}-other`
+  for (const p of [a, b, c]) origin.on(p, () => ({ headers: { 'cache-control': 'max-age=100', 'cache-tag': p === c ? 'special, all' : 'all' } }))
+  const warm = async (): Promise<void> => { for (const p of [a, b, c]) await get(proxy, p) }
+  const hitOf = async (p: string): Promise<boolean> => (await get(proxy, p)).headers['x-cache'] === 'HIT'
+  const purge = async (body: unknown): Promise<{ status: number, json: { purged: number } }> => {
+    const r = await request(`${proxy.adminUrl}/cache/purge`, { method: 'POST', body: JSON.stringify(body) })
+    return { status: r.statusCode, json: await r.body.json() as { purged: number } }
+  }
+  await warm()
+  const host = `127.0.0.1:${proxy.port}`
+  const one = await purge({ url: `${host}${a}` })
+  t.equal(one.json.purged, 1)
+  t.notOk(await hitOf(a))
+  t.ok(await hitOf(b))
+
+  const prefix = await purge({ prefix: `${host}${base}/` })
+  t.equal(prefix.json.purged, 2)
+  t.notOk(await hitOf(b))
+  t.ok(await hitOf(c))
+
+  const tag = await purge({ tag: 'special' })
+  t.equal(tag.json.purged, 1)
+  t.notOk(await hitOf(c))
+
+  t.equal((await purge({ nope: 1 })).status, 400)
+})
+
+t.test('metrics: lookups by result and stored bytes', async (t) => {
+  const text = await (await request(`${proxy.adminUrl}/metrics`)).body.text()
+  t.match(text, /outrider_cache_lookups_total\{route="all",result="hit"\} [1-9]/)
+  t.match(text, /outrider_cache_lookups_total\{route="all",result="miss"\} [1-9]/)
+  t.match(text, /outrider_cache_stored_bytes\{route="all",layer="l1"\} [1-9]/)
+})
+
+t.test('a reload that keeps the route keeps what is stored', async (t) => {
+  const o = await ScriptedOrigin.start()
+  const doc = { clusters: [{ name: 'up', endpoints: [{ url: o.upstream.url }] }], routes: [{ name: 'kept', match: { pathPrefix: '/' }, cluster: 'up', plugins: [{ name: 'cache', config: {} }] }] }
+  const { startTestProxy } = await import('../../test/helpers/proxy.ts')
+  const p = await startTestProxy(doc)
+  t.teardown(async () => { await p.shutdown(); await o.close() })
+  o.on('/k', () => ({ headers: { 'cache-control': 'max-age=100' } }))
+  await get(p, '/k')
+  await p.reload({ ...doc, limits: { maxBodySize: 12345 } })
+  t.equal((await get(p, '/k')).headers['x-cache'], 'HIT')
+})
+
+t.test('Age and Expires parsing as the RFCs (and the conformance suites) read them', async (t) => {
+  const base = { date: httpDate(), 'cache-control': 'max-age=3600' }
+  const ages: Array<[string | string[], boolean]> = [
+    ['abc', true], ['-7200', true], ['7200.0', true], ['2147483648', false], ['7200, 0', false], ['0, 7200', true],
+    [['7200', '0'], false], [['0', '7200'], true],
+  ]
+  for (const [age, expected] of ages) t.equal(await reused({ ...base, age }), expected, `Age: ${JSON.stringify(age)}`)
+  t.equal(await reused({ date: httpDate(), 'cache-control': 'max-age=10000', age: ['3600', '3600'] }), true, 'two Age lines are not added up')
+  const invalid = ['Thu, 18 Aug 2050 02:01:18 UTC', 'Thu, 18 Aug 50 02:01:18 GMT', 'Thu 18 Aug 2050 02:01:18 GMT', 'Thu, 18  Aug  2050 02:01:18 GMT', 'Thu, 18-Aug-2050 02:01:18 GMT', 'Thu, 18 Aug 2050 2:01:18 GMT']
+  for (const expires of invalid) t.equal(await reused({ date: httpDate(), expires }), false, `invalid Expires ${expires}`)
+  t.equal(await reused({ date: httpDate(), expires: 'Thursday, 18-Aug-50 02:01:18 GMT' }), true, 'RFC 850 form')
+  t.equal(await reused({ date: httpDate(), expires: 'Thu Aug 18 02:01:18 2050' }), true, 'asctime form')
+  t.equal(await reused({ date: httpDate(), expires: 'THU, 18 AUG 2050 02:01:18 GMT' }), true, 'names in any case')
+  t.equal(await reused({ 'cache-control': 'extension="max-age=3600", max-age=1', age: '5' }), false, 'quoted text is not a directive')
+  t.equal(await reused({ 'cache-control': 'max-age=003600' }), true, 'leading zeros')
+})
+
+t.test('any final status with explicit freshness is stored; must-understand', async (t) => {
+  for (const status of [203, 299, 302, 404, 410, 499, 503, 599]) t.equal(await reused({ 'cache-control': 'max-age=3600' }, { status }), true, `status ${status}`)
+  t.equal(await reused({ 'cache-control': 'max-age=3600, no-store, must-understand' }, { status: 599 }), false, 'must-understand, unknown status')
+  t.equal(await reused({ 'cache-control': 'max-age=3600, no-store, must-understand' }), true, 'must-understand overrides no-store for 200')
+  t.equal(await reused({ 'last-modified': httpDate(-86400), 'cache-control': 'public' }, { status: 599 }), true, 'public allows heuristics')
+})
+
+t.test('CDN-Cache-Control overrides Cache-Control and Expires when it parses (RFC 9213)', async (t) => {
+  t.equal(await reused({ 'cdn-cache-control': 'max-age=3600' }), true)
+  t.equal(await reused({ 'cdn-cache-control': 'max-age=10000', 'cache-control': 'no-store' }), true, 'CDN-CC fresh beats CC no-store')
+  t.equal(await reused({ 'cdn-cache-control': 'no-store', 'cache-control': 'max-age=10000' }), false)
+  t.equal(await reused({ 'cdn-cache-control': 'max-age=0', expires: httpDate(10000) }), false, 'Expires is ignored too')
+  t.equal(await reused({ 'cdn-cache-control': 'max-age=10000, &&&&&', 'cache-control': 'no-store' }), false, 'invalid field: Cache-Control applies')
+  t.equal(await reused({ 'cdn-cache-control': 'max-age="10000"', 'cache-control': 'no-store' }), false, 'a string max-age is ignored')
+  t.equal(await reused({ 'cdn-cache-control': 'private', 'cache-control': 'max-age=10000' }), false)
+})
+
+t.test('ranges of a stored 200 are served from the cache', async (t) => {
+  const path = uniquePath('range-hit')
+  origin.on(path, () => ({ headers: { 'cache-control': 'max-age=3600', etag: '"r1"', a: '1' }, body: '01234567890' }))
+  await get(proxy, path)
+  const first = await get(proxy, path, { range: 'bytes=0-1' })
+  t.equal(first.status, 206)
+  t.equal(first.body, '01')
+  t.equal(first.headers['content-range'], 'bytes 0-1/11')
+  t.equal(first.headers.a, '1')
+  t.equal((await get(proxy, path, { range: 'bytes=1-' })).body, '1234567890')
+  t.equal((await get(proxy, path, { range: 'bytes=-1' })).body, '0')
+  t.equal((await get(proxy, path, { range: 'bytes=50-' })).status, 416)
+  t.equal((await get(proxy, path, { range: 'bytes=0-1', 'if-range': '"other"' })).status, 200, 'If-Range mismatch: the whole thing')
+  t.equal(origin.hits(path), 1)
+})
+
+t.test('an unreachable upstream: stale is served unless the response forbids it', async (t) => {
+  for (const [cc, servesStale] of [['max-age=1', true], ['max-age=1, must-revalidate', false], ['max-age=1, no-cache', false], ['max-age=1, proxy-revalidate', false], ['max-age=1, s-maxage=1', false]] as const) {
+    const path = uniquePath('close')
+    origin.on(path, (req, n) => {
+      if (n > 1) { req.socket.destroy(); return { delayMs: 5 } }
+      return { headers: { 'cache-control': cc, age: '10', 'server-request-count': String(n) } }
+    })
+    await get(proxy, path)
+    const r = await get(proxy, path)
+    if (servesStale) {
+      t.equal(r.status, 200, cc)
+      t.equal(r.headers['x-cache'], 'STALE')
+    } else {
+      t.ok(r.status === 502 || r.status === 504, `${cc}: a proxy-made error (${r.status})`)
+      t.equal(r.headers['server-request-count'], undefined, 'none of the origin’s headers')
+    }
+  }
+})
+
+t.test('a 304 updates every stored header but Content-Length', async (t) => {
+  const path = uniquePath('update304')
+  origin.on(path, (req) => req.headers['if-none-match'] === '"u"'
+    ? { status: 304, headers: { etag: '"u"', 'cache-control': 'max-age=3600', 'content-type': 'text/x-new', 'test-header': 'B', 'content-length': '10' } }
+    : { headers: { etag: '"u"', 'cache-control': 'max-age=1', 'content-type': 'text/x-old', 'test-header': 'A', age: '5' }, body: 'x'.repeat(36) })
+  await get(proxy, path)
+  const r = await get(proxy, path)
+  t.equal(r.headers['test-header'], 'B')
+  t.equal(r.headers['content-type'], 'text/x-new')
+  t.equal(r.headers['content-length'], '36')
+  t.equal(r.body.length, 36)
+  const again = await get(proxy, path)
+  t.equal(again.headers['x-cache'], 'HIT', 'the 304 made it fresh again')
+})
+
+t.test('Set-Cookie: strip and store modes', async (t) => {
+  const o = await ScriptedOrigin.start()
+  const strip = await startCachingProxy(o, { setCookie: 'strip' })
+  t.teardown(async () => { await strip.shutdown(); await o.close() })
+  o.on('/c', () => ({ headers: { 'cache-control': 'max-age=100', 'set-cookie': 'a=b' } }))
+  t.equal((await get(strip, '/c')).headers['set-cookie'], 'a=b', 'the first client gets its cookie')
+  const hit = await get(strip, '/c')
+  t.equal(hit.headers['x-cache'], 'HIT')
+  t.equal(hit.headers['set-cookie'], undefined, 'nobody else does')
+  const store = await startCachingProxy(o, { setCookie: 'store' })
+  t.teardown(() => store.shutdown())
+  o.on('/s', () => ({ headers: { 'cache-control': 'max-age=100', 'set-cookie': 'a=c' } }))
+  await get(store, '/s')
+  t.equal((await get(store, '/s')).headers['set-cookie'], 'a=c')
+})
+
+t.test('103 Early Hints are relayed on a miss and never replayed on a hit', async (t) => {
+  const path = uniquePath('hints')
+  origin.upstream.server.prependListener('request', (req, res) => {
+    if (req.url?.startsWith(path) === true) res.writeEarlyHints({ link: '</s.css>; rel=preload; as=style' })
+  })
+  origin.on(path, () => ({ headers: { 'cache-control': 'max-age=100' } }))
+  const net = await import('node:net')
+  const fetchRaw = (): Promise<string> => new Promise((resolve, reject) => {
+    const sock = net.connect(proxy.port, '127.0.0.1')
+    let out = ''
+    sock.on('data', (d) => { out += d.toString('latin1'); if (/\r\n\r\n[^]*x-cache[^]*\r\n\r\n/i.test(out) || out.includes('body 1 of')) { sock.end(); resolve(out) } })
+    sock.on('error', reject)
+    sock.on('end', () => resolve(out))
+    sock.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`)
+  })
+  const miss = await fetchRaw()
+  t.match(miss, /^HTTP\/1\.1 103 Early Hints\r\nlink: <\/s\.css>; rel=preload; as=style\r\n/i)
+  t.match(miss, /HTTP\/1\.1 200 OK/)
+  const hit = await fetchRaw()
+  t.notMatch(hit, /103/)
+  t.match(hit, /x-cache: HIT/i)
+})
+
+t.test('odd but legal traffic passes: M-SEARCH invalidates, 999 is relayed unstored, 102 is relayed', async (t) => {
+  const path = uniquePath('msearch')
+  origin.on(path, (req, n) => req.method === 'M-SEARCH' ? { status: 200 } : n === 1 ? { headers: { 'cache-control': 'max-age=100' } } : { status: 999, headers: { 'cache-control': 'max-age=100' } })
+  await get(proxy, path)
+  t.equal((await get(proxy, path, {}, 'M-SEARCH')).status, 200)
+  const after = await get(proxy, path)
+  t.equal(after.status, 999, 'the URL was invalidated; a 999 goes through')
+  t.equal((await get(proxy, path)).status, 999)
+  t.equal(origin.hits(path), 4, 'a 999 is never stored')
+
+  const p102 = uniquePath('processing')
+  origin.upstream.server.prependListener('request', (req, res) => { if (req.url?.startsWith(p102) === true) res.writeProcessing() })
+  origin.on(p102, () => ({ headers: { 'cache-control': 'max-age=100' } }))
+  const net = await import('node:net')
+  const raw = await new Promise<string>((resolve, reject) => {
+    const sock = net.connect(proxy.port, '127.0.0.1')
+    let out = ''
+    sock.on('data', (d) => { out += d.toString('latin1') })
+    sock.on('error', reject)
+    sock.on('end', () => resolve(out))
+    sock.write(`GET ${p102} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`)
+  })
+  t.match(raw, /^HTTP\/1\.1 102 Processing\r\n\r\nHTTP\/1\.1 200 OK/)
+})
+
+t.test('a HEAD refreshes the stored GET, or retires it when the representation changed', async (t) => {
+  const path = uniquePath('head-update')
+  origin.on(path, (req, n) => req.method === 'HEAD'
+    ? { headers: { 'cache-control': 'max-age=100', etag: n === 2 ? '"h1"' : '"h2"', 'x-seen': `head ${n}` }, body: 'same length!' }
+    : { headers: { 'cache-control': 'max-age=1', etag: '"h1"', age: '5', 'x-seen': 'get' }, body: 'same length!' })
+  await get(proxy, path)
+  await get(proxy, path, {}, 'HEAD')
+  const hit = await get(proxy, path)
+  t.equal(hit.headers['x-cache'], 'HIT', 'fresh again after the HEAD said max-age=100')
+  t.equal(hit.headers['x-seen'], 'head 2')
+  t.equal(hit.body, 'same length!')
+  t.equal(origin.requests.filter((r) => r.path === path).map((r) => r.method).join(), 'GET,HEAD', 'HEAD went upstream as HEAD')
+})

@@ -1,0 +1,522 @@
+import { createHash } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
+import { definePlugin, type HeaderMap, type LocalResponse, type PurgeSelector, type RequestContext, type ResponseContext } from '../../src/plugin.ts'
+import { HOP_BY_HOP } from '../../src/http/hop-by-hop.ts'
+import { schema, type CacheConfig } from './schema.ts'
+import { parseCacheControl, pragmaNoCache, type CacheControl } from './cache-control.ts'
+import { currentAge, effectiveCacheControl, refresh, type FreshnessOptions, type StoredResponse } from './stored-response.ts'
+import { varyMatches, varyNames, varyValues } from './vary.ts'
+import { isConditional, notModified, NOT_MODIFIED_FIELDS } from './conditional.ts'
+import { isServerFailure, SAFE_METHODS, staleIfError, storable, usable } from './policy.ts'
+import { acquireStore, metricsFor } from './process-state.ts'
+import { byteRange, ifRangeHolds } from './range.ts'
+import { Capture } from './capture.ts'
+import { RedisLayer } from './redis-layer.ts'
+
+type Outcome = 'HIT' | 'MISS' | 'STALE' | 'REVALIDATED' | 'BYPASS'
+
+/** What the cache decided in the request phase, for the response phase. */
+interface CacheState {
+  outcome: Outcome
+  key: string
+  reqCC: CacheControl
+  /** When the request left for the upstream (RFC 9111 §4.2.3 request_time). */
+  requestTime: number
+  /** The stored response being revalidated, or kept for stale-if-error. */
+  entry: StoredResponse | undefined
+  /** The entry's validators went upstream instead of the client's conditionals. */
+  revalidating: boolean
+  /** The client's own conditional fields (answered by us after a revalidation). */
+  clientHeaders: HeaderMap
+  /** This request is the one a collapsed group waits for. */
+  leader: (() => void) | undefined
+  invalidate: boolean
+  /** Answered in the request phase (from the cache, or 504 for only-if-cached). */
+  served: boolean
+}
+
+/** Fields never stored: per-message, per-hop, or ours. */
+const NOT_STORED: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'proxy-authentication-info', 'age', 'x-request-id', 'x-outrider-attempts', 'connection'])
+/** Fields a 304 must not overwrite in the stored response (RFC 9111 §3.2). */
+const NOT_UPDATED: ReadonlySet<string> = new Set([...NOT_STORED, 'content-length'])
+
+/** Selects the stored variant for a request: the most recently stored one whose Vary fields match (§4.1). */
+function select (entries: readonly StoredResponse[] | undefined, req: HeaderMap, normaliseAE: boolean): StoredResponse | undefined {
+  if (entries === undefined) return undefined
+  for (const e of entries) if (varyMatches(e.varyNames, e.varyValues, req, normaliseAE)) return e
+  return undefined
+}
+
+/** Copies the fields of `from` worth storing (and no field named by `private="…"`). */
+function storedHeaders (from: HeaderMap, drop: readonly string[] | undefined, setCookie: CacheConfig['setCookie'], statusHeader: string): HeaderMap {
+  const out: HeaderMap = {}
+  for (const name in from) {
+    const v = from[name]
+    if (v === undefined || NOT_STORED.has(name) || name === statusHeader) continue
+    if (name === 'set-cookie' && setCookie !== 'store') continue
+    if (drop !== undefined && drop.includes(name)) continue
+    out[name] = v
+  }
+  return out
+}
+
+function tagsOf (value: string | string[] | undefined): string[] {
+  if (value === undefined) return []
+  const raw = typeof value === 'string' ? value : value.join(' ')
+  return [...new Set(raw.split(/[\s,]+/).filter((t) => t !== ''))].slice(0, 64)
+}
+
+/** Where a URL lives in the cache: `host/path?query`, host lower-cased and without a default port. */
+export function cacheKey (authority: string, path: string, query: string): string {
+  let host = authority.toLowerCase()
+  if (host.endsWith(':80') || host.endsWith(':443')) host = host.slice(0, host.lastIndexOf(':'))
+  return query === '' ? host + path : `${host}${path}?${query}`
+}
+
+/**
+ * The `cache` plugin: a shared HTTP cache (RFC 9111, RFC 5861) in front of
+ * the route's cluster. L1 in process (lru-cache, bounded by bytes), optional
+ * L2 in Redis shared by every sidecar. Put it after authentication plugins
+ * (they decide who may see a response; the cache decides whether the
+ * upstream is asked) and before `compression` (see README).
+ *
+ * @example
+ * plugins:
+ *   - name: cache
+ *     config: { maxSize: 256mib, l2: { type: redis, url: 'redis://redis:6379' }, tagHeader: cache-tag }
+ */
+export default definePlugin({
+  name: 'cache',
+  schema,
+  async create (config, ctx) {
+    const route = ctx.routeName
+    const metrics = metricsFor(ctx.metrics)
+    const counts: Record<Outcome, { inc (): void }> = {
+      HIT: metrics.lookups.labels(route, 'hit'),
+      MISS: metrics.lookups.labels(route, 'miss'),
+      STALE: metrics.lookups.labels(route, 'stale'),
+      REVALIDATED: metrics.lookups.labels(route, 'revalidated'),
+      BYPASS: metrics.lookups.labels(route, 'bypass'),
+    }
+    const fresh: FreshnessOptions = { heuristicFraction: config.heuristicFraction, heuristicMax: config.heuristicMax / 1000, targeted: config.targetedCacheControl }
+    const held = acquireStore(route, config.maxSize)
+    const l1 = held.store
+    const l2 = config.l2 === undefined
+      ? undefined
+      : await RedisLayer.open(config.l2, {
+        log: ctx.log,
+        onError: (op) => { metrics.l2Errors.labels(route, op).inc() },
+        onRemotePurge: (selector) => { purgeLocal(selector) },
+      }, fresh)
+    const normaliseAE = config.normaliseAcceptEncoding
+    const statusHeader = config.statusHeader.toLowerCase()
+    const tagHeader = config.tagHeader?.toLowerCase()
+    const methods = new Set<string>(config.methods)
+    /** Leaders of collapsed misses, by key: resolved when their response is stored (or will not be). */
+    const inflight = new Map<string, Promise<void>>()
+    /**
+     * URLs whose last response could not be stored ("hit-for-pass", as
+     * Varnish calls it): for a while their misses are not collapsed, so an
+     * uncacheable URL never queues its requests behind one another.
+     */
+    const passUntil = new LRUCache<string, true>({ max: 10_000, ttl: 10_000 })
+    /** Keys with a background revalidation running (stale-while-revalidate refreshes once). */
+    const refreshing = new Set<string>()
+
+    function purgeLocal (selector: PurgeSelector): number {
+      if ('url' in selector) return l1.delete(selector.url)
+      if ('prefix' in selector) return l1.deletePrefix(selector.prefix)
+      return l1.deleteTag(selector.tag)
+    }
+
+    /** How long a stored response stays useful (ms): fresh time left, then the stale windows. */
+    function keepFor (e: StoredResponse, now: number): number {
+      const freshLeft = Math.max(0, e.lifetime - currentAge(e, now))
+      const cc = e.cc
+      // Stale responses stay for revalidation (with a validator), for max-stale
+      // requests and for the stale-* windows; the LRU bounds the memory.
+      let staleSecs = Math.max(cc.staleWhileRevalidate ?? 0, cc.staleIfError ?? 0, config.keepStale / 1000)
+      if (Number.isNaN(staleSecs)) staleSecs = config.keepStale / 1000
+      return Math.floor((freshLeft + staleSecs) * 1000)
+    }
+
+    function makeEntry (key: string, status: number, headers: HeaderMap, body: Buffer, req: HeaderMap, requestTime: number, responseTime: number, ageHeader: string | string[] | undefined): StoredResponse {
+      const resCC = effectiveCacheControl(headers, config.targetedCacheControl).cc
+      const stored = storedHeaders(headers, resCC.privateFields, config.setCookie, statusHeader)
+      const names = varyNames(headers.vary)
+      const e: StoredResponse = {
+        key,
+        status,
+        headers: stored,
+        body,
+        varyNames: names,
+        varyValues: varyValues(req, names, normaliseAE),
+        requestTime,
+        responseTime,
+        cc: resCC,
+        dateValue: responseTime,
+        ageValue: 0,
+        lifetime: 0,
+        etag: undefined,
+        lastModified: undefined,
+        tags: tagHeader === undefined ? [] : tagsOf(headers[tagHeader]),
+        size: 0,
+      }
+      if (config.generateEtag && stored.etag === undefined && stored['last-modified'] === undefined) {
+        stored.etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`
+      }
+      refresh(e, ageHeader, fresh)
+      let headerBytes = 64
+      for (const name in stored) headerBytes += name.length + String(stored[name]).length + 4
+      e.size = body.length + headerBytes + 256
+      return e
+    }
+
+    function put (e: StoredResponse, now: number): void {
+      const keep = keepFor(e, now)
+      if (keep <= 0) return
+      if (e.size <= config.maxSize) l1.put(e, keep, now)
+      l2?.put(e, keep)
+    }
+
+    /** The headers a stored response goes out with. */
+    function servedHeaders (e: StoredResponse, now: number, outcome: Outcome, validated: boolean): HeaderMap {
+      const h: HeaderMap = { ...e.headers }
+      if (!validated && e.cc.noCacheFields !== undefined) for (const f of e.cc.noCacheFields) delete h[f]
+      h.age = String(Math.floor(currentAge(e, now)))
+      if (statusHeader !== '') h[statusHeader] = outcome
+      return h
+    }
+
+    function notModifiedHeaders (e: StoredResponse, now: number, outcome: Outcome): HeaderMap {
+      const h: HeaderMap = {}
+      for (const f of NOT_MODIFIED_FIELDS) if (e.headers[f] !== undefined) h[f] = e.headers[f]
+      h.age = String(Math.floor(currentAge(e, now)))
+      if (statusHeader !== '') h[statusHeader] = outcome
+      return h
+    }
+
+    /** Answers the client from a stored response (a 304 when its own conditional matches). */
+    function serve (c: RequestContext, st: CacheState, e: StoredResponse, now: number, outcome: Outcome): LocalResponse {
+      st.outcome = outcome
+      st.served = true
+      counts[outcome].inc()
+      c.annotate('cache', outcome.toLowerCase())
+      const req = c.req.headers as HeaderMap
+      if (notModified(req, e)) return { status: 304, headers: notModifiedHeaders(e, now, outcome) }
+      const headers = servedHeaders(e, now, outcome, false)
+      if (req.range !== undefined && e.status === 200 && ifRangeHolds(req['if-range'], e)) {
+        const r = byteRange(String(req.range), e.body.length)
+        if (r === 'unsatisfiable') {
+          return { status: 416, headers: { 'content-range': `bytes */${e.body.length}`, ...(statusHeader === '' ? {} : { [statusHeader]: outcome }) } }
+        }
+        if (r !== undefined) {
+          headers['content-range'] = `bytes ${r[0]}-${r[1]}/${e.body.length}`
+          return { status: 206, headers, body: e.body.subarray(r[0], r[1] + 1) }
+        }
+      }
+      return { status: e.status, headers, body: e.body }
+    }
+
+    /** Replaces an upstream (or error) response with a stored one in the response phase. */
+    function serveInstead (c: RequestContext, res: ResponseContext, e: StoredResponse, now: number, outcome: Outcome, validated: boolean): void {
+      for (const name in res.headers) if (name !== 'x-request-id') delete res.headers[name]
+      if (notModified(st(c)?.clientHeaders ?? {}, e)) {
+        res.status = 304
+        Object.assign(res.headers, notModifiedHeaders(e, now, outcome))
+        res.replaceBody(Buffer.alloc(0))
+        delete res.headers['content-length']
+      } else {
+        res.status = e.status
+        Object.assign(res.headers, servedHeaders(e, now, outcome, validated))
+        res.replaceBody(e.body)
+      }
+    }
+
+    function st (c: RequestContext): CacheState | undefined {
+      return c.state.cache as CacheState | undefined
+    }
+
+    /** Updates a stored response from a 304 (RFC 9111 §3.2, §4.3.4). False when the 304 is about another representation. */
+    function freshen (e: StoredResponse, headers: HeaderMap, requestTime: number, now: number): boolean {
+      const etag = headers.etag
+      if (etag !== undefined && e.etag !== undefined && String(etag) !== e.etag) return false
+      for (const name in headers) {
+        const v = headers[name]
+        if (v === undefined || NOT_UPDATED.has(name) || name === statusHeader) continue
+        e.headers[name] = v
+      }
+      e.requestTime = requestTime
+      e.responseTime = now
+      refresh(e, headers.age, fresh)
+      const keep = keepFor(e, now)
+      l1.touch(e, Math.max(1, keep), now)
+      l2?.put(e, Math.max(1, keep))
+      return true
+    }
+
+    /**
+     * A 200 to a HEAD about a stored GET (RFC 9111 §4.3.5): same validators
+     * and length, its headers and freshness refresh the stored copy; a
+     * different representation makes the stored one unusable.
+     */
+    function headUpdate (e: StoredResponse, headers: HeaderMap, requestTime: number, now: number): void {
+      const etag = headers.etag
+      const lm = headers['last-modified']
+      const length = headers['content-length']
+      const changed = (etag !== undefined && String(etag) !== e.etag) ||
+        (lm !== undefined && String(lm) !== e.lastModified) ||
+        (length !== undefined && Number(length) !== e.body.length)
+      if (changed) { l1.remove(e); return }
+      freshen(e, headers, requestTime, now)
+    }
+
+    /** stale-while-revalidate: refresh `e` once in the background; the client already has its answer. */
+    function refreshInBackground (c: RequestContext, e: StoredResponse): void {
+      if (refreshing.has(e.key)) return
+      refreshing.add(e.key)
+      const headers: HeaderMap = { ...c.upstreamHeaders }
+      delete headers['if-none-match']
+      delete headers['if-modified-since']
+      delete headers['if-match']
+      delete headers['if-unmodified-since']
+      delete headers.range
+      if (e.etag !== undefined) headers['if-none-match'] = e.etag
+      if (e.lastModified !== undefined) headers['if-modified-since'] = e.lastModified
+      const requestTime = Date.now()
+      const req = c.req.headers as HeaderMap
+      const reqCC = st(c)?.reqCC ?? parseCacheControl(undefined)
+      ctx.upstream.request({ method: 'GET', path: c.upstreamPath, headers, maxBodySize: config.maxEntrySize }).then((reply) => {
+        const now = Date.now()
+        if (reply.status === 304) { if (!freshen(e, reply.headers, requestTime, now)) l1.remove(e); return }
+        if (isServerFailure(reply.status)) return
+        const resCC = effectiveCacheControl(reply.headers, config.targetedCacheControl).cc
+        const why = storable(reply.status, reply.headers, resCC, reqCC, req.authorization !== undefined, config.setCookie)
+        if (why !== undefined || reply.body === undefined) { l1.remove(e); return }
+        put(makeEntry(e.key, reply.status, reply.headers, reply.body, req, requestTime, now, reply.headers.age), now)
+      }, (err: unknown) => {
+        ctx.log.debug('background revalidation failed; the stale response stays', { key: e.key, err })
+      }).finally(() => { refreshing.delete(e.key) })
+    }
+
+    /** A range of a fresh stored 200 is cut from it; anything else goes upstream untouched (partial responses are not stored). */
+    function rangeOf (c: RequestContext, state: CacheState, e: StoredResponse | undefined): LocalResponse | undefined {
+      if (e === undefined || e.status !== 200) return undefined
+      const now = Date.now()
+      const verdict = usable(e, state.reqCC, state.reqCC.noCache, now)
+      if (verdict !== 'fresh' && verdict !== 'stale-ok') return undefined
+      return serve(c, state, e, now, verdict === 'fresh' ? 'HIT' : 'STALE')
+    }
+
+    /** The rest of the request phase once the stored response (or none) is known: serve, revalidate, collapse or fetch. */
+    function afterLookup (c: RequestContext, state: CacheState, e: StoredResponse | undefined): LocalResponse | undefined | Promise<LocalResponse | undefined> {
+      const req = c.req.headers as HeaderMap
+      const noCache = state.reqCC.noCache || (req['cache-control'] === undefined && pragmaNoCache(req.pragma))
+      const r = decide(c, state, e, noCache)
+      if (r !== undefined) return r
+      const key = state.key
+      if (config.collapse && c.method === 'GET' && !noCache && state.entry === undefined && passUntil.get(key) === undefined) {
+        const pending = inflight.get(key)
+        if (pending !== undefined) {
+          // Another request is fetching this URL: wait for it, then look again (once).
+          let timer: NodeJS.Timeout | undefined
+          return Promise.race([pending, new Promise<void>((resolve) => { timer = setTimeout(resolve, config.collapseTimeout) })]).then(() => {
+            clearTimeout(timer)
+            const again = decide(c, state, select(l1.get(key), req, normaliseAE), noCache)
+            if (again === undefined) state.requestTime = Date.now()
+            return again
+          })
+        }
+        let done: () => void = () => {}
+        inflight.set(key, new Promise<void>((resolve) => { done = resolve }))
+        state.leader = () => { inflight.delete(key); done() }
+      }
+      state.requestTime = Date.now()
+      return undefined
+    }
+
+    /** An L2 hit is copied into L1 for the time it has left. */
+    function promote (e: StoredResponse | undefined): StoredResponse | undefined {
+      if (e === undefined) return undefined
+      const now = Date.now()
+      const keep = keepFor(e, now)
+      if (keep > 0 && e.size <= config.maxSize) l1.put(e, keep, now)
+      return e
+    }
+
+    /** The request phase once a stored response (or none) is known. */
+    function decide (c: RequestContext, state: CacheState, e: StoredResponse | undefined, noCache: boolean): LocalResponse | undefined {
+      const now = Date.now()
+      if (e !== undefined) {
+        const verdict = usable(e, state.reqCC, noCache, now)
+        if (verdict === 'fresh') return serve(c, state, e, now, 'HIT')
+        if (verdict === 'stale-ok') return serve(c, state, e, now, 'STALE')
+        if (verdict === 'swr' && c.method === 'GET') {
+          refreshInBackground(c, e)
+          return serve(c, state, e, now, 'STALE')
+        }
+      }
+      if (state.reqCC.onlyIfCached) {
+        // §5.2.1.7: nothing usable stored, and the client will not wait for the origin.
+        state.outcome = 'MISS'
+        state.served = true
+        counts.MISS.inc()
+        return { status: 504, headers: statusHeader === '' ? {} : { [statusHeader]: 'MISS' } }
+      }
+      state.entry = e
+      if (e !== undefined && (e.etag !== undefined || e.lastModified !== undefined) && c.method === 'GET') {
+        // Ask with our validators; the client's own conditionals are answered from the result.
+        const h = c.upstreamHeaders
+        state.clientHeaders = { 'if-none-match': h['if-none-match'], 'if-modified-since': h['if-modified-since'] }
+        delete h['if-none-match']
+        delete h['if-modified-since']
+        if (e.etag !== undefined) h['if-none-match'] = e.etag
+        if (e.lastModified !== undefined) h['if-modified-since'] = e.lastModified
+        state.revalidating = true
+      }
+      return undefined
+    }
+
+    return {
+      /**
+       * Synchronous when L1 decides (a hit, or a miss with no L2): the hit
+       * path makes no promise. L2 lookups and collapsed waits are async.
+       */
+      onRequest (c: RequestContext): LocalResponse | undefined | Promise<LocalResponse | undefined> {
+        const req = c.req.headers as HeaderMap
+        const key = cacheKey(c.authority, c.path, c.query)
+        const state: CacheState = {
+          outcome: 'BYPASS',
+          key,
+          reqCC: parseCacheControl(req['cache-control']),
+          requestTime: 0,
+          entry: undefined,
+          revalidating: false,
+          clientHeaders: {},
+          leader: undefined,
+          invalidate: false,
+          served: false,
+        }
+        c.state.cache = state
+        if (!methods.has(c.method)) {
+          state.invalidate = !SAFE_METHODS.has(c.method)
+          return undefined
+        }
+        const local = select(l1.get(key), req, normaliseAE)
+        if (req.range !== undefined) {
+          if (local !== undefined || l2 === undefined) return rangeOf(c, state, local)
+          return l2.get(key, req, normaliseAE).then((e) => rangeOf(c, state, promote(e)))
+        }
+        state.outcome = 'MISS'
+        if (local !== undefined || l2 === undefined) return afterLookup(c, state, local)
+        return l2.get(key, req, normaliseAE).then((e) => afterLookup(c, state, promote(e)))
+      },
+
+      onResponse (c: RequestContext, res: ResponseContext): void {
+        const state = st(c)
+        if (state === undefined) return
+        // Our own answer from the request phase (a stored response, or 504 for only-if-cached).
+        if (state.served) return
+        const now = Date.now()
+        if (state.invalidate) {
+          // §4.4: a successful unsafe request invalidates the URL and the URLs it names on the same host.
+          if (!res.local && res.status >= 200 && res.status < 400) invalidate(c, res.headers)
+          finishOutcome(c, res, 'BYPASS')
+          return
+        }
+        if (state.outcome === 'BYPASS') { finishOutcome(c, res, 'BYPASS'); return }
+        const e = state.entry
+        if (e !== undefined && state.revalidating && res.status === 304 && !res.local) {
+          if (freshen(e, res.headers, state.requestTime, now)) {
+            serveInstead(c, res, e, now, 'REVALIDATED', true)
+            count(c, 'REVALIDATED')
+            release(state)
+            return
+          }
+          l1.remove(e)
+        }
+        if (e !== undefined && isServerFailure(res.status) && staleIfError(e, state.reqCC, now, res.local)) {
+          serveInstead(c, res, e, now, 'STALE', false)
+          count(c, 'STALE')
+          release(state)
+          return
+        }
+        finishOutcome(c, res, 'MISS')
+        if (c.method === 'HEAD' && e !== undefined && !res.local && res.status === 200) headUpdate(e, res.headers, state.requestTime, now)
+        if (res.local || c.method !== 'GET') { release(state); return }
+        const resCC = effectiveCacheControl(res.headers, config.targetedCacheControl).cc
+        const req = c.req.headers as HeaderMap
+        if (storable(res.status, res.headers, resCC, state.reqCC, req.authorization !== undefined, config.setCookie) !== undefined) {
+          // A stored copy the origin no longer lets us keep must go (e.g. now no-store).
+          if (e !== undefined) l1.remove(e)
+          passUntil.set(state.key, true)
+          release(state)
+          return
+        }
+        const length = Number(res.headers['content-length'] ?? -1)
+        if (length > config.maxEntrySize) { release(state); return }
+        const headers = { ...res.headers }
+        const status = res.status
+        const requestTime = state.requestTime
+        res.pipeThrough(new Capture(config.maxEntrySize, (body) => {
+          const at = Date.now()
+          if (body !== undefined) put(makeEntry(state.key, status, headers, body, req, requestTime, at, headers.age), at)
+          release(state)
+        }))
+      },
+
+      onLog (c: RequestContext): void {
+        // However the exchange ended, a collapsed group must not wait for it any longer.
+        const state = st(c)
+        if (state !== undefined) release(state)
+      },
+
+      async purge (selector: PurgeSelector): Promise<number> {
+        const n = purgeLocal(selector)
+        if (l2 !== undefined) await l2.purge(selector)
+        return n
+      },
+
+      async close (): Promise<void> {
+        held.release()
+        await l2?.close()
+      },
+    }
+
+    function count (c: RequestContext, outcome: Outcome): void {
+      counts[outcome].inc()
+      c.annotate('cache', outcome.toLowerCase())
+    }
+
+    function finishOutcome (c: RequestContext, res: ResponseContext, outcome: Outcome): void {
+      const state = st(c)
+      if (state !== undefined) state.outcome = outcome
+      if (statusHeader !== '') res.headers[statusHeader] = outcome
+      count(c, outcome)
+    }
+
+    function release (state: CacheState): void {
+      const l = state.leader
+      if (l === undefined) return
+      state.leader = undefined
+      l()
+    }
+
+    function invalidate (c: RequestContext, headers: HeaderMap): void {
+      const keys = [cacheKey(c.authority, c.path, c.query)]
+      for (const field of ['location', 'content-location']) {
+        const v = headers[field]
+        if (typeof v !== 'string') continue
+        let u: URL
+        try { u = new URL(v, `http://${c.authority}${c.path}`) } catch { continue }
+        // Only the same host: another origin's entries are not this response's to invalidate.
+        if (u.host.toLowerCase() !== c.authority.toLowerCase()) continue
+        keys.push(cacheKey(u.host, u.pathname, u.search.slice(1)))
+      }
+      for (const k of keys) {
+        l1.delete(k)
+        void l2?.purge({ url: k })
+      }
+    }
+  },
+})

@@ -1,0 +1,68 @@
+import t from 'tap'
+import { request } from 'undici'
+import { redisUnavailable, startRedis } from '../../test/helpers/redis.ts'
+import { ScriptedOrigin, get, sleep, startCachingProxy, uniquePath } from './test-origin.ts'
+
+const skip = redisUnavailable()
+
+/** Polls until `check` holds (L2 writes and purge broadcasts are asynchronous). */
+async function eventually (check: () => Promise<boolean>, ms = 5_000): Promise<boolean> {
+  const deadline = Date.now() + ms
+  while (Date.now() < deadline) {
+    if (await check()) return true
+    await sleep(20)
+  }
+  return false
+}
+
+t.test('L2: two proxies share stored responses through Redis', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const origin = await ScriptedOrigin.start()
+  t.teardown(() => origin.close())
+  const l2 = { type: 'redis', url: redis.url }
+  const a = await startCachingProxy(origin, { l2, tagHeader: 'surrogate-key' }, t)
+  const b = await startCachingProxy(origin, { l2, tagHeader: 'surrogate-key' }, t)
+  const path = uniquePath('l2')
+  const big = 'json '.repeat(2000)
+  origin.on(path, () => ({ headers: { 'cache-control': 'max-age=100', 'surrogate-key': 'k1 k2', vary: 'accept-language' }, body: big }))
+
+  const first = await get(a, path, { 'accept-language': 'en' })
+  t.equal(first.headers['x-cache'], 'MISS')
+  t.ok(await eventually(async () => Number(await redis.command('EXISTS', `outrider:cache:u:127.0.0.1:${a.port}${path}`)) === 1), 'written to Redis')
+
+  // b has a different port, so the same URL is another host: ask b for a's host.
+  const viaB = await request(`${b.url}${path}`, { headers: { host: `127.0.0.1:${a.port}`, 'accept-language': 'en' } })
+  const body = await viaB.body.text()
+  t.equal(viaB.headers['x-cache'], 'HIT', 'b answers from L2')
+  t.equal(body, big, 'the compressed value round-trips')
+  t.ok(Number(viaB.headers.age) >= 0)
+  t.equal(origin.hits(path), 1)
+
+  const otherVariant = await request(`${b.url}${path}`, { headers: { host: `127.0.0.1:${a.port}`, 'accept-language': 'fr' } })
+  await otherVariant.body.text()
+  t.equal(otherVariant.headers['x-cache'], 'MISS', 'another Vary value is another variant')
+
+  // Purge by tag on b: gone from Redis and from a's L1 (broadcast).
+  const purge = await request(`${b.adminUrl}/cache/purge`, { method: 'POST', body: JSON.stringify({ tag: 'k2' }) })
+  t.equal(purge.statusCode, 200)
+  await purge.body.text()
+  t.ok(await eventually(async () => (await get(a, path, { 'accept-language': 'en', 'cache-control': 'only-if-cached' })).status === 504), 'a dropped it from L1 too')
+})
+
+t.test('L2: Redis down is a miss, never an error; back up, it is used again', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const origin = await ScriptedOrigin.start()
+  t.teardown(() => origin.close())
+  const p = await startCachingProxy(origin, { l2: { type: 'redis', url: redis.url, commandTimeout: 100 }, maxSize: 1 }, t)
+  const path = uniquePath('l2-down')
+  origin.on(path, () => ({ headers: { 'cache-control': 'max-age=100' } }))
+  await redis.stop()
+  const r = await get(p, path)
+  t.equal(r.status, 200)
+  t.equal(r.headers['x-cache'], 'MISS')
+  await redis.start()
+  // maxSize 1 keeps nothing in L1: a HIT can only come from L2 once it is back.
+  t.ok(await eventually(async () => (await get(p, path)).headers['x-cache'] === 'HIT', 10_000), 'served from L2 after Redis came back')
+  const text = await (await request(`${p.adminUrl}/metrics`)).body.text()
+  t.match(text, /outrider_cache_l2_errors_total\{route="all",op="(get|put)"\} [1-9]/)
+})
