@@ -83,6 +83,9 @@ export class AccessLog {
     // Errors are always logged: sampling is for the happy path.
     if (this.#sampleRate < 1 && r.status < 500 && Math.random() >= this.#sampleRate) return
     this.#logger.info({
+      // Plugin decisions first: a plugin that names one `status` or `route`
+      // must never overwrite the exchange's own fields, which come after.
+      ...r.annotations,
       requestId: r.requestId,
       traceId: r.traceId,
       route: r.route,
@@ -99,7 +102,6 @@ export class AccessLog {
       attempts: r.attempts,
       clientIp: r.clientIp,
       error: r.error,
-      ...r.annotations,
     })
   }
 }

@@ -215,7 +215,10 @@ export class Exchange implements RequestContext {
     this.scheme = scheme
     this.authority = head.authority
     this.#h2 = req.httpVersionMajor === 2
-    this.clientIp = req.socket.remoteAddress ?? ''
+    const peer = req.socket.remoteAddress ?? ''
+    // A dual-stack listener (`::`) sees IPv4 clients as ::ffff:a.b.c.d; logs,
+    // X-Forwarded-For and plugins get the address the client really has.
+    this.clientIp = peer.charCodeAt(0) === 58 && peer.startsWith('::ffff:') && peer.includes('.') ? peer.slice(7) : peer
     const headers = head.headers
     this.upstreamHeaders = headers
 
