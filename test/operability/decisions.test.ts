@@ -60,11 +60,14 @@ function decisions (t: Test, span: ReceivedSpan | undefined): Record<string, unk
   return Object.fromEntries(events.map((e) => [e.name.slice('outrider.'.length), e.attributes.value]))
 }
 
-t.test('WAF, rate-limit and auth decisions are access-log fields and span events', async (t) => {
+t.test('WAF, rate-limit, auth and cache decisions are access-log fields and span events', async (t) => {
   const receiver = await startOtlpReceiver()
   t.teardown(receiver.close)
   const up = await startUpstream()
   t.teardown(up.close)
+  // Answers the cache may keep for a minute.
+  const cacheable = await startUpstream((_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': '2' }); res.end('ok') })
+  t.teardown(cacheable.close)
   const dir = await mkdtemp(path.join(tmpdir(), 'outrider-decisions-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = path.join(dir, 'access.log')
@@ -73,8 +76,9 @@ t.test('WAF, rate-limit and auth decisions are access-log fields and span events
   const proxy = await startTestProxy({
     accessLog: { destination: file },
     tracing: { endpoint: receiver.url, exportDelay: 20 },
-    clusters: [{ name: 'c', endpoints: [{ url: up.url }] }],
+    clusters: [{ name: 'c', endpoints: [{ url: up.url }] }, { name: 'cc', endpoints: [{ url: cacheable.url }] }],
     routes: [
+      { ...route('cached', [{ name: 'cache', config: {} }]), cluster: 'cc' },
       route('waf', [{ name: 'waf', config: { mode: 'block' } }]),
       route('detect', [{ name: 'waf', config: { mode: 'detect' } }]),
       route('scored', [{ name: 'waf', config: { anomalyThreshold: 1000 } }]),
@@ -107,6 +111,9 @@ t.test('WAF, rate-limit and auth decisions are access-log fields and span events
     ['key-scope', '/scope/x', { 'x-api-key': API_KEY }, 403],
     ['jwt-expired', '/jwt/x', { authorization: `Bearer ${expired}` }, 401],
     ['jwt-ok', '/jwt/x', { authorization: `Bearer ${valid}` }, 200],
+    ['cache-miss', '/cached/x', {}, 200],
+    ['cache-hit', '/cached/x', {}, 200],
+    ['cache-bypass', '/cached/x', { range: 'bytes=0-0', 'cache-control': 'no-cache' }, 200],
   ]
   for (const [id, url, headers, status] of cases) {
     const res = await request(`${proxy.url}${url}`, { headers: { ...headers, 'x-request-id': id } })
@@ -134,8 +141,11 @@ t.test('WAF, rate-limit and auth decisions are access-log fields and span events
     'key-scope': { auth: 'forbidden', authReason: 'scope' },
     'jwt-expired': { auth: 'expired', authReason: 'expired' },
     'jwt-ok': { auth: 'ok' },
+    'cache-miss': { cache: 'miss' },
+    'cache-hit': { cache: 'hit' },
+    'cache-bypass': { cache: 'bypass' },
   }
-  const KEYS = ['waf', 'wafScore', 'wafRules', 'rateLimit', 'rateLimitPolicy', 'auth', 'authReason']
+  const KEYS = ['waf', 'wafScore', 'wafRules', 'rateLimit', 'rateLimitPolicy', 'auth', 'authReason', 'cache']
   for (const id of ids) {
     const rec = logs.get(id)
     t.ok(rec !== undefined, `${id}: logged`)
