@@ -1,4 +1,5 @@
 import type { HeaderMap } from '../../src/plugin.ts'
+import { appendVary } from '../../src/http/vary.ts'
 
 /** One string for a field that may have been repeated. */
 function joined (v: string | string[]): string {
@@ -15,18 +16,7 @@ function joined (v: string | string[]): string {
  * varyOnAcceptEncoding(h) // h.vary === 'Origin, Accept-Encoding'
  */
 export function varyOnAcceptEncoding (h: HeaderMap): void {
-  const prev = h.vary
-  if (prev === undefined || prev === '') { h.vary = 'Accept-Encoding'; return }
-  const list = joined(prev)
-  let start = 0
-  while (start <= list.length) {
-    let end = list.indexOf(',', start)
-    if (end === -1) end = list.length
-    const name = list.slice(start, end).trim().toLowerCase()
-    if (name === '*' || name === 'accept-encoding') return
-    start = end + 1
-  }
-  h.vary = `${list}, Accept-Encoding`
+  appendVary(h, 'Accept-Encoding')
 }
 
 /**

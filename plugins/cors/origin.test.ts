@@ -1,6 +1,6 @@
 import t from 'tap'
 import { compileOrigins, normalizeOrigin } from './origin.ts'
-import { appendVary } from './vary.ts'
+import { appendVary } from '../../src/http/vary.ts'
 import type { HeaderMap } from '../../src/plugin.ts'
 
 t.test('normalizeOrigin', async (t) => {

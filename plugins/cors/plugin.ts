@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import { definePlugin, type HeaderMap } from '../../src/plugin.ts'
 import { schema } from './schema.ts'
 import { compileOrigins } from './origin.ts'
-import { appendVary } from './vary.ts'
+import { appendVary } from '../../src/http/vary.ts'
 
 /**
  * The first value of request header `lower` as the client sent it. CORS

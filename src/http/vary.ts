@@ -1,4 +1,4 @@
-import type { HeaderMap } from '../../src/plugin.ts'
+import type { HeaderMap } from '../plugin.ts'
 
 /**
  * Adds `name` to the response's `Vary` unless it is already listed (field
