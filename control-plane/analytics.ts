@@ -7,6 +7,8 @@
  * once, and at most `maxRoutes` routes are tracked. Plain module: no gRPC.
  */
 
+import type { RouteAnalytics } from './generated/types.ts'
+
 /** What one report added for one route (increases, not cumulative counters). */
 export interface RouteDelta {
   route: string
@@ -32,26 +34,13 @@ export interface AnalyticsOptions {
   now?: () => number
 }
 
-/** Aggregates of one route over one window. */
-export interface WindowStats {
-  route: string
-  windowSeconds: number
-  requests: number
-  errors: number
-  /** Requests per second over the window. */
-  rate: number
-  /** errors / requests (0 without requests). */
-  errorRatio: number
-  /** Latency percentiles in ms, interpolated within the merged histogram's buckets (0 without requests). */
-  p50Ms: number
-  p90Ms: number
-  p99Ms: number
-  /** Nodes that reported this route within the window. */
-  nodes: number
-  latencyBounds: number[]
-  /** Per bucket, +Inf last. */
-  latencyCounts: number[]
-}
+/**
+ * Aggregates of one route over one window: exactly the wire message
+ * (rate in req/s, errorRatio = errors / requests, percentiles in ms
+ * interpolated within the merged histogram's buckets, counts per bucket with
+ * +Inf last, nodes that reported within the window).
+ */
+export type WindowStats = RouteAnalytics
 
 /** One interval of a route's series. */
 export interface SeriesPoint {
