@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { HeaderMap } from '../plugin.ts'
+import { newRequestId } from './request-id.ts'
 
 // Visible ASCII only, bounded: the id ends up in logs and response headers.
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/
@@ -14,15 +14,23 @@ const REQUEST_ID = /^[\x21-\x7e]{1,200}$/
  */
 export function setForwardingHeaders (headers: HeaderMap, req: IncomingMessage, clientIp: string, scheme: string, authority: string, via: string): string {
   const incomingId = headers['x-request-id']
-  const requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : randomUUID()
+  const requestId = typeof incomingId === 'string' && REQUEST_ID.test(incomingId) ? incomingId : newRequestId()
   headers['x-request-id'] = requestId
   const xff = headers['x-forwarded-for']
   headers['x-forwarded-for'] = xff === undefined ? clientIp : `${Array.isArray(xff) ? xff.join(', ') : xff}, ${clientIp}`
   headers['x-forwarded-proto'] = scheme
   // An HTTP/1.0 request without Host has no authority to report.
   headers['x-forwarded-host'] = authority === '' ? undefined : authority
-  appendVia(headers, `${req.httpVersion} ${via}`)
+  appendVia(headers, req.httpVersion === '1.1' ? via11(via) : `${req.httpVersion} ${via}`)
   return requestId
+}
+
+let lastName = ''
+let lastHop11 = ''
+/** `1.1 <name>`, built once per name rather than once per request. */
+function via11 (name: string): string {
+  if (name !== lastName) { lastName = name; lastHop11 = `1.1 ${name}` }
+  return lastHop11
 }
 
 /** Appends our hop (`1.1 outrider`, RFC 9110 §7.6.3) to `Via`, in either direction. */
