@@ -7,6 +7,8 @@
  * port 0 and never collide with anything else on the machine.
  */
 
+import { spawn, type ChildProcess } from 'node:child_process'
+
 export interface Ready {
   readonly ready: string
   readonly port: number
@@ -42,3 +44,78 @@ export function intFlag (value: string | undefined, name: string, fallback: numb
   if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got ${JSON.stringify(value)}`)
   return n
 }
+
+export interface Started {
+  readonly child: ChildProcess
+  readonly ready: Ready
+}
+
+/** Every child a driver started and has not yet seen exit. */
+export const children = new Set<ChildProcess>()
+
+/**
+ * Runs `command` (argv: a `node` script, maybe behind `taskset` or `valgrind`)
+ * and resolves with its ready line. On failure the child is stopped and the
+ * tail of its stderr is in the error.
+ */
+export function startChild (command: readonly string[], label: string, timeoutMs = 20_000): Promise<Started> {
+  const [cmd, ...argv] = command
+  const child = spawn(cmd as string, argv, { stdio: ['pipe', 'pipe', 'pipe'] })
+  children.add(child)
+  let stderr = ''
+  child.stderr!.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-4000) })
+  child.once('exit', () => { children.delete(child) })
+  return new Promise((resolve, reject) => {
+    let stdout = ''
+    let settled = false
+    const onExit = (code: number | null, signal: string | null): void => { fail(`exited before ready (code ${code}, signal ${signal})`) }
+    const onError = (err: Error): void => { fail(`could not start: ${err.message}`) }
+    const detach = (): void => {
+      settled = true
+      clearTimeout(timer)
+      child.off('exit', onExit)
+      child.off('error', onError)
+      child.stdout!.off('data', onData)
+      child.stdout!.resume()
+    }
+    const fail = (why: string): void => {
+      if (settled) return
+      detach()
+      void stopChild(child)
+      reject(new Error(`${label} ${why}${stderr === '' ? '' : `; stderr:\n${stderr.trimEnd()}`}`))
+    }
+    const onData = (b: Buffer): void => {
+      stdout += b.toString()
+      const nl = stdout.indexOf('\n')
+      if (nl === -1) return
+      let ready: Ready
+      try {
+        ready = JSON.parse(stdout.slice(0, nl)) as Ready
+      } catch {
+        fail(`printed something other than a ready line: ${stdout.slice(0, 200)}`)
+        return
+      }
+      detach()
+      resolve({ child, ready })
+    }
+    const timer = setTimeout(() => { fail(`was not ready within ${timeoutMs / 1000} s`) }, timeoutMs)
+    child.on('exit', onExit)
+    child.on('error', onError)
+    child.stdout!.on('data', onData)
+  })
+}
+
+/** Closes the child's stdin (its cue to exit), then SIGTERM, then SIGKILL after 3 s. */
+export async function stopChild (child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) { children.delete(child); return }
+  const exited = new Promise<void>((resolve) => { child.once('exit', () => { resolve() }) })
+  child.stdin?.end()
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => { child.kill('SIGKILL') }, 3000)
+  await exited
+  clearTimeout(timer)
+  children.delete(child)
+}
+
+/** Whatever happens, nothing a driver started outlives it. */
+process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })

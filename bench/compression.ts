@@ -17,7 +17,7 @@
  * threads, zlib's thread pool included) runs alone on CPU 0, the upstream and
  * the load generator on CPU 1. The same file is the upstream (`--serve`).
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -27,7 +27,7 @@ import { parseArgs } from 'node:util'
 import { createRequire } from 'node:module'
 import zlib from 'node:zlib'
 import { request } from 'undici'
-import { announceReady, exitWithParent, intFlag, type Ready } from './child.ts'
+import { announceReady, exitWithParent, intFlag, startChild as startCommand, stopChild, type Started } from './child.ts'
 
 const BODY_SIZE = 64 * 1024
 const PROXY_CPU = '0'
@@ -96,36 +96,12 @@ interface AutocannonResult {
 // autocannon ships no types; this is the slice used here (bench/load.ts has no header option).
 const autocannon = createRequire(import.meta.url)('autocannon') as (opts: Record<string, unknown>) => PromiseLike<AutocannonResult>
 
-const children = new Set<ChildProcess>()
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 process.on('SIGINT', () => { process.exit(130) })
 
-interface Started { readonly child: ChildProcess, readonly ready: Ready }
-
+/** Starts this file (or `file`) with this Node, on `cpu` when pinning. */
 function startChild (args: string[], cpu: string | undefined, file = fileURLToPath(import.meta.url)): Promise<Started> {
   const node = [process.execPath, file, ...args]
-  const [cmd, ...argv] = cpu === undefined ? node : ['taskset', '-c', cpu, ...node]
-  const child = spawn(cmd as string, argv, { stdio: ['pipe', 'pipe', 'inherit'] })
-  children.add(child)
-  child.once('exit', () => { children.delete(child) })
-  return new Promise((resolve, reject) => {
-    let out = ''
-    child.stdout.on('data', (b: Buffer) => {
-      out += b.toString()
-      const nl = out.indexOf('\n')
-      if (nl !== -1) resolve({ child, ready: JSON.parse(out.slice(0, nl)) as Ready })
-    })
-    child.once('exit', (code) => { reject(new Error(`${file} exited before ready (${code})`)) })
-  })
-}
-
-/** Closes its stdin (its cue to exit, see child.ts) and waits for it to go. */
-async function stop (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise((resolve) => { child.once('exit', resolve) })
-  child.stdin?.end()
-  child.kill('SIGTERM')
-  await exited
+  return startCommand(cpu === undefined ? node : ['taskset', '-c', cpu, ...node], file)
 }
 
 const CLK_TCK = ((): number => {
@@ -250,7 +226,7 @@ async function measure (exp: Experiment, upstream: Started, opts: Options, body:
     process.stderr.write(`${label} ${Math.round(sample.reqPerSec)} req/s, ${wireBytes} B on the wire, proxy CPU ${pctCell(sample.proxyCpu)}, other CPU ${pctCell(otherCpu)}\n`)
     return sample
   } finally {
-    if (proxy !== undefined) await stop(proxy.child)
+    if (proxy !== undefined) await stopChild(proxy.child)
   }
 }
 
@@ -395,7 +371,7 @@ async function main (): Promise<void> {
       }
     }
   } finally {
-    await stop(upstream.child)
+    await stopChild(upstream.child)
   }
   const { schema } = await import('../plugins/compression/schema.ts')
   const lv = schema.parse({}).levels

@@ -25,7 +25,10 @@ export interface LoadResult {
 interface LoadOptions {
   url: string
   connections: number
-  duration: number
+  /** Seconds; ignored when `amount` is given. */
+  duration?: number
+  /** Stop after this many requests instead of after `duration`. */
+  amount?: number
   pipelining?: number
 }
 

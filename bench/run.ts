@@ -14,12 +14,12 @@
  * It only reports: no number fails the run. It exits non-zero only when a target
  * could not be started or did not answer 200 with the 1 KiB body.
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { execFileSync, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import type { Ready } from './child.ts'
+import { children, startChild as startCommand, stopChild, type Started } from './child.ts'
 import { runLoad, stopLoad, type LoadResult } from './load.ts'
 import { startRedis, type TestRedis } from '../test/helpers/redis.ts'
 
@@ -124,77 +124,12 @@ function readOptions (): Options {
 
 // ---- child processes ----------------------------------------------------------------------
 
-/** Every process this run started and has not yet seen exit. */
-const children = new Set<ChildProcess>()
 const script = (name: string): string => fileURLToPath(new URL(name, import.meta.url))
 
-interface Started {
-  readonly child: ChildProcess
-  readonly ready: Ready
-}
-
-/**
- * Starts `bench/<file>` with this Node, on `cpu` when pinning, and resolves with
- * its ready line. On failure the child is stopped and its stderr tail is in the error.
- */
+/** Starts `bench/<file>` with this Node, on `cpu` when pinning. */
 function startChild (file: string, args: string[], cpu: string | undefined): Promise<Started> {
   const node = [process.execPath, script(file), ...args]
-  const [cmd, ...argv] = cpu === undefined ? node : ['taskset', '-c', cpu, ...node]
-  const child = spawn(cmd!, argv, { stdio: ['pipe', 'pipe', 'pipe'] })
-  children.add(child)
-  let stderr = ''
-  child.stderr!.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-4000) })
-  child.once('exit', () => { children.delete(child) })
-  return new Promise((resolve, reject) => {
-    let stdout = ''
-    let settled = false
-    const onExit = (code: number | null, signal: string | null): void => { fail(`exited before ready (code ${code}, signal ${signal})`) }
-    const onError = (err: Error): void => { fail(`could not start: ${err.message}`) }
-    const detach = (): void => {
-      settled = true
-      clearTimeout(timer)
-      child.off('exit', onExit)
-      child.off('error', onError)
-      child.stdout!.off('data', onData)
-      child.stdout!.resume()
-    }
-    const fail = (why: string): void => {
-      if (settled) return
-      detach()
-      void stopChild(child)
-      reject(new Error(`${file} ${why}${stderr === '' ? '' : `; stderr:\n${stderr.trimEnd()}`}`))
-    }
-    const onData = (b: Buffer): void => {
-      stdout += b.toString()
-      const nl = stdout.indexOf('\n')
-      if (nl === -1) return
-      let ready: Ready
-      try {
-        ready = JSON.parse(stdout.slice(0, nl)) as Ready
-      } catch {
-        fail(`printed something other than a ready line: ${stdout.slice(0, 200)}`)
-        return
-      }
-      detach()
-      resolve({ child, ready })
-    }
-    const timer = setTimeout(() => { fail('was not ready within 20 s') }, 20_000)
-    child.on('exit', onExit)
-    child.on('error', onError)
-    child.stdout!.on('data', onData)
-  })
-}
-
-/** Closes the child's stdin (its cue to exit), then SIGTERM, then SIGKILL after 3 s. */
-async function stopChild (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) { children.delete(child); return }
-  const exited = new Promise<void>((resolve) => { child.once('exit', () => { resolve() }) })
-  child.stdin?.end()
-  child.kill('SIGTERM')
-  const timer = setTimeout(() => { child.kill('SIGKILL') }, 3000)
-  await exited
-  clearTimeout(timer)
-  children.delete(child)
+  return startCommand(cpu === undefined ? node : ['taskset', '-c', cpu, ...node], file)
 }
 
 // ---- measurement --------------------------------------------------------------------------
@@ -699,8 +634,6 @@ async function main (): Promise<number> {
   return [...failures.values()].some((f) => f.length > 0) ? 1 : 0
 }
 
-// Whatever happens, nothing this run started outlives it.
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL') })
 process.on('SIGINT', () => {
   if (interrupted) process.exit(130)
   interrupted = true

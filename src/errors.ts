@@ -165,3 +165,9 @@ export class ConfigError extends OutriderError {
     return `invalid config\n  ${lines.join('\n  ')}`
   }
 }
+
+/** What a request hook's throw means: its own verdict (401, 403, 429 …), or a plugin failure (500). */
+export function pluginError (err: unknown): OutriderError {
+  if (err instanceof OutriderError) return err
+  return new PluginError('a plugin failed', { cause: err })
+}

@@ -19,7 +19,7 @@ import { forgetResponse, markClosing } from './http/connection.ts'
 import { appendVia, setForwardingHeaders } from './http/forwarding.ts'
 import { connectionListed, endToEnd, responseFields } from './http/response-head.ts'
 import {
-  NoHealthyUpstreamError, OutriderError, OverloadedError, PayloadTooLargeError, PluginError, UpstreamTimeoutError,
+  NoHealthyUpstreamError, OutriderError, OverloadedError, PayloadTooLargeError, UpstreamTimeoutError, pluginError,
 } from './errors.ts'
 
 /** Shared, per-listener facts an exchange needs. */
@@ -931,11 +931,6 @@ function stripHopByHop (headers: HeaderMap): void {
   for (const name in headers) {
     if (HOP_BY_HOP.has(name)) delete headers[name]
   }
-}
-
-function pluginError (err: unknown): OutriderError {
-  if (err instanceof OutriderError) return err
-  return new PluginError('a plugin failed', { cause: err })
 }
 
 function rewritePath (route: CompiledRoute, path: string, query: string): string {

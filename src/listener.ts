@@ -11,11 +11,12 @@ import { Exchange, type ExchangeEnv } from './exchange.ts'
 import { connectNotAllowed, readH2RequestHead, readRequestHead, type RequestHead } from './http/request-head.ts'
 import { normalizePath } from './http/normalize-path.ts'
 import { problemBody, sendProblem } from './http/problem.ts'
-import { setForwardingHeaders } from './http/forwarding.ts'
+import { UpgradeRequest } from './upgrade-request.ts'
+import type { LocalResponse } from './plugin.ts'
 import { isClosing, lastResponse, markClosing, trackResponse } from './http/connection.ts'
 import {
   BadRequestError, HeadersTooLargeError, NoHealthyUpstreamError, NoRouteError,
-  OutriderError, RequestTimeoutError,
+  OutriderError, RequestTimeoutError, pluginError,
 } from './errors.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
@@ -185,7 +186,11 @@ export class ProxyListener {
     }
   }
 
-  /** WebSocket: routed and checked like any request, then relayed by http-proxy-3. */
+  /**
+   * WebSocket: routed, checked and put through the route's request phase like
+   * any request (auth, WAF, rate limits decide on the handshake), then relayed
+   * by http-proxy-3.
+   */
   #upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const snapshot = this.current
     socket.on('error', () => {})
@@ -195,23 +200,37 @@ export class ProxyListener {
     const path = normalizePath(parsed.path)
     const route = snapshot.router.match({ method: req.method as string, host: parsed.authority, path, query: parsed.query, headers: parsed.headers })
     if (route === undefined) { this.#rejectRaw(socket, new NoRouteError('no route matches this request'), req); return }
-    if (route.pipeline.onRequest.length > 0) {
-      // Plugins need a ServerResponse for local replies; the request phase for
-      // upgrades arrives with the auth issue (#4). Until then, refuse rather than bypass.
-      this.#rejectRaw(socket, new BadRequestError('WebSocket is not available on routes with plugins yet'), req)
+    const ctx = new UpgradeRequest(req, parsed, path, route.name, this.#scheme, this.#env.via)
+    const pipeline = route.pipeline
+    if (pipeline.onRequest.length === 0) { this.#relayWebSocket(route, ctx, socket, head); return }
+    let r: ReturnType<typeof pipeline.runRequest>
+    try {
+      r = pipeline.runRequest(ctx)
+    } catch (err) {
+      this.#refuseUpgrade(route, ctx, socket, pluginError(err)); return
+    }
+    if (r === undefined) { this.#relayWebSocket(route, ctx, socket, head); return }
+    if (typeof (r as Promise<unknown>).then === 'function') {
+      (r as Promise<LocalResponse | undefined>).then(
+        (v) => { if (v === undefined) this.#relayWebSocket(route, ctx, socket, head); else this.#answerUpgrade(route, ctx, socket, v) },
+        (err: unknown) => { this.#refuseUpgrade(route, ctx, socket, pluginError(err)) },
+      )
       return
     }
-    this.#relayWebSocket(route, req, socket, head, parsed, path)
+    this.#answerUpgrade(route, ctx, socket, r as LocalResponse)
   }
 
-  #relayWebSocket (route: CompiledRoute, req: IncomingMessage, socket: Duplex, head: Buffer, parsed: RequestHead, path: string): void {
-    const endpoint = route.cluster.pick(parsed.headers, req.socket.remoteAddress ?? '')
-    if (endpoint === undefined) { this.#rejectRaw(socket, new NoHealthyUpstreamError('no healthy endpoint'), req); return }
-    req.url = path + (parsed.query === '' ? '' : `?${parsed.query}`)
+  #relayWebSocket (route: CompiledRoute, ctx: UpgradeRequest, socket: Duplex, head: Buffer): void {
+    // The client may have left while an asynchronous plugin decided.
+    if (socket.destroyed) return
+    const req = ctx.req
+    const endpoint = route.cluster.pick(ctx.upstreamHeaders, ctx.clientIp)
+    if (endpoint === undefined) { this.#refuseUpgrade(route, ctx, socket, new NoHealthyUpstreamError('no healthy endpoint')); return }
+    req.url = ctx.upstreamPath
     // The same header policy as any request: hop-by-hop fields (and whatever
-    // the client's Connection named) stay here; forwarding fields are added.
-    const headers = parsed.headers
-    setForwardingHeaders(headers, req, req.socket.remoteAddress ?? '', this.#scheme, parsed.authority, this.#env.via)
+    // the client's Connection named) stay here; forwarding fields were added
+    // before the plugins ran, and their changes go upstream.
+    const headers = ctx.upstreamHeaders
     headers.connection = 'Upgrade'
     headers.upgrade = 'websocket'
     // node's client refuses undefined values, which undici simply skips.
@@ -219,19 +238,65 @@ export class ProxyListener {
     req.headers = headers as IncomingMessage['headers']
     this.#tunnels.add(socket)
     socket.once('close', () => { this.#tunnels.delete(socket) })
-    this.#metrics.requests.labels(route.name, 'GET', '1xx').inc()
+    this.#logUpgrade(route, ctx, 101, undefined)
     this.#ws.ws(req, socket, head, { target: endpoint.url })
+  }
+
+  /** A plugin answered the handshake itself (a redirect, say): that answer, then close. */
+  #answerUpgrade (route: CompiledRoute, ctx: UpgradeRequest, socket: Duplex, local: LocalResponse): void {
+    const lines = [`HTTP/1.1 ${local.status} ${http.STATUS_CODES[local.status] ?? ''}`]
+    let hasType = false
+    if (local.headers !== undefined) {
+      for (const [k, v] of Object.entries(local.headers)) {
+        if (v === undefined) continue
+        const name = k.toLowerCase()
+        if (name === 'content-length' || name === 'connection' || name === 'transfer-encoding') continue
+        if (name === 'content-type') hasType = true
+        for (const x of Array.isArray(v) ? v : [v]) lines.push(`${name}: ${x}`)
+      }
+    }
+    const body = local.body ?? ''
+    if (!hasType && body !== '') lines.push('content-type: text/plain; charset=utf-8')
+    this.#endRaw(socket, lines, ctx.requestId, body)
+    this.#logUpgrade(route, ctx, local.status, undefined)
+  }
+
+  /** A plugin refused the handshake (401, 403, 429 …) or failed: a problem, then close. */
+  #refuseUpgrade (route: CompiledRoute, ctx: UpgradeRequest, socket: Duplex, err: OutriderError): void {
+    this.#metrics.localReplies.labels(route.name, err.code).inc()
+    const lines = [`HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? ''}`, 'content-type: application/problem+json']
+    if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) lines.push(`${k}: ${v}`)
+    this.#endRaw(socket, lines, ctx.requestId, problemBody(err, ctx.requestId))
+    this.#logUpgrade(route, ctx, err.status, err.code)
+  }
+
+  /** Ends a raw socket with a response: status and fields in `lines`, then ours. */
+  #endRaw (socket: Duplex, lines: string[], requestId: string | undefined, body: string | Buffer): void {
+    if (!socket.writable) { socket.destroy(); return }
+    if (requestId !== undefined) lines.push(`x-request-id: ${requestId}`)
+    lines.push(`content-length: ${Buffer.byteLength(body)}`, 'connection: close', '', '')
+    socket.write(lines.join('\r\n'))
+    socket.end(body)
+  }
+
+  /** Handshakes are counted per route (status 101 when relayed) and access-logged like requests. */
+  #logUpgrade (route: CompiledRoute, ctx: UpgradeRequest, status: number, error: string | undefined): void {
+    const durationMs = performance.now() - ctx.startTime
+    route.metrics.record(ctx.method, status, durationMs / 1000)
+    route.accessLog?.write({
+      requestId: ctx.requestId, traceId: undefined, route: route.name, cluster: route.cluster.name, endpoint: undefined,
+      method: ctx.method, path: ctx.path, query: ctx.query, status, bytesIn: 0, bytesOut: 0, durationMs, upstreamMs: undefined,
+      attempts: status === 101 ? 1 : 0, clientIp: ctx.clientIp, error, annotations: ctx.annotations,
+    })
   }
 
   /** A response on a raw socket (upgrade/CONNECT paths have no ServerResponse). */
   #rejectRaw (socket: Duplex, err: OutriderError, req: IncomingMessage | undefined): void {
     this.#metrics.localReplies.labels('__unmatched__', err.code).inc()
     if (!socket.writable) { socket.destroy(); return }
-    const body = problemBody(err, undefined)
-    const headers = [`HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? ''}`,
-      'content-type: application/problem+json', `content-length: ${Buffer.byteLength(body)}`, 'connection: close']
-    if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) headers.push(`${k}: ${v}`)
-    socket.end(`${headers.join('\r\n')}\r\n\r\n${req?.method === 'HEAD' ? '' : body}`)
+    const lines = [`HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? ''}`, 'content-type: application/problem+json']
+    if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) lines.push(`${k}: ${v}`)
+    this.#endRaw(socket, lines, undefined, req?.method === 'HEAD' ? '' : problemBody(err, undefined))
   }
 
   /**

@@ -398,6 +398,8 @@ export default definePlugin({
           served: false,
         }
         c.state.cache = state
+        // A WebSocket handshake is a GET, but what it asks for is a tunnel: never a stored response.
+        if (c.req.headers.upgrade !== undefined && c.req.headers.connection !== undefined && /upgrade/i.test(c.req.headers.connection)) return undefined
         if (!methods.has(c.method)) {
           state.invalidate = !SAFE_METHODS.has(c.method)
           return undefined

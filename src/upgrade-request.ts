@@ -1,0 +1,59 @@
+import type { IncomingMessage } from 'node:http'
+import type { HeaderMap, RequestContext } from './plugin.ts'
+import type { RequestHead } from './http/request-head.ts'
+import { setForwardingHeaders } from './http/forwarding.ts'
+
+const EMPTY = Buffer.alloc(0)
+
+/**
+ * The request phase's view of a WebSocket upgrade. Plugins see it like any
+ * request (auth, WAF, rate limits decide on the handshake); what they leave
+ * in `upstreamHeaders` and `upstreamPath` is what the tunnel opens with. There
+ * is no response phase: after a 101 the connection is no longer HTTP.
+ */
+export class UpgradeRequest implements RequestContext {
+  readonly req: IncomingMessage
+  readonly requestId: string
+  readonly clientIp: string
+  readonly scheme: string
+  readonly authority: string
+  readonly method: string
+  readonly path: string
+  readonly query: string
+  readonly routeName: string
+  readonly upstreamHeaders: HeaderMap
+  upstreamPath: string
+  identity: RequestContext['identity'] = undefined
+  readonly startTime = performance.now()
+  /** Decisions plugins recorded (`annotate`): logged with the handshake's outcome. */
+  annotations: Record<string, string | number | boolean> | undefined
+  #state: Record<string, unknown> | undefined
+
+  constructor (req: IncomingMessage, head: RequestHead, path: string, routeName: string, scheme: string, via: string) {
+    this.req = req
+    this.method = req.method as string
+    this.path = path
+    this.query = head.query
+    this.authority = head.authority
+    this.routeName = routeName
+    this.scheme = scheme
+    const peer = req.socket.remoteAddress ?? ''
+    this.clientIp = peer.startsWith('::ffff:') && peer.includes('.') ? peer.slice(7) : peer
+    this.upstreamHeaders = head.headers
+    this.requestId = setForwardingHeaders(head.headers, req, this.clientIp, scheme, head.authority, via)
+    this.upstreamPath = head.query === '' ? path : `${path}?${head.query}`
+  }
+
+  get state (): Record<string, unknown> {
+    if (this.#state === undefined) this.#state = {}
+    return this.#state
+  }
+
+  /** A handshake has no body: node only hands over GET upgrades. */
+  readBody (): Promise<Buffer> { return Promise.resolve(EMPTY) }
+
+  annotate (key: string, value: string | number | boolean): void {
+    if (this.annotations === undefined) this.annotations = {}
+    this.annotations[key] = value
+  }
+}

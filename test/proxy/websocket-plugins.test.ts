@@ -1,0 +1,103 @@
+import t from 'tap'
+import { startTestProxy, simpleDoc } from '../helpers/proxy.ts'
+import { startWsEcho } from '../helpers/ws-echo.ts'
+import { rawRequest } from '../helpers/raw-http.ts'
+import { hashApiKey } from '../../plugins/api-key/plugin.ts'
+
+/**
+ * A WebSocket handshake goes through the route's request phase like any
+ * request: plugins decide whether the tunnel opens, and what they change in
+ * the request is what the upstream's handshake carries.
+ */
+
+const KEY = 'ws_5c1f8a2e9d7b4063b1e4f0a9c8d2e7f1'
+const handshake = (path: string, extra = ''): string => `GET ${path} HTTP/1.1\r\nHost: x.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+  `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extra}\r\n`
+
+t.test('api-key: no key → 401 and no tunnel; a valid key → 101, the id forwarded, the key not', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${echo.port}`, {
+    plugins: [
+      { name: 'api-key', config: { keys: [{ id: 'chat-client', hash: hashApiKey(KEY), scopes: [] }], forwardId: 'x-consumer-id' } },
+      { name: 'headers', config: { request: { set: { 'x-via-plugin': 'yes' } } } },
+    ],
+  }), t)
+
+  const denied = await rawRequest(proxy.port, handshake('/chat'))
+  const r = denied.responses[0]
+  t.equal(r?.status, 401, 'refused in the handshake')
+  t.match(r?.headers['www-authenticate'], /outrider/, 'with the challenge')
+  t.equal(r?.headers['content-type'], 'application/problem+json')
+  t.match(r?.headers['x-request-id'], /^[0-9a-f-]{36}$/, 'and the request id')
+  t.match(JSON.parse(r?.body.toString() ?? '{}'), { status: 401, code: 'UNAUTHORIZED' })
+  t.ok(denied.closed, 'the connection is closed')
+  t.equal(echo.upgrades.length, 0, 'nothing reached the upstream')
+
+  const ok = await rawRequest(proxy.port, handshake('/chat?room=2', `X-Api-Key: ${KEY}\r\n`), { expect: 1 })
+  t.equal(ok.responses[0]?.status, 101, 'the tunnel opens')
+  const seen = echo.upgrades[0]?.headers ?? {}
+  t.equal(seen['x-consumer-id'], 'chat-client', 'the upstream learns who it is')
+  t.equal(seen['x-api-key'], undefined, 'not the credential')
+  t.equal(seen['x-via-plugin'], 'yes', 'later plugins ran too')
+  t.equal(echo.upgrades[0]?.url, '/chat?room=2')
+})
+
+t.test('the echo works end to end with a key, from a WebSocket client', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${echo.port}`, {
+    plugins: [{ name: 'api-key', config: { keyFrom: { from: 'query', name: 'key' }, keys: [{ id: 'c', hash: hashApiKey(KEY), scopes: [] }] } }],
+  }), t)
+  const ws = new WebSocket(`ws://127.0.0.1:${proxy.port}/socket?key=${KEY}`)
+  t.teardown(() => { ws.close() })
+  await new Promise<void>((resolve, reject) => {
+    ws.addEventListener('open', () => { resolve() }, { once: true })
+    ws.addEventListener('error', () => { reject(new Error('handshake failed')) }, { once: true })
+  })
+  const reply = new Promise<unknown>((resolve) => { ws.addEventListener('message', (e) => { resolve(e.data) }, { once: true }) })
+  ws.send('ping through auth')
+  t.equal(await reply, 'ping through auth')
+  const bad = new WebSocket(`ws://127.0.0.1:${proxy.port}/socket?key=wrong`)
+  await t.resolves(new Promise<void>((resolve) => { bad.addEventListener('error', () => { resolve() }, { once: true }) }), 'a wrong key fails the handshake')
+})
+
+t.test('rate-limit counts handshakes: over the limit → 429 with Retry-After, no tunnel', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${echo.port}`, {
+    plugins: [{ name: 'rate-limit', config: { limits: [{ points: 1, duration: '1m' }] } }],
+  }), t)
+  const first = await rawRequest(proxy.port, handshake('/live'), { expect: 1 })
+  t.equal(first.responses[0]?.status, 101)
+  const second = await rawRequest(proxy.port, handshake('/live'))
+  t.equal(second.responses[0]?.status, 429)
+  t.ok(Number(second.responses[0]?.headers['retry-after']) > 0, 'Retry-After says when to try again')
+  t.ok(second.closed)
+  t.equal(echo.upgrades.length, 1, 'only the first handshake reached the upstream')
+  const metrics = await fetch(`${proxy.adminUrl}/metrics`).then(async (r) => await r.text())
+  t.match(metrics, /outrider_requests_total\{route="all",method="GET",status_class="4xx"\} 1/, 'the refusal is counted on its route')
+  t.match(metrics, /outrider_requests_total\{route="all",method="GET",status_class="1xx"\} 1/, 'and the tunnel too')
+})
+
+t.test('cache: a stored GET for the same URL never answers a handshake', async (t) => {
+  const http = await import('node:http')
+  let upgrades = 0
+  const server = http.createServer((_req, res) => { res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': '6' }).end('stored') })
+  server.on('upgrade', (_req, socket) => {
+    upgrades++
+    socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const port = (server.address() as { port: number }).port
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${port}`, { plugins: [{ name: 'cache', config: {} }] }), t)
+  for (let i = 0; i < 2; i++) {
+    const r = await rawRequest(proxy.port, 'GET /feed HTTP/1.1\r\nHost: x.test\r\n\r\n', { expect: 1 })
+    t.equal(r.responses[0]?.body.toString(), 'stored')
+    if (i === 1) t.equal(r.responses[0]?.headers['x-cache'], 'HIT', 'stored and served from the cache')
+  }
+  const hs = await rawRequest(proxy.port, handshake('/feed'), { expect: 1 })
+  t.equal(hs.responses[0]?.status, 101, 'the handshake reached the upstream')
+  t.equal(upgrades, 1)
+})
