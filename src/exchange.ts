@@ -199,6 +199,8 @@ export class Exchange implements RequestContext {
   #keepAlive = true
   /** A plugin replaced the upstream body: it is drained, not relayed. */
   #replaced = false
+  /** gRPC status fields that came in the head of a trailers-only answer (see attemptResponse). */
+  #grpcStatus: HeaderMap | undefined
 
   constructor (snapshot: Snapshot, route: CompiledRoute, req: IncomingMessage, res: ServerResponse, head: RequestHead, env: ExchangeEnv, scheme: string) {
     this.startTime = performance.now()
@@ -421,6 +423,8 @@ export class Exchange implements RequestContext {
       }
     }
     let headers = this.upstreamHeaders
+    // gRPC servers refuse requests without it; we relay trailers, so it is true.
+    if (picked.http2 && this.#head.teTrailers) headers.te = 'trailers'
     if (this.#span !== undefined) {
       // Each attempt sends its own span as the parent. A retry or hedge gets a
       // copy of the headers: undici may still hold an earlier attempt's object
@@ -577,6 +581,11 @@ export class Exchange implements RequestContext {
     this.#route.latencies?.add(latency)
     this.#status = statusCode
     const close = this.#env.draining && !this.#h2
+    // A gRPC "trailers-only" answer (status in the head, no body) only means
+    // that as one HEADERS frame ending the stream, which node's compat API
+    // cannot send once the head is written. The status goes out as trailers
+    // instead: an equivalent gRPC response.
+    if (this.#h2 && headers['grpc-status'] !== undefined) headers = this.#moveGrpcStatus(headers)
     const hooks = this.#route.pipeline
     if (hooks.onResponse.length === 0) {
       // No hook needs a map: the head goes straight to a flat list.
@@ -633,8 +642,21 @@ export class Exchange implements RequestContext {
     }
   }
 
+  /** Takes the gRPC status fields out of a response head, to be sent as trailers. */
+  #moveGrpcStatus (headers: HeaderMap): HeaderMap {
+    const head: HeaderMap = {}
+    const status: HeaderMap = {}
+    for (const name in headers) {
+      if (name === 'grpc-status' || name === 'grpc-message' || name === 'grpc-status-details-bin') status[name] = headers[name]
+      else head[name] = headers[name]
+    }
+    this.#grpcStatus = status
+    return head
+  }
+
   attemptEnd (a: Attempt, trailers: HeaderMap): void {
     this.#release(a)
+    if (this.#grpcStatus !== undefined) trailers = { ...this.#grpcStatus, ...trailers }
     if (!this.#replaced) for (const _ in trailers) {
       stripHopByHop(trailers)
       this.res.addTrailers(trailers as Record<string, string>)

@@ -41,7 +41,7 @@ export class ProxyListener {
   /** Open WebSocket tunnels: closed on shutdown. */
   readonly #tunnels = new Set<Duplex>()
 
-  constructor (snapshot: Snapshot, options: { metrics: ProxyMetrics, log: Logger, tls?: SecureContextOptions & { requestCert: boolean }, http2?: boolean, tracer?: Tracing }) {
+  constructor (snapshot: Snapshot, options: { metrics: ProxyMetrics, log: Logger, tls?: SecureContextOptions & { requestCert: boolean }, http2?: boolean, h2c?: boolean, tracer?: Tracing }) {
     this.current = snapshot
     this.#log = options.log
     this.#metrics = options.metrics
@@ -62,7 +62,13 @@ export class ProxyListener {
       shouldUpgradeCallback: isWebSocketUpgrade,
     }
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => { this.#handle(req, res) }
-    if (options.tls === undefined) {
+    const h2Request = onRequest as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void
+    const h2Settings = { maxHeaderListSize: limits.maxHeaderSize, enablePush: false }
+    if (options.tls === undefined && options.h2c === true) {
+      // Cleartext HTTP/2 with prior knowledge: gRPC clients next to a sidecar.
+      // There is no ALPN to fall back on, so no HTTP/1.1 here.
+      this.server = this.#trackSessions(http2.createServer({ settings: h2Settings }, h2Request)) as unknown as http.Server
+    } else if (options.tls === undefined) {
       this.server = http.createServer(serverOptions, onRequest)
     } else if (options.http2 === true) {
       // HTTP/2 by ALPN, HTTP/1.1 for everyone else on the same port. HTTP/1.1
@@ -72,15 +78,10 @@ export class ProxyListener {
         ...options.tls,
         rejectUnauthorized: options.tls.requestCert,
         allowHTTP1: true,
-        settings: { maxHeaderListSize: limits.maxHeaderSize, enablePush: false },
-      }, onRequest as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void)
+        settings: h2Settings,
+      }, h2Request)
       Object.assign(h2, { headersTimeout: limits.headersTimeout, requestTimeout: limits.requestTimeout, keepAliveTimeout: limits.keepAliveTimeout, maxHeaderSize: limits.maxHeaderSize, shouldUpgradeCallback: isWebSocketUpgrade })
-      h2.on('session', (s: http2.ServerHttp2Session) => {
-        this.#sessions.add(s)
-        s.once('close', () => { this.#sessions.delete(s) })
-        if (this.#env.draining) s.close()
-      })
-      this.server = h2 as unknown as http.Server
+      this.server = this.#trackSessions(h2) as unknown as http.Server
     } else {
       // With a client CA, clients without a certificate it signed are refused in the handshake.
       this.server = https.createServer({ ...serverOptions, ...options.tls, rejectUnauthorized: options.tls.requestCert }, onRequest)
@@ -100,6 +101,16 @@ export class ProxyListener {
       this.#log.debug('websocket proxy error', { err })
       if (target !== undefined && typeof (target as Socket).destroy === 'function') (target as Socket).destroy()
     })
+  }
+
+  /** HTTP/2 sessions are remembered so a drain can send them GOAWAY. */
+  #trackSessions<S extends http2.Http2Server | http2.Http2SecureServer> (server: S): S {
+    server.on('session', (s: http2.ServerHttp2Session) => {
+      this.#sessions.add(s)
+      s.once('close', () => { this.#sessions.delete(s) })
+      if (this.#env.draining) s.close()
+    })
+    return server
   }
 
   /** Applies the limits a reload can change without a restart. */

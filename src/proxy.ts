@@ -63,7 +63,7 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
   const tracing: Tracing | undefined = config.tracing?.enabled === true
     ? (await import('./tracing.ts')).Tracing.create(config.tracing, log, metrics.registry)
     : undefined
-  const listener = new ProxyListener(snapshot, { metrics, log, tls, http2: config.listen.tls?.http2, tracer: tracing })
+  const listener = new ProxyListener(snapshot, { metrics, log, tls, http2: config.listen.tls?.http2, h2c: config.listen.h2c, tracer: tracing })
   let draining = false
   let admin: http.Server | undefined
   listener.server.listen({ host: config.listen.host, port: config.listen.port, reusePort: options.reusePort === true, exclusive: options.reusePort === true })
@@ -111,9 +111,9 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
       metrics.configVersion.reset()
       metrics.configVersion.labels(built.version).set(1)
       if (next.listen.port !== old.config.listen.port || next.listen.host !== old.config.listen.host ||
-        (next.listen.tls === undefined) !== (tls === undefined) ||
+        (next.listen.tls === undefined) !== (tls === undefined) || next.listen.h2c !== old.config.listen.h2c ||
         next.limits.maxHeaderSize !== old.config.limits.maxHeaderSize) {
-        log.warn('listen address, TLS on/off and maxHeaderSize changes take effect on restart', { version: built.version })
+        log.warn('listen address, TLS on/off, h2c and maxHeaderSize changes take effect on restart', { version: built.version })
       }
       if (JSON.stringify(next.tracing) !== JSON.stringify(config.tracing)) {
         log.warn('tracing changes take effect on restart (the tracer provider is made once per process)', { version: built.version })

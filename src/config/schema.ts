@@ -24,7 +24,8 @@ const listen = z.strictObject({
   host: z.string().min(1).default('0.0.0.0').describe('Address the proxy listener binds.'),
   port: port.default(8080).describe('Port of the proxy listener (0 picks a free one).'),
   tls: listenTls.optional().describe('Terminate TLS on this listener.'),
-})
+  h2c: z.boolean().default(false).describe('Serve cleartext HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1, for gRPC clients; not with tls, where HTTP/2 comes by ALPN.'),
+}).refine((l) => !(l.h2c && l.tls !== undefined), { message: 'h2c or tls, not both (with tls, HTTP/2 is offered by ALPN: set tls.http2)', path: ['h2c'] })
 
 const admin = z.strictObject({
   enabled: z.boolean().default(true).describe('Serve the admin endpoints.'),
@@ -163,6 +164,8 @@ const cluster = z.strictObject({
   loadBalancer: loadBalancer.default({ policy: 'round_robin' }).describe('How an endpoint is picked per request.'),
   timeouts: upstreamTimeouts.default(upstreamTimeouts.parse({})),
   connectionsPerEndpoint: z.number().int().min(1).default(128).describe('Max pooled connections to each endpoint.'),
+  protocol: z.enum(['http1', 'http2']).default('http1')
+    .describe('How endpoints are spoken to: http1, or http2 (prior knowledge, h2c, for http:// endpoints; ALPN for https://, falling back to HTTP/1.1 if the server does not offer h2). gRPC upstreams need http2.'),
   tls: upstreamTls.optional().describe('TLS settings for https:// endpoints (CA bundle, client certificate for mTLS).'),
   healthCheck: healthCheck.optional().describe('Active HTTP health checks; off unless set.'),
   outlierDetection: outlierDetection.prefault({}).describe('Passive health: eject endpoints that keep failing.'),
@@ -211,7 +214,7 @@ const route = z.strictObject({
   rewrite: z.strictObject({
     pathPrefix: z.string().startsWith('/').describe('Replaces the matched `pathPrefix` before forwarding.'),
   }).optional(),
-  timeouts: z.strictObject({ request: duration.optional(), idle: duration.optional(), overall: duration.optional().describe('Deadline for the whole exchange, all attempts included.') }).optional()
+  timeouts: z.strictObject({ request: duration.optional(), idle: duration.optional(), overall: duration.optional().describe('Deadline for the response head over all attempts (retries and hedges included): 504 when it passes. The body is bounded by bodyTimeout, between chunks.') }).optional()
     .describe('Per-route overrides of the cluster timeouts.'),
   maxBodySize: size.optional().describe('Overrides limits.maxBodySize for this route.'),
   retry: retry.optional().describe('Retry policy; overrides the cluster\'s.'),

@@ -26,6 +26,12 @@ export interface RequestHead {
   /** The client asked to upgrade to WebSocket (and nothing else). */
   websocket: boolean
   /**
+   * The client's `TE` accepts `trailers` (RFC 9110 §10.1.4). TE is about one
+   * connection, so it is not forwarded as such; an HTTP/2 upstream is told
+   * `te: trailers` on the client's behalf, which gRPC servers require.
+   */
+  teTrailers: boolean
+  /**
    * An HTTP/1.1 `Expect: 100-continue` (node answers any other expectation
    * with 417, and RFC 9110 §10.1.1 says to ignore it in HTTP/1.0): the client
    * may hold the body back until it sees `100 Continue`.
@@ -73,6 +79,7 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
   let connection: string | undefined
   let upgrade: string | undefined
   let expect = false
+  let teTrailers = false
   for (let i = 0; i < raw.length; i += 2) {
     const name = (raw[i] as string).toLowerCase()
     const value = raw[i + 1] as string
@@ -91,6 +98,7 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
       // Answered on our hop (the listener sends 100 when the request is about
       // to be forwarded); undici sends the body without waiting.
       case 'expect': expect = true; continue
+      case 'te': if (!teTrailers) teTrailers = acceptsTrailers(value); continue
       // undici cannot send request trailers, so announcing them would be a lie.
       case 'trailer': continue
     }
@@ -168,6 +176,7 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
     contentLength: transferEncoding !== undefined ? -1 : contentLength,
     websocket,
     expectContinue: expect && req.httpVersionMinor === 1,
+    teTrailers,
   }
 }
 
@@ -187,6 +196,7 @@ export function readH2RequestHead (req: IncomingMessage): RequestHead | Outrider
   let host: string | undefined
   let contentLength = -1
   let cookies: string | undefined
+  let teTrailers = false
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const value = raw[i + 1] as string
@@ -201,6 +211,8 @@ export function readH2RequestHead (req: IncomingMessage): RequestHead | Outrider
       // HTTP/1.1 upstream expects one, joined with "; ".
       case 'cookie': cookies = cookies === undefined ? value : `${cookies}; ${value}`; continue
       case 'expect': continue
+      // RFC 9113 §8.2.2: in HTTP/2, TE may only say "trailers".
+      case 'te': teTrailers = acceptsTrailers(value); continue
     }
     if (HOP_BY_HOP.has(name) || name.indexOf('_') !== -1) continue
     const prev = headers[name]
@@ -227,5 +239,15 @@ export function readH2RequestHead (req: IncomingMessage): RequestHead | Outrider
     contentLength,
     websocket: false,
     expectContinue: false,
+    teTrailers,
   }
+}
+
+/** Does a TE value list `trailers` (RFC 9110 §10.1.4: t-codings, "trailers" among them)? */
+function acceptsTrailers (value: string): boolean {
+  for (const part of value.toLowerCase().split(',')) {
+    const semi = part.indexOf(';')
+    if ((semi === -1 ? part : part.slice(0, semi)).trim() === 'trailers') return true
+  }
+  return false
 }

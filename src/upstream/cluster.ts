@@ -22,6 +22,8 @@ export class Endpoint implements BalancedEndpoint {
   readonly url: string
   readonly weight: number
   readonly pool: Pool
+  /** Spoken to in HTTP/2 (the cluster's `protocol`). */
+  readonly http2: boolean
   /** Pool size: more in-flight requests than this are queued (pending). */
   readonly connections: number
   inflight = 0
@@ -35,10 +37,15 @@ export class Endpoint implements BalancedEndpoint {
     this.url = url
     this.weight = weight
     this.connections = connections
+    const h2 = cfg.protocol === 'http2'
+    this.http2 = h2
     this.pool = new Pool(origin, {
       connections,
-      // Pipelining would let one slow response stall the ones queued behind it.
-      pipelining: 1,
+      // HTTP/1.1: pipelining would let one slow response stall the ones queued
+      // behind it. HTTP/2 multiplexes: undici's own stream limit applies
+      // (100, or less if the server says so). `allowH2: false` makes http1
+      // mean HTTP/1.1 even where ALPN could offer h2.
+      ...(h2 ? { allowH2: true, useH2c: origin.startsWith('http:') } : { allowH2: false, pipelining: 1 }),
       keepAliveTimeout: cfg.timeouts.keepAlive,
       keepAliveMaxTimeout: Math.max(cfg.timeouts.keepAlive, 1000),
       connect: { timeout: cfg.timeouts.connect, ...tls },

@@ -1,0 +1,143 @@
+import t from 'tap'
+import { readFile } from 'node:fs/promises'
+import * as grpc from '@grpc/grpc-js'
+import { startTestProxy, simpleDoc } from '../helpers/proxy.ts'
+import { hasOpenssl, makePki } from '../helpers/certs.ts'
+
+/**
+ * gRPC through the proxy: a grpc-js client speaks HTTP/2 to the TLS listener,
+ * the cluster speaks HTTP/2 (h2c) to a grpc-js server. What gRPC needs of a
+ * proxy: HTTP/2 on both legs, `te: trailers` upstream, trailers (grpc-status,
+ * grpc-message, metadata) relayed, and "trailers-only" error answers intact.
+ */
+
+const raw = { serialize: (b: Buffer): Buffer => b, deserialize: (b: Buffer): Buffer => b }
+const service = {
+  say: { path: '/test.Echo/Say', requestStream: false, responseStream: false, requestSerialize: raw.serialize, requestDeserialize: raw.deserialize, responseSerialize: raw.serialize, responseDeserialize: raw.deserialize },
+  count: { path: '/test.Echo/Count', requestStream: false, responseStream: true, requestSerialize: raw.serialize, requestDeserialize: raw.deserialize, responseSerialize: raw.serialize, responseDeserialize: raw.deserialize },
+} satisfies grpc.ServiceDefinition
+
+interface EchoClient extends grpc.Client {
+  say (req: Buffer, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res?: Buffer) => void): grpc.ClientUnaryCall
+  count (req: Buffer, md: grpc.Metadata): grpc.ClientReadableStream<Buffer>
+}
+
+async function startGrpcServer (seen: string[]): Promise<{ port: number, close: () => void }> {
+  const server = new grpc.Server()
+  server.addService(service, {
+    say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      seen.push(call.getPath())
+      const text = call.request.toString()
+      if (text === 'missing') { cb({ code: grpc.status.NOT_FOUND, details: 'no such thing' }); return }
+      const trailer = new grpc.Metadata()
+      trailer.set('x-served-by', 'echo')
+      cb(null, Buffer.from(`echo: ${text}`), trailer)
+    },
+    count: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      const n = Number(call.request.toString())
+      for (let i = 1; i <= n; i++) call.write(Buffer.from(String(i)))
+      call.end()
+    },
+  })
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => { if (err !== null) reject(err); else resolve(p) })
+  })
+  return { port, close: () => { server.forceShutdown() } }
+}
+
+t.test('unary, server streaming, errors and trailers through an HTTP/2 route', async (t) => {
+  if (!await hasOpenssl()) { t.plan(0, 'openssl is not installed'); return }
+  const pki = await makePki()
+  const seen: string[] = []
+  const up = await startGrpcServer(seen)
+  t.teardown(up.close)
+  const proxy = await startTestProxy({
+    ...simpleDoc(`http://127.0.0.1:${up.port}`, {}, { protocol: 'http2' }),
+    listen: { host: '127.0.0.1', port: 0, tls: { cert: pki.serverCert, key: pki.serverKey } },
+  }, t)
+  const Client = grpc.makeGenericClientConstructor(service, 'Echo') as unknown as new (addr: string, creds: grpc.ChannelCredentials) => EchoClient
+  const client = new Client(`localhost:${proxy.port}`, grpc.credentials.createSsl(await readFile(pki.caCert)))
+  t.teardown(() => { client.close() })
+
+  const md = new grpc.Metadata()
+  md.set('x-tenant', 'blue')
+  const trailers = new Promise<grpc.Metadata>((resolve) => {
+    const call = client.say(Buffer.from('hi'), md, (err, res) => {
+      t.equal(err, null, 'the call succeeds')
+      t.equal(res?.toString(), 'echo: hi')
+    })
+    call.on('status', (s: grpc.StatusObject) => { resolve(s.metadata) })
+  })
+  t.same((await trailers).get('x-served-by'), ['echo'], 'trailing metadata relayed')
+
+  const err = await new Promise<grpc.ServiceError | null>((resolve) => { client.say(Buffer.from('missing'), new grpc.Metadata(), (e) => { resolve(e) }) })
+  t.equal(err?.code, grpc.status.NOT_FOUND, 'a trailers-only error keeps its status')
+  t.equal(err?.details, 'no such thing', 'and its message')
+
+  const got: string[] = []
+  const stream = client.count(Buffer.from('5'), new grpc.Metadata())
+  stream.on('data', (b: Buffer) => { got.push(b.toString()) })
+  const status = await new Promise<grpc.StatusObject>((resolve) => { stream.on('status', resolve) })
+  t.equal(status.code, grpc.status.OK)
+  t.same(got, ['1', '2', '3', '4', '5'], 'five streamed messages, in order')
+
+  const metrics = await fetch(`${proxy.adminUrl}/metrics`).then(async (r) => await r.text())
+  t.match(metrics, /outrider_requests_total\{route="all",method="POST",status_class="2xx"\} 3/, 'each call is one POST on the route')
+})
+
+t.test('an http2 cluster over h2c answers plain HTTP/1.1 clients too', async (t) => {
+  const seen: string[] = []
+  const up = await startGrpcServer(seen)
+  t.teardown(up.close)
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${up.port}`, {}, { protocol: 'http2' }), t)
+  // Not a gRPC request: grpc-js answers it with an HTTP/2 error status, which
+  // must arrive as an ordinary HTTP/1.1 response.
+  const res = await fetch(`${proxy.url}/test.Echo/Say`, { method: 'POST', body: 'x', headers: { 'content-type': 'text/plain' } })
+  await res.arrayBuffer()
+  t.ok(res.status >= 400 && res.status < 500, `relayed as a 4xx (${res.status})`)
+})
+
+t.test('te: trailers reaches an HTTP/2 upstream only when the client accepts trailers', async (t) => {
+  const http2 = await import('node:http2')
+  const te: Array<string | undefined> = []
+  const server = http2.createServer((req, res) => {
+    te.push(req.headers.te as string | undefined)
+    res.addTrailers({ 'x-checksum': 'abc' })
+    res.end('body')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.close() })
+  const port = (server.address() as { port: number }).port
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${port}`, {}, { protocol: 'http2' }), t)
+  const { rawRequest } = await import('../helpers/raw-http.ts')
+  const withTe = await rawRequest(proxy.port, 'GET /a HTTP/1.1\r\nHost: x.test\r\nConnection: TE\r\nTE: trailers\r\n\r\n', { expect: 1 })
+  t.equal(withTe.responses[0]?.body.toString(), 'body')
+  t.same(withTe.responses[0]?.trailers, [['x-checksum', 'abc']], 'the upstream\'s trailers reach an HTTP/1.1 client (chunked)')
+  await rawRequest(proxy.port, 'GET /b HTTP/1.1\r\nHost: x.test\r\n\r\n', { expect: 1 })
+  t.same(te, ['trailers', undefined], 'te: trailers on the client\'s behalf, and only then')
+})
+
+t.test('a cleartext HTTP/2 (h2c) listener: gRPC without TLS, as beside a service in a mesh', async (t) => {
+  const up = await startGrpcServer([])
+  t.teardown(up.close)
+  const proxy = await startTestProxy({
+    ...simpleDoc(`http://127.0.0.1:${up.port}`, {}, { protocol: 'http2' }),
+    listen: { host: '127.0.0.1', port: 0, h2c: true },
+  }, t)
+  const Client = grpc.makeGenericClientConstructor(service, 'Echo') as unknown as new (addr: string, creds: grpc.ChannelCredentials) => EchoClient
+  const client = new Client(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure())
+  t.teardown(() => { client.close() })
+  const reply = await new Promise<Buffer | undefined>((resolve, reject) => {
+    client.say(Buffer.from('plain'), new grpc.Metadata(), (err, res) => { if (err !== null) reject(err); else resolve(res) })
+  })
+  t.equal(reply?.toString(), 'echo: plain')
+  const err = await new Promise<grpc.ServiceError | null>((resolve) => { client.say(Buffer.from('missing'), new grpc.Metadata(), (e) => { resolve(e) }) })
+  t.equal(err?.code, grpc.status.NOT_FOUND)
+})
+
+t.test('h2c and tls together is a config error', async (t) => {
+  const { configSchema } = await import('../../src/config/schema.ts')
+  const r = configSchema.safeParse({ ...simpleDoc('http://127.0.0.1:1'), listen: { h2c: true, tls: { cert: 'c.pem', key: 'k.pem' } } })
+  t.notOk(r.success)
+  t.match(JSON.stringify(r.error?.issues), /h2c or tls, not both/)
+})
