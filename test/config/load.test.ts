@@ -21,7 +21,7 @@ function configError (t: Test, fn: () => unknown): ConfigError {
 
 t.test('a YAML file loads with defaults filled in', async (t) => {
   const config = await loadConfigFile(fixture('valid.yaml'))
-  t.same(config.listen, { host: '0.0.0.0', port: 8080 })
+  t.same(config.listen, { host: '0.0.0.0', port: 8080, h2c: false })
   t.same(config.admin, { enabled: true, host: '127.0.0.1', port: 9901 })
   t.equal(config.workers, 1)
   t.equal(config.limits.headersTimeout, 10_000)
@@ -38,7 +38,7 @@ t.test('a YAML file loads with defaults filled in', async (t) => {
 
 t.test('a JSON file loads with units converted', async (t) => {
   const config = await loadConfigFile(fixture('valid.json'))
-  t.same(config.listen, { host: '0.0.0.0', port: 8081 })
+  t.same(config.listen, { host: '0.0.0.0', port: 8081, h2c: false })
   t.equal(config.limits.maxBodySize, 1024 * 1024)
   t.equal(config.limits.headersTimeout, 5_000)
   t.same(config.clusters[0]?.loadBalancer, { policy: 'consistent_hash', hashOn: { by: 'header', header: 'x-user' } })
