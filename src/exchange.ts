@@ -585,7 +585,8 @@ export class Exchange implements RequestContext {
     // that as one HEADERS frame ending the stream, which node's compat API
     // cannot send once the head is written. The status goes out as trailers
     // instead: an equivalent gRPC response.
-    if (this.#h2 && headers['grpc-status'] !== undefined) headers = this.#moveGrpcStatus(headers)
+    // gRPC-Web keeps it in the head on purpose (browsers cannot read HTTP/2 trailers).
+    if (this.#h2 && headers['grpc-status'] !== undefined && isGrpc(headers['content-type'])) headers = this.#moveGrpcStatus(headers)
     const hooks = this.#route.pipeline
     if (hooks.onResponse.length === 0) {
       // No hook needs a map: the head goes straight to a flat list.
@@ -955,7 +956,13 @@ function stripHopByHop (headers: HeaderMap): void {
   }
 }
 
-function rewritePath (route: CompiledRoute, path: string, query: string): string {
+/** `application/grpc` and its `+proto`/`+json` forms, not gRPC-Web. */
+function isGrpc (contentType: string | string[] | undefined): boolean {
+  return typeof contentType === 'string' && contentType.startsWith('application/grpc') && !contentType.startsWith('application/grpc-web')
+}
+
+/** The path and query sent upstream: the route's prefix rewrite applied. */
+export function rewritePath (route: CompiledRoute, path: string, query: string): string {
   let p = path
   if (route.stripPrefix !== undefined && path.startsWith(route.stripPrefix)) {
     const rest = path.slice(route.stripPrefix.length)

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net'
 import { createProxyServer } from 'http-proxy-3'
 import type { Snapshot, CompiledRoute } from './snapshot.ts'
 import type { Config } from './config/schema.ts'
-import { Exchange, type ExchangeEnv } from './exchange.ts'
+import { Exchange, rewritePath, type ExchangeEnv } from './exchange.ts'
 import { connectNotAllowed, readH2RequestHead, readRequestHead, type RequestHead } from './http/request-head.ts'
 import { normalizePath } from './http/normalize-path.ts'
 import { problemBody, sendProblem } from './http/problem.ts'
@@ -16,7 +16,7 @@ import type { LocalResponse } from './plugin.ts'
 import { isClosing, lastResponse, markClosing, trackResponse } from './http/connection.ts'
 import {
   BadRequestError, HeadersTooLargeError, NoHealthyUpstreamError, NoRouteError,
-  OutriderError, RequestTimeoutError, pluginError,
+  OutriderError, PluginError, RequestTimeoutError, UpstreamConnectError, pluginError,
 } from './errors.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
@@ -97,6 +97,7 @@ export class ProxyListener {
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { this.#upgrade(req, socket, head) })
     this.server.on('connect', (req: IncomingMessage, socket: Duplex) => { this.#rejectRaw(socket, connectNotAllowed(), req) })
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => { this.#clientError(err, socket) })
+    this.#ws.on('proxyReqWs', (proxyReq: http.ClientRequest, req: IncomingMessage) => { this.#watchUpstreamHandshake(proxyReq, req) })
     this.#ws.on('error', (err: Error, _req: unknown, target: unknown) => {
       this.#log.debug('websocket proxy error', { err })
       if (target !== undefined && typeof (target as Socket).destroy === 'function') (target as Socket).destroy()
@@ -211,7 +212,7 @@ export class ProxyListener {
     const path = normalizePath(parsed.path)
     const route = snapshot.router.match({ method: req.method as string, host: parsed.authority, path, query: parsed.query, headers: parsed.headers })
     if (route === undefined) { this.#rejectRaw(socket, new NoRouteError('no route matches this request'), req); return }
-    const ctx = new UpgradeRequest(req, parsed, path, route.name, this.#scheme, this.#env.via)
+    const ctx = new UpgradeRequest(req, parsed, path, rewritePath(route, path, parsed.query), route.name, this.#scheme, this.#env.via)
     const pipeline = route.pipeline
     if (pipeline.onRequest.length === 0) { this.#relayWebSocket(route, ctx, socket, head); return }
     let r: ReturnType<typeof pipeline.runRequest>
@@ -233,24 +234,51 @@ export class ProxyListener {
 
   #relayWebSocket (route: CompiledRoute, ctx: UpgradeRequest, socket: Duplex, head: Buffer): void {
     // The client may have left while an asynchronous plugin decided.
-    if (socket.destroyed) return
+    if (socket.destroyed) { this.#logUpgrade(route, ctx, 499, 'CLIENT_CLOSED'); return }
     const req = ctx.req
     const endpoint = route.cluster.pick(ctx.upstreamHeaders, ctx.clientIp)
     if (endpoint === undefined) { this.#refuseUpgrade(route, ctx, socket, new NoHealthyUpstreamError('no healthy endpoint')); return }
-    req.url = ctx.upstreamPath
     // The same header policy as any request: hop-by-hop fields (and whatever
     // the client's Connection named) stay here; forwarding fields were added
     // before the plugins ran, and their changes go upstream.
     const headers = ctx.upstreamHeaders
     headers.connection = 'Upgrade'
     headers.upgrade = 'websocket'
-    // node's client refuses undefined values, which undici simply skips.
-    for (const k in headers) if (headers[k] === undefined) delete headers[k]
+    try {
+      // node's client throws on a field it will not send (a plugin's value
+      // with a control character, say) and refuses undefined values, which
+      // undici simply skips: checked here, where it can still be answered.
+      for (const k in headers) {
+        const v = headers[k]
+        if (v === undefined) { delete headers[k]; continue }
+        http.validateHeaderName(k)
+        for (const x of Array.isArray(v) ? v : [v]) http.validateHeaderValue(k, x)
+      }
+    } catch (err) {
+      this.#refuseUpgrade(route, ctx, socket, new PluginError('a plugin set a request header that cannot be sent', { cause: err }))
+      return
+    }
+    req.url = ctx.upstreamPath
     req.headers = headers as IncomingMessage['headers']
+    ;(req as IncomingMessage & WithUpgrade)[kUpgrade] = { route, ctx }
+    try {
+      this.#ws.ws(req, socket, head, { target: endpoint.url })
+    } catch (err) {
+      this.#log.warn('websocket relay failed to start', { route: route.name, err })
+      this.#refuseUpgrade(route, ctx, socket, new UpstreamConnectError('the upstream handshake could not be sent', { cause: err }))
+      return
+    }
     this.#tunnels.add(socket)
     socket.once('close', () => { this.#tunnels.delete(socket) })
-    this.#logUpgrade(route, ctx, 101, undefined)
-    this.#ws.ws(req, socket, head, { target: endpoint.url })
+  }
+
+  /** Counts and logs a relayed handshake once the upstream has answered it (or failed to). */
+  #watchUpstreamHandshake (proxyReq: http.ClientRequest, req: IncomingMessage): void {
+    const u = (req as IncomingMessage & WithUpgrade)[kUpgrade]
+    if (u === undefined) return
+    proxyReq.once('upgrade', () => { this.#logUpgrade(u.route, u.ctx, 101, undefined) })
+    proxyReq.once('response', (res: IncomingMessage) => { this.#logUpgrade(u.route, u.ctx, res.statusCode ?? 502, undefined) })
+    proxyReq.once('error', () => { this.#logUpgrade(u.route, u.ctx, 502, 'UPSTREAM_CONNECT_FAILED') })
   }
 
   /** A plugin answered the handshake itself (a redirect, say): that answer, then close. */
@@ -263,35 +291,39 @@ export class ProxyListener {
         const name = k.toLowerCase()
         if (name === 'content-length' || name === 'connection' || name === 'transfer-encoding') continue
         if (name === 'content-type') hasType = true
-        for (const x of Array.isArray(v) ? v : [v]) lines.push(`${name}: ${x}`)
+        for (const x of Array.isArray(v) ? v : [v]) pushField(lines, name, x)
       }
     }
     const body = local.body ?? ''
-    if (!hasType && body !== '') lines.push('content-type: text/plain; charset=utf-8')
-    this.#endRaw(socket, lines, ctx.requestId, body)
-    this.#logUpgrade(route, ctx, local.status, undefined)
+    if (!hasType && body.length > 0) lines.push('content-type: text/plain; charset=utf-8')
+    const sent = this.#endRaw(socket, lines, ctx.requestId, body)
+    this.#logUpgrade(route, ctx, sent ? local.status : 499, sent ? undefined : 'CLIENT_CLOSED')
   }
 
   /** A plugin refused the handshake (401, 403, 429 …) or failed: a problem, then close. */
   #refuseUpgrade (route: CompiledRoute, ctx: UpgradeRequest, socket: Duplex, err: OutriderError): void {
     this.#metrics.localReplies.labels(route.name, err.code).inc()
     const lines = [`HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? ''}`, 'content-type: application/problem+json']
-    if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) lines.push(`${k}: ${v}`)
-    this.#endRaw(socket, lines, ctx.requestId, problemBody(err, ctx.requestId))
-    this.#logUpgrade(route, ctx, err.status, err.code)
+    if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) pushField(lines, k, v)
+    const sent = this.#endRaw(socket, lines, ctx.requestId, problemBody(err, ctx.requestId))
+    this.#logUpgrade(route, ctx, sent ? err.status : 499, sent ? err.code : 'CLIENT_CLOSED')
   }
 
-  /** Ends a raw socket with a response: status and fields in `lines`, then ours. */
-  #endRaw (socket: Duplex, lines: string[], requestId: string | undefined, body: string | Buffer): void {
-    if (!socket.writable) { socket.destroy(); return }
+  /** Ends a raw socket with a response (status and fields in `lines`, then ours); false if the client is gone. */
+  #endRaw (socket: Duplex, lines: string[], requestId: string | undefined, body: string | Buffer): boolean {
+    if (!socket.writable) { socket.destroy(); return false }
     if (requestId !== undefined) lines.push(`x-request-id: ${requestId}`)
     lines.push(`content-length: ${Buffer.byteLength(body)}`, 'connection: close', '', '')
-    socket.write(lines.join('\r\n'))
+    // Field values are octets (RFC 9110 §5.5): latin1, as node writes heads.
+    socket.write(lines.join('\r\n'), 'latin1')
     socket.end(body)
+    return true
   }
 
-  /** Handshakes are counted per route (status 101 when relayed) and access-logged like requests. */
+  /** Handshakes are counted per route (status 101 when relayed) and access-logged like requests, once. */
   #logUpgrade (route: CompiledRoute, ctx: UpgradeRequest, status: number, error: string | undefined): void {
+    if (ctx.logged) return
+    ctx.logged = true
     const durationMs = performance.now() - ctx.startTime
     route.metrics.record(ctx.method, status, durationMs / 1000)
     route.accessLog?.write({
@@ -306,7 +338,7 @@ export class ProxyListener {
     this.#metrics.localReplies.labels('__unmatched__', err.code).inc()
     if (!socket.writable) { socket.destroy(); return }
     const lines = [`HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? ''}`, 'content-type: application/problem+json']
-    if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) lines.push(`${k}: ${v}`)
+    if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) pushField(lines, k, v)
     this.#endRaw(socket, lines, undefined, req?.method === 'HEAD' ? '' : problemBody(err, undefined))
   }
 
@@ -354,6 +386,21 @@ function checkingInterval (headersTimeout: number, requestTimeout: number): numb
   if (headersTimeout > 0) shortest = headersTimeout
   if (requestTimeout > 0 && requestTimeout < shortest) shortest = requestTimeout
   return shortest === Infinity ? 1000 : Math.max(50, Math.min(1000, Math.floor(shortest / 2)))
+}
+
+const kUpgrade = Symbol('outrider.upgrade')
+type WithUpgrade = { [kUpgrade]?: { route: CompiledRoute, ctx: UpgradeRequest } }
+
+/**
+ * Adds `name: value` to a raw response head, unless node would refuse to
+ * write it (a plugin's value with CR or LF would split the response).
+ */
+function pushField (lines: string[], name: string, value: string): void {
+  try {
+    http.validateHeaderName(name)
+    http.validateHeaderValue(name, value)
+  } catch { return }
+  lines.push(`${name}: ${value}`)
 }
 
 function isWebSocketUpgrade (req: IncomingMessage): boolean {

@@ -29,7 +29,10 @@ export class UpgradeRequest implements RequestContext {
   annotations: Record<string, string | number | boolean> | undefined
   #state: Record<string, unknown> | undefined
 
-  constructor (req: IncomingMessage, head: RequestHead, path: string, routeName: string, scheme: string, via: string) {
+  /** Counted and logged once: when the tunnel opens or fails, or the handshake is answered here. */
+  logged = false
+
+  constructor (req: IncomingMessage, head: RequestHead, path: string, upstreamPath: string, routeName: string, scheme: string, via: string) {
     this.req = req
     this.method = req.method as string
     this.path = path
@@ -41,7 +44,7 @@ export class UpgradeRequest implements RequestContext {
     this.clientIp = peer.startsWith('::ffff:') && peer.includes('.') ? peer.slice(7) : peer
     this.upstreamHeaders = head.headers
     this.requestId = setForwardingHeaders(head.headers, req, this.clientIp, scheme, head.authority, via)
-    this.upstreamPath = head.query === '' ? path : `${path}?${head.query}`
+    this.upstreamPath = upstreamPath
   }
 
   get state (): Record<string, unknown> {

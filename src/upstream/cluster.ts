@@ -48,7 +48,9 @@ export class Endpoint implements BalancedEndpoint {
       ...(h2 ? { allowH2: true, useH2c: origin.startsWith('http:') } : { allowH2: false, pipelining: 1 }),
       keepAliveTimeout: cfg.timeouts.keepAlive,
       keepAliveMaxTimeout: Math.max(cfg.timeouts.keepAlive, 1000),
-      connect: { timeout: cfg.timeouts.connect, ...tls },
+      // With http2, offer h2 first in ALPN: undici's default order puts
+      // http/1.1 first, and a server honouring the client's order picks it.
+      connect: { timeout: cfg.timeouts.connect, ...(h2 ? { preferH2: true } : {}), ...tls },
       headersTimeout: cfg.timeouts.request,
       bodyTimeout: cfg.timeouts.idle,
       strictContentLength: true,

@@ -23,6 +23,8 @@ export interface ActiveVerdictSink {
 /** An endpoint to probe: only its origin is used. */
 export interface ProbeTarget {
   readonly url: string
+  /** Probed over HTTP/2, as the cluster's traffic is (`protocol: http2`). */
+  readonly http2?: boolean
 }
 
 export interface ActiveHealthCheckerOptions {
@@ -110,7 +112,7 @@ export class ActiveHealthChecker {
         index,
         origin,
         client: new Client(origin, {
-          pipelining: 1,
+          ...(e.http2 === true ? { allowH2: true, useH2c: origin.startsWith('http:'), connect: { preferH2: true } } : { allowH2: false, pipelining: 1 }),
           connectTimeout: config.timeout,
           headersTimeout: config.timeout,
           bodyTimeout: config.timeout,

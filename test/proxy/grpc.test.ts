@@ -141,3 +141,26 @@ t.test('h2c and tls together is a config error', async (t) => {
   t.notOk(r.success)
   t.match(JSON.stringify(r.error?.issues), /h2c or tls, not both/)
 })
+
+t.test('gRPC-Web keeps its status in the head (browsers cannot read HTTP/2 trailers)', async (t) => {
+  const http2 = await import('node:http2')
+  const server = http2.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/grpc-web+proto', 'grpc-status': '5', 'grpc-message': 'gone' })
+    res.end()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.close() })
+  const port = (server.address() as { port: number }).port
+  const proxy = await startTestProxy({ ...simpleDoc(`http://127.0.0.1:${port}`, {}, { protocol: 'http2' }), listen: { host: '127.0.0.1', port: 0, h2c: true } }, t)
+  const session = http2.connect(`http://127.0.0.1:${proxy.port}`)
+  t.teardown(() => { session.close() })
+  const head = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const stream = session.request({ ':method': 'POST', ':path': '/shop.Orders/Get', 'content-type': 'application/grpc-web+proto' })
+    stream.on('response', (h) => { resolve(h) })
+    stream.on('error', reject)
+    stream.resume()
+    stream.end()
+  })
+  t.equal(head['grpc-status'], '5')
+  t.equal(head['grpc-message'], 'gone')
+})

@@ -101,3 +101,35 @@ t.test('cache: a stored GET for the same URL never answers a handshake', async (
   t.equal(hs.responses[0]?.status, 101, 'the handshake reached the upstream')
   t.equal(upgrades, 1)
 })
+
+t.test('a header value node will not send → 500 for that handshake, the proxy keeps serving', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${echo.port}`, {
+    plugins: [{ name: 'api-key', config: { keys: [{ id: 'Zoë ☃', hash: hashApiKey(KEY), scopes: [] }], forwardId: 'x-consumer-id' } }],
+  }), t)
+  const r = await rawRequest(proxy.port, handshake('/chat', `X-Api-Key: ${KEY}\r\n`))
+  t.equal(r.responses[0]?.status, 500, 'refused here, not thrown inside the relay')
+  t.ok(r.closed)
+  t.equal(echo.upgrades.length, 0)
+  const again = await rawRequest(proxy.port, handshake('/chat'))
+  t.equal(again.responses[0]?.status, 401, 'the next handshake is served as usual')
+})
+
+t.test('the route\'s path rewrite applies to the handshake; an upstream that refuses it is counted as such', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy({
+    clusters: [{ name: 'ws', endpoints: [{ url: `http://127.0.0.1:${echo.port}` }] }],
+    routes: [{ name: 'ws', match: { pathPrefix: '/public/ws' }, rewrite: { pathPrefix: '/internal' }, cluster: 'ws' }],
+  }, t)
+  const ok = await rawRequest(proxy.port, handshake('/public/ws/room?x=1'), { expect: 1 })
+  t.equal(ok.responses[0]?.status, 101)
+  t.equal(echo.upgrades[0]?.url, '/internal/room?x=1')
+  // No Sec-WebSocket-Key: the echo server answers 400 instead of switching.
+  const bad = await rawRequest(proxy.port, 'GET /public/ws/x HTTP/1.1\r\nHost: x.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n')
+  t.equal(bad.responses[0]?.status, 400, 'the upstream\'s refusal reaches the client')
+  const metrics = await fetch(`${proxy.adminUrl}/metrics`).then(async (r) => await r.text())
+  t.match(metrics, /outrider_requests_total\{route="ws",method="GET",status_class="1xx"\} 1/)
+  t.match(metrics, /outrider_requests_total\{route="ws",method="GET",status_class="4xx"\} 1/, 'counted by what the upstream answered')
+})
