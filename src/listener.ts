@@ -223,9 +223,15 @@ export class ProxyListener {
     }
     if (r === undefined) { this.#relayWebSocket(route, ctx, socket, head); return }
     if (typeof (r as Promise<unknown>).then === 'function') {
-      (r as Promise<LocalResponse | undefined>).then(
-        (v) => { if (v === undefined) this.#relayWebSocket(route, ctx, socket, head); else this.#answerUpgrade(route, ctx, socket, v) },
-        (err: unknown) => { this.#refuseUpgrade(route, ctx, socket, pluginError(err)) },
+      // Counted as in flight while its plugins decide: a reload waits for it
+      // before closing them (see Snapshot.retire).
+      snapshot.inflight++
+      ;(r as Promise<LocalResponse | undefined>).then(
+        (v) => {
+          snapshot.inflight--
+          if (v === undefined) this.#relayWebSocket(route, ctx, socket, head); else this.#answerUpgrade(route, ctx, socket, v)
+        },
+        (err: unknown) => { snapshot.inflight--; this.#refuseUpgrade(route, ctx, socket, pluginError(err)) },
       )
       return
     }

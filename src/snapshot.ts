@@ -137,7 +137,13 @@ export class Snapshot {
   async retire (deadlineMs: number): Promise<void> {
     if (this.#retired) return
     this.#retired = true
-    await Promise.all([...this.clusters.values()].map((c) => c.drain(deadlineMs)))
+    // Requests still in their request phase (a plugin awaiting Redis or a key
+    // set) have not dispatched yet: closing the pools or the plugins now would
+    // fail them. They are waited for first, within the same deadline.
+    const until = performance.now() + deadlineMs
+    while (this.inflight > 0 && performance.now() < until) await new Promise((resolve) => setTimeout(resolve, 25))
+    const left = Math.max(0, until - performance.now())
+    await Promise.all([...this.clusters.values()].map((c) => c.drain(left)))
     await Promise.allSettled(this.routes.map((r) => r.pipeline.close()))
   }
 }

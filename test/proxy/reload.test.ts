@@ -70,3 +70,35 @@ t.test('old pools are closed once drained', async (t) => {
   for (let i = 0; i < 50 && pool?.closed !== true; i++) await new Promise((resolve) => setTimeout(resolve, 20))
   t.equal(pool?.closed, true, 'the retired snapshot closed its pool')
 })
+
+t.test('a request still in its request phase (a plugin awaiting a key fetch) finishes on its snapshot', async (t) => {
+  const { signingKey, sign } = await import('../../plugins/jwt-auth/fixtures.ts')
+  const http = await import('node:http')
+  const key = await signingKey('ES256', 'k1')
+  let hits = 0
+  let release: (() => void) | undefined
+  const held = new Promise<void>((resolve) => { release = resolve })
+  const jwks = http.createServer((_req, res) => {
+    hits++
+    void held.then(() => { res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [key.jwk] })) })
+  })
+  await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { jwks.closeAllConnections(); jwks.close() })
+  const jwksUrl = `http://127.0.0.1:${(jwks.address() as { port: number }).port}/jwks.json`
+  const up = await startUpstream((_req, res) => { res.end('old snapshot') })
+  t.teardown(up.close)
+  const doc = simpleDoc(up.url, { plugins: [{ name: 'jwt-auth', config: { jwksUrl, issuer: 'https://idp.example/', audience: 'orders' } }] })
+  const proxy = await startTestProxy(doc, t)
+  const token = await sign(key, { iss: 'https://idp.example/', aud: 'orders', sub: 'alice' })
+  const pending = request(proxy.url, { headers: { authorization: `Bearer ${token}` } })
+  for (let i = 0; i < 100 && hits === 0; i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(hits, 1, 'the request is waiting for the key set')
+  const old = proxy.snapshot
+  // A changed cluster: new pools, and the old ones are retired.
+  await proxy.reload(simpleDoc(up.url, (doc.routes as Array<Record<string, unknown>>)[0], { connectionsPerEndpoint: 64 }))
+  t.not(proxy.snapshot, old, 'swapped while it waits')
+  release?.()
+  const res = await pending
+  t.equal(res.statusCode, 200, 'its pools and plugins were not closed under it')
+  t.equal(await res.body.text(), 'old snapshot')
+})
