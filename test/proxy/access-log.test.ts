@@ -78,3 +78,18 @@ t.test('query on request; sampling keeps 5xx', async (t) => {
   t.ok(recs.some((r) => r.status === 502 && typeof r.path === 'string' && (r.path as string).startsWith('/api?i=') && r.error === 'UPSTREAM_CONNECT_FAILED'))
   t.notOk(recs.some((r) => r.route === '__unmatched__'), 'a 404 is sampled like any non-5xx')
 })
+
+t.test('a plugin annotation named like a core field never replaces it', async (t) => {
+  const { AccessLog } = await import('../../src/access-log.ts')
+  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
+  const file = path.join(dir, 'access.log')
+  const log = new AccessLog({ enabled: true, destination: file, sampleRate: 1, includeQuery: false })
+  log.write({
+    requestId: 'r-1', traceId: undefined, route: 'api', cluster: 'c', endpoint: undefined, method: 'GET', path: '/a', query: '',
+    status: 200, bytesIn: 0, bytesOut: 5, durationMs: 1.5, upstreamMs: 1, attempts: 1, clientIp: '10.0.0.1', error: undefined,
+    annotations: { status: 'forged', route: 'other', clientIp: '6.6.6.6', waf: 'pass' },
+  })
+  const [rec] = await lines(file)
+  t.match(rec, { status: 200, route: 'api', clientIp: '10.0.0.1' }, 'the exchange\'s own values')
+  t.equal(rec?.waf, 'pass', 'other annotations are kept')
+})
