@@ -212,7 +212,9 @@ export class ProxyListener {
     const path = normalizePath(parsed.path)
     const route = snapshot.router.match({ method: req.method as string, host: parsed.authority, path, query: parsed.query, headers: parsed.headers })
     if (route === undefined) { this.#rejectRaw(socket, new NoRouteError('no route matches this request'), req); return }
-    const ctx = new UpgradeRequest(req, parsed, path, rewritePath(route, path, parsed.query), route.name, this.#scheme, this.#env.via)
+    const tracer = this.#env.tracer
+    const ctx = new UpgradeRequest(req, parsed, path, rewritePath(route, path, parsed.query), route.name, this.#scheme, this.#env.via, tracer)
+    if (tracer !== undefined) ctx.span = tracer.startServer(ctx, parsed.authority, route)
     const pipeline = route.pipeline
     if (pipeline.onRequest.length === 0) { this.#relayWebSocket(route, ctx, socket, head); return }
     let r: ReturnType<typeof pipeline.runRequest>
@@ -250,6 +252,8 @@ export class ProxyListener {
     const headers = ctx.upstreamHeaders
     headers.connection = 'Upgrade'
     headers.upgrade = 'websocket'
+    // The upstream's handshake continues the trace (traceparent injected here).
+    if (ctx.span !== undefined) ctx.upstreamSpan = (ctx.tracer as Tracing).startAttempt(ctx.span, endpoint, ctx.method, ctx.upstreamPath, 0, false, headers)
     try {
       // node's client throws on a field it will not send (a plugin's value
       // with a control character, say) and refuses undefined values, which
@@ -282,9 +286,19 @@ export class ProxyListener {
   #watchUpstreamHandshake (proxyReq: http.ClientRequest, req: IncomingMessage): void {
     const u = (req as IncomingMessage & WithUpgrade)[kUpgrade]
     if (u === undefined) return
-    proxyReq.once('upgrade', () => { this.#logUpgrade(u.route, u.ctx, 101, undefined) })
-    proxyReq.once('response', (res: IncomingMessage) => { this.#logUpgrade(u.route, u.ctx, res.statusCode ?? 502, undefined) })
-    proxyReq.once('error', () => { this.#logUpgrade(u.route, u.ctx, 502, 'UPSTREAM_CONNECT_FAILED') })
+    const answered = (status: number): void => {
+      const span = u.ctx.upstreamSpan
+      if (span !== undefined) { (u.ctx.tracer as Tracing).attemptStatus(span, status); span.end(); u.ctx.upstreamSpan = undefined }
+      this.#logUpgrade(u.route, u.ctx, status, undefined)
+    }
+    proxyReq.once('upgrade', () => { answered(101) })
+    proxyReq.once('response', (res: IncomingMessage) => { answered(res.statusCode ?? 502) })
+    proxyReq.once('error', (cause: Error) => {
+      const err = new UpstreamConnectError('the upstream handshake failed', { cause })
+      const span = u.ctx.upstreamSpan
+      if (span !== undefined) { (u.ctx.tracer as Tracing).attemptFailed(span, err); span.end(); u.ctx.upstreamSpan = undefined }
+      this.#logUpgrade(u.route, u.ctx, 502, err.code, err)
+    })
   }
 
   /** A plugin answered the handshake itself (a redirect, say): that answer, then close. */
@@ -302,6 +316,7 @@ export class ProxyListener {
     }
     const body = local.body ?? ''
     if (!hasType && body.length > 0) lines.push('content-type: text/plain; charset=utf-8')
+    if (ctx.span !== undefined) (ctx.tracer as Tracing).pluginReply(ctx.span, local.status, undefined)
     const sent = this.#endRaw(socket, lines, ctx.requestId, body)
     this.#logUpgrade(route, ctx, sent ? local.status : 499, sent ? undefined : 'CLIENT_CLOSED')
   }
@@ -309,10 +324,11 @@ export class ProxyListener {
   /** A plugin refused the handshake (401, 403, 429 …) or failed: a problem, then close. */
   #refuseUpgrade (route: CompiledRoute, ctx: UpgradeRequest, socket: Duplex, err: OutriderError): void {
     this.#metrics.localReplies.labels(route.name, err.code).inc()
+    if (ctx.span !== undefined) (ctx.tracer as Tracing).pluginReply(ctx.span, err.status, err)
     const lines = [`HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? ''}`, 'content-type: application/problem+json']
     if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) pushField(lines, k, v)
     const sent = this.#endRaw(socket, lines, ctx.requestId, problemBody(err, ctx.requestId))
-    this.#logUpgrade(route, ctx, sent ? err.status : 499, sent ? err.code : 'CLIENT_CLOSED')
+    this.#logUpgrade(route, ctx, sent ? err.status : 499, sent ? err.code : 'CLIENT_CLOSED', err)
   }
 
   /** Ends a raw socket with a response (status and fields in `lines`, then ours); false if the client is gone. */
@@ -327,13 +343,16 @@ export class ProxyListener {
   }
 
   /** Handshakes are counted per route (status 101 when relayed) and access-logged like requests, once. */
-  #logUpgrade (route: CompiledRoute, ctx: UpgradeRequest, status: number, error: string | undefined): void {
+  #logUpgrade (route: CompiledRoute, ctx: UpgradeRequest, status: number, error: string | undefined, err?: OutriderError): void {
     if (ctx.logged) return
     ctx.logged = true
     const durationMs = performance.now() - ctx.startTime
+    // An upstream handshake that was never sent (refused after the span began) ends with the exchange.
+    if (ctx.upstreamSpan !== undefined) { ctx.upstreamSpan.end(); ctx.upstreamSpan = undefined }
+    if (ctx.span !== undefined) (ctx.tracer as Tracing).endServer(ctx.span, status === 499 ? 0 : status, status !== 499, err)
     route.metrics.record(ctx.method, status, durationMs / 1000)
     route.accessLog?.write({
-      requestId: ctx.requestId, traceId: undefined, route: route.name, cluster: route.cluster.name, endpoint: undefined,
+      requestId: ctx.requestId, traceId: ctx.span?.spanContext().traceId, route: route.name, cluster: route.cluster.name, endpoint: undefined,
       method: ctx.method, path: ctx.path, query: ctx.query, status, bytesIn: 0, bytesOut: 0, durationMs, upstreamMs: undefined,
       attempts: status === 101 ? 1 : 0, clientIp: ctx.clientIp, error, annotations: ctx.annotations,
     })

@@ -1,4 +1,6 @@
 import type { IncomingMessage } from 'node:http'
+import type { Span } from '@opentelemetry/api'
+import type { Tracing } from './tracing.ts'
 import type { HeaderMap, RequestContext } from './plugin.ts'
 import type { RequestHead } from './http/request-head.ts'
 import { setForwardingHeaders } from './http/forwarding.ts'
@@ -31,8 +33,14 @@ export class UpgradeRequest implements RequestContext {
 
   /** Counted and logged once: when the tunnel opens or fails, or the handshake is answered here. */
   logged = false
+  /** The handshake's SERVER span (tracing on only), ended when it is logged. */
+  span: Span | undefined = undefined
+  /** The CLIENT span of the upstream handshake, once relayed. */
+  upstreamSpan: Span | undefined = undefined
+  readonly tracer: Tracing | undefined
 
-  constructor (req: IncomingMessage, head: RequestHead, path: string, upstreamPath: string, routeName: string, scheme: string, via: string) {
+  constructor (req: IncomingMessage, head: RequestHead, path: string, upstreamPath: string, routeName: string, scheme: string, via: string, tracer: Tracing | undefined) {
+    this.tracer = tracer
     this.req = req
     this.method = req.method as string
     this.path = path
@@ -58,5 +66,6 @@ export class UpgradeRequest implements RequestContext {
   annotate (key: string, value: string | number | boolean): void {
     if (this.annotations === undefined) this.annotations = {}
     this.annotations[key] = value
+    if (this.span !== undefined) (this.tracer as Tracing).decision(this.span, key, value)
   }
 }

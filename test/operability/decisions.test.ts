@@ -198,3 +198,32 @@ t.test('the WAF names a bounded number of rules, however many matched', async (t
   t.match(rules.at(-1), /^\+\d+$/, 'the rest is a count')
   t.equal(rec?.waf, 'detected')
 })
+
+t.test('WebSocket handshakes are traced: a SERVER span with the decision, the upstream handshake continuing the trace', async (t) => {
+  const { startWsEcho } = await import('../helpers/ws-echo.ts')
+  const { rawRequest } = await import('../helpers/raw-http.ts')
+  const receiver = await startOtlpReceiver()
+  t.teardown(receiver.close)
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy({
+    tracing: { endpoint: receiver.url, exportDelay: 20 },
+    clusters: [{ name: 'c', endpoints: [{ url: `http://127.0.0.1:${echo.port}` }] }],
+    routes: [route('ws', [{ name: 'api-key', config: { keys: [{ id: 'svc', hash: hashApiKey(API_KEY), scopes: [] }] } }])],
+  }, t)
+  const handshake = (id: string, key: string): string => `GET /ws/chat HTTP/1.1\r\nHost: x.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+    `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Request-Id: ${id}\r\n${key}\r\n`
+  t.equal((await rawRequest(proxy.port, handshake('ws-ok', `X-Api-Key: ${API_KEY}\r\n`), { expect: 1 })).responses[0]?.status, 101)
+  t.equal((await rawRequest(proxy.port, handshake('ws-denied', ''))).responses[0]?.status, 401)
+  const servers = await receiver.waitForSpans(2, (s) => s.kind === SPAN_KIND.SERVER, 15_000)
+  const ok = servers.find((s) => s.attributes['outrider.request_id'] === 'ws-ok')
+  const denied = servers.find((s) => s.attributes['outrider.request_id'] === 'ws-denied')
+  t.equal(ok?.attributes['http.response.status_code'], 101, 'the tunnel\'s span says 101')
+  t.same(decisions(t, ok), { auth: 'ok' })
+  t.equal(denied?.attributes['http.response.status_code'], 401)
+  t.same(decisions(t, denied), { auth: 'missing' })
+  const traceparent = echo.upgrades[0]?.headers.traceparent
+  t.match(traceparent, new RegExp(`^00-${ok?.traceId ?? 'none'}-`), 'the upstream handshake carries the same trace')
+  const clients = await receiver.waitForSpans(1, (s) => s.kind === SPAN_KIND.CLIENT, 15_000)
+  t.equal(clients[0]?.traceId, ok?.traceId, 'with a CLIENT span of its own')
+})
