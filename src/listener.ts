@@ -38,6 +38,8 @@ export class ProxyListener {
   readonly #log: Logger
   readonly #metrics: ProxyMetrics
   readonly #ws = createProxyServer({ ws: true, xfwd: false })
+  /** HTTP/2 sessions without a stream are closed after this long without a frame (limits.keepAliveTimeout). */
+  #sessionIdleTimeout: number
   /** Open WebSocket tunnels: closed on shutdown. */
   readonly #tunnels = new Set<Duplex>()
 
@@ -47,6 +49,7 @@ export class ProxyListener {
     this.#metrics = options.metrics
     this.#env = { metrics: options.metrics, log: options.log, via: 'outrider', responseVia: '1.1 outrider', draining: false, tracer: options.tracer }
     const limits = snapshot.config.limits
+    this.#sessionIdleTimeout = limits.keepAliveTimeout
     this.#scheme = options.tls === undefined ? 'http' : 'https'
     const serverOptions: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderSize,
@@ -109,7 +112,16 @@ export class ProxyListener {
     server.on('session', (s: http2.ServerHttp2Session) => {
       this.#sessions.add(s)
       s.once('close', () => { this.#sessions.delete(s) })
-      if (this.#env.draining) s.close()
+      if (this.#env.draining) { s.close(); return }
+      // An idle session is closed (GOAWAY) like an idle keep-alive connection.
+      // One with a stream open is left alone: a quiet gRPC stream is not idle.
+      let open = 0
+      s.on('stream', (stream: http2.ServerHttp2Stream) => {
+        open++
+        stream.once('close', () => { open-- })
+      })
+      const idle = this.#sessionIdleTimeout
+      if (idle > 0) s.setTimeout(idle, () => { if (open === 0) s.close() })
     })
     return server
   }
@@ -117,6 +129,7 @@ export class ProxyListener {
   /** Applies the limits a reload can change without a restart. */
   applyLimits (config: Config): void {
     const l = config.limits
+    this.#sessionIdleTimeout = l.keepAliveTimeout
     this.server.headersTimeout = l.headersTimeout
     this.server.requestTimeout = l.requestTimeout
     this.server.keepAliveTimeout = l.keepAliveTimeout

@@ -164,3 +164,46 @@ t.test('gRPC-Web keeps its status in the head (browsers cannot read HTTP/2 trail
   t.equal(head['grpc-status'], '5')
   t.equal(head['grpc-message'], 'gone')
 })
+
+t.test('HTTP/2 sessions: an idle one is closed after keepAliveTimeout, one with a stream open is not', async (t) => {
+  const http2 = await import('node:http2')
+  let finish: (() => void) | undefined
+  const server = http2.createServer((req, res) => {
+    if (req.url === '/slow') { finish = () => { res.end('late') }; return }
+    res.end('quick')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { server.close() })
+  const port = (server.address() as { port: number }).port
+  const proxy = await startTestProxy({
+    ...simpleDoc(`http://127.0.0.1:${port}`, {}, { protocol: 'http2' }),
+    listen: { host: '127.0.0.1', port: 0, h2c: true },
+    limits: { keepAliveTimeout: 200 },
+  }, t)
+  const get = (session: import('node:http2').ClientHttp2Session, path: string): Promise<string> => new Promise((resolve, reject) => {
+    const stream = session.request({ ':path': path })
+    let body = ''
+    stream.setEncoding('utf8')
+    stream.on('data', (c: string) => { body += c })
+    stream.on('end', () => { resolve(body) })
+    stream.on('error', reject)
+    stream.end()
+  })
+
+  const idle = http2.connect(`http://127.0.0.1:${proxy.port}`)
+  t.teardown(() => { idle.destroy() })
+  const idleClosed = new Promise<void>((resolve) => { idle.once('close', () => { resolve() }); idle.once('goaway', () => { resolve() }) })
+  t.equal(await get(idle, '/quick'), 'quick')
+  await idleClosed
+  t.pass('the idle session was sent away')
+
+  const busy = http2.connect(`http://127.0.0.1:${proxy.port}`)
+  t.teardown(() => { busy.destroy() })
+  let busyGone = false
+  busy.once('goaway', () => { busyGone = true })
+  const slow = get(busy, '/slow')
+  await new Promise((resolve) => setTimeout(resolve, 600))
+  t.notOk(busyGone, 'a session waiting on a stream is kept past the idle timeout')
+  finish?.()
+  t.equal(await slow, 'late')
+})
