@@ -15,11 +15,13 @@ const raw = { serialize: (b: Buffer): Buffer => b, deserialize: (b: Buffer): Buf
 const service = {
   say: { path: '/test.Echo/Say', requestStream: false, responseStream: false, requestSerialize: raw.serialize, requestDeserialize: raw.deserialize, responseSerialize: raw.serialize, responseDeserialize: raw.deserialize },
   count: { path: '/test.Echo/Count', requestStream: false, responseStream: true, requestSerialize: raw.serialize, requestDeserialize: raw.deserialize, responseSerialize: raw.serialize, responseDeserialize: raw.deserialize },
+  chat: { path: '/test.Echo/Chat', requestStream: true, responseStream: true, requestSerialize: raw.serialize, requestDeserialize: raw.deserialize, responseSerialize: raw.serialize, responseDeserialize: raw.deserialize },
 } satisfies grpc.ServiceDefinition
 
 interface EchoClient extends grpc.Client {
   say (req: Buffer, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res?: Buffer) => void): grpc.ClientUnaryCall
   count (req: Buffer, md: grpc.Metadata): grpc.ClientReadableStream<Buffer>
+  chat (md: grpc.Metadata): grpc.ClientDuplexStream<Buffer, Buffer>
 }
 
 async function startGrpcServer (seen: string[]): Promise<{ port: number, close: () => void }> {
@@ -37,6 +39,11 @@ async function startGrpcServer (seen: string[]): Promise<{ port: number, close: 
       const n = Number(call.request.toString())
       for (let i = 1; i <= n; i++) call.write(Buffer.from(String(i)))
       call.end()
+    },
+    // Answers each message as it comes: the client waits for each answer before it sends the next.
+    chat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      call.on('data', (b: Buffer) => { call.write(Buffer.from(`re: ${b.toString()}`)) })
+      call.on('end', () => { call.end() })
     },
   })
   const port = await new Promise<number>((resolve, reject) => {
@@ -81,8 +88,22 @@ t.test('unary, server streaming, errors and trailers through an HTTP/2 route', a
   t.equal(status.code, grpc.status.OK)
   t.same(got, ['1', '2', '3', '4', '5'], 'five streamed messages, in order')
 
+  // Bidirectional: each answer must come back through the proxy before the
+  // next message is sent, so neither direction may be buffered to its end.
+  const chat = client.chat(new grpc.Metadata())
+  const replies: string[] = []
+  for (const word of ['one', 'two', 'three']) {
+    const reply = new Promise<string>((resolve) => { chat.once('data', (b: Buffer) => { resolve(b.toString()) }) })
+    chat.write(Buffer.from(word))
+    replies.push(await reply)
+  }
+  const chatStatus = new Promise<grpc.StatusObject>((resolve) => { chat.on('status', resolve) })
+  chat.end()
+  t.same(replies, ['re: one', 're: two', 're: three'], 'a bidirectional stream, message by message')
+  t.equal((await chatStatus).code, grpc.status.OK)
+
   const metrics = await fetch(`${proxy.adminUrl}/metrics`).then(async (r) => await r.text())
-  t.match(metrics, /outrider_requests_total\{route="all",method="POST",status_class="2xx"\} 3/, 'each call is one POST on the route')
+  t.match(metrics, /outrider_requests_total\{route="all",method="POST",status_class="2xx"\} 4/, 'each call is one POST on the route')
 })
 
 t.test('an http2 cluster over h2c answers plain HTTP/1.1 clients too', async (t) => {
