@@ -16,7 +16,7 @@ import { HOP_BY_HOP } from './http/hop-by-hop.ts'
 import { problemResponse, toOutriderError } from './http/problem.ts'
 import { toUpstreamError } from './upstream/errors.ts'
 import { forgetResponse, markClosing } from './http/connection.ts'
-import { appendVia, setForwardingHeaders } from './http/forwarding.ts'
+import { appendVia, clientAddress, setForwardingHeaders } from './http/forwarding.ts'
 import { connectionListed, endToEnd, responseFields } from './http/response-head.ts'
 import {
   NoHealthyUpstreamError, OutriderError, OverloadedError, PayloadTooLargeError, UpstreamTimeoutError, pluginError,
@@ -217,10 +217,7 @@ export class Exchange implements RequestContext {
     this.scheme = scheme
     this.authority = head.authority
     this.#h2 = req.httpVersionMajor === 2
-    const peer = req.socket.remoteAddress ?? ''
-    // A dual-stack listener (`::`) sees IPv4 clients as ::ffff:a.b.c.d; logs,
-    // X-Forwarded-For and plugins get the address the client really has.
-    this.clientIp = peer.charCodeAt(0) === 58 && peer.startsWith('::ffff:') && peer.includes('.') ? peer.slice(7) : peer
+    this.clientIp = clientAddress(req)
     const headers = head.headers
     this.upstreamHeaders = headers
 

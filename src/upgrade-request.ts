@@ -3,7 +3,7 @@ import type { Span } from '@opentelemetry/api'
 import type { Tracing } from './tracing.ts'
 import type { HeaderMap, RequestContext } from './plugin.ts'
 import type { RequestHead } from './http/request-head.ts'
-import { setForwardingHeaders } from './http/forwarding.ts'
+import { clientAddress, setForwardingHeaders } from './http/forwarding.ts'
 
 const EMPTY = Buffer.alloc(0)
 
@@ -48,8 +48,7 @@ export class UpgradeRequest implements RequestContext {
     this.authority = head.authority
     this.routeName = routeName
     this.scheme = scheme
-    const peer = req.socket.remoteAddress ?? ''
-    this.clientIp = peer.startsWith('::ffff:') && peer.includes('.') ? peer.slice(7) : peer
+    this.clientIp = clientAddress(req)
     this.upstreamHeaders = head.headers
     this.requestId = setForwardingHeaders(head.headers, req, this.clientIp, scheme, head.authority, via)
     this.upstreamPath = upstreamPath

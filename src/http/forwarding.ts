@@ -6,6 +6,16 @@ import { newRequestId } from './request-id.ts'
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/
 
 /**
+ * The client's address as it really is: a dual-stack listener (`::`) sees
+ * IPv4 clients as ::ffff:a.b.c.d, and logs, X-Forwarded-For and plugins
+ * should get a.b.c.d.
+ */
+export function clientAddress (req: IncomingMessage): string {
+  const peer = req.socket.remoteAddress ?? ''
+  return peer.charCodeAt(0) === 58 /* : */ && peer.startsWith('::ffff:') && peer.includes('.') ? peer.slice(7) : peer
+}
+
+/**
  * Adds what the next hop should know about this one, in place, and returns the
  * request id: the client's `x-request-id` if it is one well-formed value, a
  * fresh UUID otherwise. `X-Forwarded-For` and `Via` (RFC 9110 §7.6.3) are
