@@ -656,8 +656,7 @@ export class Exchange implements RequestContext {
     this.#release(a)
     if (this.#grpcStatus !== undefined) trailers = { ...this.#grpcStatus, ...trailers }
     if (!this.#replaced) for (const _ in trailers) {
-      stripHopByHop(trailers)
-      this.res.addTrailers(trailers as Record<string, string>)
+      this.res.addTrailers(relayableTrailers(trailers) as Record<string, string>)
       break
     }
     ;(this.#sink as Writable).end()
@@ -942,6 +941,25 @@ class BodyLimit extends Transform {
     }
     cb(null, chunk)
   }
+}
+
+/**
+ * Fields that must not arrive as trailers (RFC 9110 §6.5.1): framing,
+ * routing, authentication, response control and content description. A
+ * recipient that merged them into the head would be misled; they are not
+ * relayed.
+ */
+const NOT_TRAILERS: ReadonlySet<string> = new Set([
+  'content-length', 'content-type', 'content-encoding', 'content-range', 'trailer', 'host',
+  'authorization', 'www-authenticate', 'set-cookie', 'cookie',
+  'cache-control', 'expires', 'date', 'location', 'retry-after', 'vary', 'age',
+])
+
+/** Response trailers as relayed: hop-by-hop fields and those that have no place in trailers dropped. */
+function relayableTrailers (trailers: HeaderMap): HeaderMap {
+  stripHopByHop(trailers)
+  for (const name in trailers) if (NOT_TRAILERS.has(name)) delete trailers[name]
+  return trailers
 }
 
 /** In place, for the rare heads (trailers, 1xx) that are not copied anyway. */

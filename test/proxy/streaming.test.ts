@@ -247,6 +247,21 @@ t.test('response trailers are forwarded', async (t) => {
   t.same(res.trailers, { 'x-checksum': 'abc123', 'x-count': '2' })
 })
 
+t.test('trailers that would change framing, routing or authentication are not relayed (RFC 9110 §6.5.1)', async (t) => {
+  const up = await startUpstream((_req, res) => {
+    // (A Content-Length trailer never gets this far: undici's parser refuses the response.)
+    res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum, set-cookie, location, www-authenticate' })
+    res.write('body')
+    res.addTrailers({ 'x-checksum': 'abc', 'set-cookie': 'session=evil', location: 'https://evil.test/', 'www-authenticate': 'Basic realm="x"' })
+    res.end()
+  })
+  t.teardown(up.close)
+  const proxy = await startTestProxy(simpleDoc(up.url), t)
+  const res = await request(`${proxy.url}/t`)
+  t.equal(await res.body.text(), 'body')
+  t.same(res.trailers, { 'x-checksum': 'abc' }, 'only the harmless one')
+})
+
 t.test('HEAD, 204 and 304 carry no body, and the connection stays in sync', async (t) => {
   const up = await startUpstream((req, res) => {
     switch (req.url) {
