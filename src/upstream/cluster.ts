@@ -132,7 +132,7 @@ export class Cluster {
       this.#detector = new OutlierDetector(config.outlierDetection, ejections)
     }
     if (config.healthCheck !== undefined) {
-      this.#checker = new ActiveHealthChecker(this.endpoints, config.healthCheck, this.health, { logger: options.log })
+      this.#checker = new ActiveHealthChecker(this.endpoints, config.healthCheck, this.health, { logger: options.log, tls: options.tls })
       this.#checker.start()
     }
     const cb = config.circuitBreaker

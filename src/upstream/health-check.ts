@@ -1,5 +1,6 @@
 import { Client } from 'undici'
 import type { HealthCheckConfig } from '../config/schema.ts'
+import type { UpstreamTlsOptions } from '../tls.ts'
 import type { Logger } from '../log.ts'
 
 /**
@@ -29,6 +30,8 @@ export interface ProbeTarget {
 
 export interface ActiveHealthCheckerOptions {
   logger?: Logger
+  /** The cluster's TLS settings for https:// endpoints (CA bundle, client certificate): probes need them as traffic does. */
+  tls?: UpstreamTlsOptions
   /** Random source for jitter, in [0, 1). Default Math.random. */
   random?: () => number
   /**
@@ -112,7 +115,8 @@ export class ActiveHealthChecker {
         index,
         origin,
         client: new Client(origin, {
-          ...(e.http2 === true ? { allowH2: true, useH2c: origin.startsWith('http:'), connect: { preferH2: true } } : { allowH2: false, pipelining: 1 }),
+          ...(e.http2 === true ? { allowH2: true, useH2c: origin.startsWith('http:') } : { allowH2: false, pipelining: 1 }),
+          connect: { ...(e.http2 === true ? { preferH2: true } : {}), ...options.tls },
           connectTimeout: config.timeout,
           headersTimeout: config.timeout,
           bodyTimeout: config.timeout,

@@ -122,3 +122,31 @@ t.test('HTTP/2 by ALPN, HTTP/1.1 on the same port', async (t) => {
   t.equal(h1.statusCode, 200, 'HTTP/1.1 clients still served')
   await h1.body.dump()
 })
+
+t.test('active health checks reach https endpoints with the cluster\'s CA bundle and client certificate', async (t) => {
+  if (!await hasOpenssl()) { t.plan(0, 'openssl is not installed'); return }
+  const https = await import('node:https')
+  const pki = await makePki()
+  const server = https.createServer({
+    cert: await readFile(pki.serverCert),
+    key: await readFile(pki.serverKey),
+    ca: await readFile(pki.caCert),
+    requestCert: true,
+    rejectUnauthorized: true,
+  }, (_req, res) => { res.end('ok') })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) }))
+  const port = (server.address() as import('node:net').AddressInfo).port
+  const proxy = await startTestProxy(simpleDoc(`https://localhost:${port}`, {}, {
+    tls: { ca: pki.caCert, cert: pki.clientCert, key: pki.clientKey },
+    healthCheck: { path: '/', interval: 50, timeout: 1000, jitter: 0 },
+  }), t)
+  let check: { state?: string, last?: string } | undefined
+  for (let i = 0; i < 100; i++) {
+    const body = await (await request(`${proxy.adminUrl}/clusters`)).body.json() as { clusters: Array<{ endpoints: Array<{ activeCheck?: { state?: string, last?: string } }> }> }
+    check = body.clusters[0]?.endpoints[0]?.activeCheck
+    if (check?.state === 'healthy') break
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  t.equal(check?.state, 'healthy', `probes pass over mTLS (last: ${check?.last ?? 'none'})`)
+})
