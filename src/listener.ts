@@ -4,7 +4,7 @@ import http2 from 'node:http2'
 import type { SecureContextOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
-import { createProxyServer } from 'http-proxy-3'
+import { createProxyServer, type ServerOptions } from 'http-proxy-3'
 import type { Snapshot, CompiledRoute } from './snapshot.ts'
 import type { Config } from './config/schema.ts'
 import { Exchange, rewritePath, type ExchangeEnv } from './exchange.ts'
@@ -21,6 +21,7 @@ import {
 import type { ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
 import type { Tracing } from './tracing.ts'
+import type { Endpoint } from './upstream/cluster.ts'
 
 /**
  * The client-facing HTTP/1.1 listener. Reads `current` once per request, so a
@@ -285,7 +286,7 @@ export class ProxyListener {
     req.headers = headers as IncomingMessage['headers']
     ;(req as IncomingMessage & WithUpgrade)[kUpgrade] = { route, ctx }
     try {
-      this.#ws.ws(req, socket, head, { target: endpoint.url })
+      this.#ws.ws(req, socket, head, wsOptions(endpoint))
     } catch (err) {
       this.#log.warn('websocket relay failed to start', { route: route.name, err })
       this.#refuseUpgrade(route, ctx, socket, new UpstreamConnectError('the upstream handshake could not be sent', { cause: err }))
@@ -424,6 +425,24 @@ function checkingInterval (headersTimeout: number, requestTimeout: number): numb
   if (headersTimeout > 0) shortest = headersTimeout
   if (requestTimeout > 0 && requestTimeout < shortest) shortest = requestTimeout
   return shortest === Infinity ? 1000 : Math.max(50, Math.min(1000, Math.floor(shortest / 2)))
+}
+
+/**
+ * http-proxy-3's options for one endpoint. An https:// endpoint with cluster
+ * TLS settings gets an agent carrying them (CA bundle, client certificate)
+ * and the SNI name undici would use: the endpoint's host or `tls.servername`,
+ * not the client's Host, which node would otherwise send.
+ */
+const wsAgents = new WeakMap<Endpoint, https.Agent>()
+function wsOptions (endpoint: Endpoint): ServerOptions {
+  const tls = endpoint.tls
+  if (tls === undefined || !endpoint.url.startsWith('https:')) return { target: endpoint.url }
+  let agent = wsAgents.get(endpoint)
+  if (agent === undefined) {
+    agent = new https.Agent({ ca: tls.ca, cert: tls.cert, key: tls.key, servername: tls.servername ?? new URL(endpoint.url).hostname, rejectUnauthorized: tls.rejectUnauthorized })
+    wsAgents.set(endpoint, agent)
+  }
+  return { target: endpoint.url, agent, secure: tls.rejectUnauthorized }
 }
 
 const kUpgrade = Symbol('outrider.upgrade')

@@ -24,6 +24,8 @@ export class Endpoint implements BalancedEndpoint {
   readonly pool: Pool
   /** Spoken to in HTTP/2 (the cluster's `protocol`). */
   readonly http2: boolean
+  /** The cluster's TLS settings for an https:// endpoint (WebSocket relays need them too). */
+  readonly tls: UpstreamTlsOptions | undefined
   /** Pool size: more in-flight requests than this are queued (pending). */
   readonly connections: number
   inflight = 0
@@ -39,6 +41,7 @@ export class Endpoint implements BalancedEndpoint {
     this.connections = connections
     const h2 = cfg.protocol === 'http2'
     this.http2 = h2
+    this.tls = tls
     this.pool = new Pool(origin, {
       connections,
       // HTTP/1.1: pipelining would let one slow response stall the ones queued

@@ -1,4 +1,5 @@
 import http from 'node:http'
+import https from 'node:https'
 import { createHash } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -23,13 +24,15 @@ export interface WsEchoServer {
  * client frames must be masked, or the connection is failed with 1002.
  * Plain (non-upgrade) requests get `426 Upgrade Required`.
  */
-export async function startWsEcho (): Promise<WsEchoServer> {
+export async function startWsEcho (tls?: https.ServerOptions): Promise<WsEchoServer> {
   const upgrades: WsEchoServer['upgrades'] = []
   const sockets = new Set<Duplex>()
-  const server = http.createServer((_req, res) => {
+  const plain = (_req: http.IncomingMessage, res: http.ServerResponse): void => {
     res.writeHead(426, { upgrade: 'websocket', connection: 'upgrade' })
     res.end()
-  })
+  }
+  // With `tls`, an https server (wss:// upstream); `url` stays ws:// shaped for the port.
+  const server: http.Server = tls === undefined ? http.createServer(plain) : https.createServer(tls, plain)
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     upgrades.push({ url: req.url ?? '', headers: req.headers })
     const key = req.headers['sec-websocket-key']

@@ -150,3 +150,23 @@ t.test('active health checks reach https endpoints with the cluster\'s CA bundle
   }
   t.equal(check?.state, 'healthy', `probes pass over mTLS (last: ${check?.last ?? 'none'})`)
 })
+
+t.test('WebSocket to an https endpoint uses the cluster\'s CA bundle and client certificate', async (t) => {
+  if (!await hasOpenssl()) { t.plan(0, 'openssl is not installed'); return }
+  const { startWsEcho } = await import('../helpers/ws-echo.ts')
+  const { rawRequest } = await import('../helpers/raw-http.ts')
+  const pki = await makePki()
+  const echo = await startWsEcho({
+    cert: await readFile(pki.serverCert),
+    key: await readFile(pki.serverKey),
+    ca: await readFile(pki.caCert),
+    requestCert: true,
+    rejectUnauthorized: true,
+  })
+  t.teardown(echo.close)
+  const proxy = await startTestProxy(simpleDoc(`https://localhost:${echo.port}`, {}, { tls: { ca: pki.caCert, cert: pki.clientCert, key: pki.clientKey } }), t)
+  const r = await rawRequest(proxy.port, 'GET /ws HTTP/1.1\r\nHost: x.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n', { expect: 1 })
+  t.equal(r.responses[0]?.status, 101, 'the tunnel opens over mTLS to the endpoint')
+  t.equal(echo.upgrades.length, 1)
+})
