@@ -46,10 +46,13 @@ t.test('a cache that is missing, corrupt or no longer valid here is ignored', as
 })
 
 t.test('without a control plane the client keeps retrying with growing delays', async (t) => {
-  // A port that refuses connections.
-  const port = await new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => { resolve(p) }) })
-  })
+  // A port that takes connections and drops them at once. Held by this test
+  // for its whole length: a port merely closed here could be taken by another
+  // test's server running in parallel (it was, once, a real control plane).
+  const sink = net.createServer((socket) => { socket.destroy() })
+  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { sink.close() })
+  const port = (sink.address() as net.AddressInfo).port
   const client = new ControlPlaneClient({ address: `127.0.0.1:${port}`, nodeId: 'n', apply: async () => {}, log: quiet, backoff: { initialMs: 20, maxMs: 160 } })
   t.teardown(() => { client.close() })
   const at: number[] = []
