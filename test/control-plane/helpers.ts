@@ -10,6 +10,7 @@ import { createOperatorClient, type OperatorClient } from '../../control-plane/o
 import { startManagedProxy, type ManagedProxy, type ManagedProxyOptions } from '../../src/control-plane-client.ts'
 import { createMetrics } from '../../src/metrics.ts'
 import { testLogger } from '../helpers/proxy.ts'
+import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 /** One token per role (at least 16 characters, as token files require). */
 export const TOKENS = {
@@ -139,3 +140,17 @@ export function runScript (script: string, args: string[], options: { env?: Node
 }
 
 export const CP_CLI = fileURLToPath(new URL('../../control-plane/cli.ts', import.meta.url))
+
+/** An upstream that answers `<name> <path>`: which one served a request is in its body. */
+export async function namedUpstream (t: Teardown, name: string): Promise<Upstream> {
+  const up = await startUpstream((req, res) => { res.writeHead(200); res.end(`${name} ${req.url ?? ''}`) })
+  t.teardown(() => up.close())
+  return up
+}
+
+/** Whether the data plane serves `text` at path `p` right now. */
+export async function serves (dp: ManagedProxy, p: string, text: string): Promise<boolean> {
+  if (dp.proxy === undefined) return false
+  const r = await get(proxyUrl(dp, p))
+  return r.status === 200 && r.body === text
+}

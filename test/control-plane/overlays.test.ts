@@ -2,9 +2,7 @@ import t from 'tap'
 import * as grpc from '@grpc/grpc-js'
 import { compose, matching, mergePatch, parseOverlay } from '../../control-plane/overlays.ts'
 import type { CallError } from '../../control-plane/operator-client.ts'
-import { startUpstream, type Upstream } from '../helpers/upstream.ts'
-import type { ManagedProxy } from '../../src/control-plane-client.ts'
-import { baseDocument, get, operatorClient, proxyUrl, startTestControlPlane, startTestDataPlane, tempDir, waitFor } from './helpers.ts'
+import { baseDocument, get, namedUpstream, operatorClient, proxyUrl, serves, startTestControlPlane, startTestDataPlane, tempDir, waitFor } from './helpers.ts'
 
 t.test('merge patch: objects merge, null removes, named lists merge by name', async (t) => {
   const base = {
@@ -39,21 +37,10 @@ t.test('selection: every selector pair must match; priority orders the overlays'
   t.throws(() => parseOverlay({ name: 'x y', patch: {}, extra: 1 }), { code: 'INVALID_CONFIG' })
 })
 
-async function namedUpstream (name: string): Promise<Upstream> {
-  const up = await startUpstream((req, res) => { res.writeHead(200); res.end(`${name} ${req.url ?? ''}`) })
-  t.teardown(() => up.close())
-  return up
-}
-
-const serves = async (dp: ManagedProxy, p: string, text: string): Promise<boolean> => {
-  if (dp.proxy === undefined) return false
-  const r = await get(proxyUrl(dp, p))
-  return r.status === 200 && r.body === text
-}
 
 t.test('two data planes with different labels: an overlay change reaches only the nodes it selects', async (t) => {
-  const main = await namedUpstream('main')
-  const eu = await namedUpstream('eu')
+  const main = await namedUpstream(t, 'main')
+  const eu = await namedUpstream(t, 'eu')
   const cp = await startTestControlPlane(t, { store: `${await tempDir(t)}/store.json` })
   const admin = operatorClient(t, cp.address, 'admin')
   const op = operatorClient(t, cp.address, 'operator')

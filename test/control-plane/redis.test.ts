@@ -1,27 +1,14 @@
 import t from 'tap'
 import * as grpc from '@grpc/grpc-js'
 import { startRedis, redisUnavailable } from '../helpers/redis.ts'
-import { startUpstream, type Upstream } from '../helpers/upstream.ts'
-import type { ManagedProxy } from '../../src/control-plane-client.ts'
 import { RedisStore } from '../../control-plane/redis-store.ts'
-import { baseDocument, get, operatorClient, proxyUrl, startTestControlPlane, startTestDataPlane, tempDir, waitFor } from './helpers.ts'
+import { baseDocument, namedUpstream, operatorClient, serves, startTestControlPlane, startTestDataPlane, tempDir, waitFor } from './helpers.ts'
 
-async function namedUpstream (name: string): Promise<Upstream> {
-  const up = await startUpstream((req, res) => { res.writeHead(200); res.end(`${name} ${req.url ?? ''}`) })
-  t.teardown(() => up.close())
-  return up
-}
-
-const serves = async (dp: ManagedProxy, p: string, text: string): Promise<boolean> => {
-  if (dp.proxy === undefined) return false
-  const r = await get(proxyUrl(dp, p))
-  return r.status === 200 && r.body === text
-}
 
 t.test('two control-plane replicas on one Redis: a change on one reaches the data planes of the other', { skip: redisUnavailable() }, async (t) => {
   const redis = await startRedis(t)
-  const a = await namedUpstream('a')
-  const b = await namedUpstream('b')
+  const a = await namedUpstream(t, 'a')
+  const b = await namedUpstream(t, 'b')
   const dir = await tempDir(t)
   const cp1 = await startTestControlPlane(t, { store: redis.url })
   const cp2 = await startTestControlPlane(t, { store: redis.url })

@@ -1,5 +1,8 @@
 import { execFile } from 'node:child_process'
-import { mkdtemp, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
+import type { RequestListener } from 'node:http'
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
@@ -34,4 +37,21 @@ export async function makePki (): Promise<TestPki> {
     await ossl('x509', '-req', '-in', p(`${who}.csr`), '-CA', p('ca.pem'), '-CAkey', p('ca.key'), '-CAcreateserial', '-out', p(`${who}.pem`), '-days', '2', '-extfile', p(`${who}.ext`))
   }
   return { dir, caCert: p('ca.pem'), serverCert: p('server.pem'), serverKey: p('server.key'), clientCert: p('client.pem'), clientKey: p('client.key') }
+}
+
+/**
+ * An https server on 127.0.0.1 with the PKI's server certificate that
+ * requires a client certificate signed by its CA (mTLS). Closed on teardown.
+ */
+export async function startMtlsServer (t: { teardown (fn: () => unknown): void }, pki: TestPki, handler: RequestListener): Promise<{ port: number }> {
+  const server = https.createServer({
+    cert: await readFile(pki.serverCert),
+    key: await readFile(pki.serverKey),
+    ca: await readFile(pki.caCert),
+    requestCert: true,
+    rejectUnauthorized: true,
+  }, handler)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) }))
+  return { port: (server.address() as AddressInfo).port }
 }

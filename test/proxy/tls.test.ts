@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { Agent, request } from 'undici'
 import { startUpstream } from '../helpers/upstream.ts'
 import { startTestProxy, simpleDoc } from '../helpers/proxy.ts'
-import { hasOpenssl, makePki } from '../helpers/certs.ts'
+import { hasOpenssl, makePki, startMtlsServer } from '../helpers/certs.ts'
 
 t.test('TLS termination', async (t) => {
   if (!await hasOpenssl()) { t.plan(0, 'openssl is not installed: no certificates to test with'); return }
@@ -49,18 +49,8 @@ t.test('mTLS: clients need a certificate from the configured CA', async (t) => {
 
 t.test('upstream TLS: a CA bundle and a client certificate (mTLS to the endpoint)', async (t) => {
   if (!await hasOpenssl()) { t.plan(0, 'openssl is not installed'); return }
-  const https = await import('node:https')
   const pki = await makePki()
-  const server = https.createServer({
-    cert: await readFile(pki.serverCert),
-    key: await readFile(pki.serverKey),
-    ca: await readFile(pki.caCert),
-    requestCert: true,
-    rejectUnauthorized: true,
-  }, (req, res) => { res.end(`hello ${(req.socket as import('node:tls').TLSSocket).getPeerCertificate().subject.CN}`) })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) }))
-  const port = (server.address() as import('node:net').AddressInfo).port
+  const { port } = await startMtlsServer(t, pki, (req, res) => { res.end(`hello ${(req.socket as import('node:tls').TLSSocket).getPeerCertificate().subject.CN}`) })
   const upstream = `https://localhost:${port}`
 
   const mtls = await startTestProxy(simpleDoc(upstream, {}, { tls: { ca: pki.caCert, cert: pki.clientCert, key: pki.clientKey } }), t)
@@ -125,18 +115,8 @@ t.test('HTTP/2 by ALPN, HTTP/1.1 on the same port', async (t) => {
 
 t.test('active health checks reach https endpoints with the cluster\'s CA bundle and client certificate', async (t) => {
   if (!await hasOpenssl()) { t.plan(0, 'openssl is not installed'); return }
-  const https = await import('node:https')
   const pki = await makePki()
-  const server = https.createServer({
-    cert: await readFile(pki.serverCert),
-    key: await readFile(pki.serverKey),
-    ca: await readFile(pki.caCert),
-    requestCert: true,
-    rejectUnauthorized: true,
-  }, (_req, res) => { res.end('ok') })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) }))
-  const port = (server.address() as import('node:net').AddressInfo).port
+  const { port } = await startMtlsServer(t, pki, (_req, res) => { res.end('ok') })
   const proxy = await startTestProxy(simpleDoc(`https://localhost:${port}`, {}, {
     tls: { ca: pki.caCert, cert: pki.clientCert, key: pki.clientKey },
     healthCheck: { path: '/', interval: 50, timeout: 1000, jitter: 0 },
