@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util'
 import { availableParallelism, hostname } from 'node:os'
 import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
-import { loadConfigFile } from './config/load.ts'
+import { loadConfigOffThread } from './config/off-thread.ts'
 import { ConfigError } from './errors.ts'
 import { createLogger, type Level } from './log.ts'
 import { runSingle } from './run.ts'
@@ -84,7 +84,7 @@ async function main (argv: string[]): Promise<number> {
     const file = positionals[1] ?? values.config
     if (file === undefined) { process.stderr.write(`validate needs a FILE\n\n${USAGE}\n`); return 2 }
     try {
-      const config = await loadConfigFile(file)
+      const config = await loadConfigOffThread(file)
       process.stdout.write(`${file}: valid (${config.clusters.length} clusters, ${config.routes.length} routes)\n`)
       return 0
     } catch (err) {
@@ -99,7 +99,7 @@ async function main (argv: string[]): Promise<number> {
 
   let config
   try {
-    config = await loadConfigFile(file)
+    config = await loadConfigOffThread(file)
   } catch (err) {
     return reportConfigError(err)
   }
@@ -124,7 +124,7 @@ async function runManaged (values: Record<string, string | boolean | undefined>,
   try { labels = parseLabels(String(values.labels ?? '')) } catch (err) { process.stderr.write(`${(err as Error).message}\n`); return 2 }
   let bootstrap
   if (typeof values.config === 'string') {
-    try { bootstrap = await loadConfigFile(values.config) } catch (err) { return reportConfigError(err) }
+    try { bootstrap = await loadConfigOffThread(values.config) } catch (err) { return reportConfigError(err) }
   }
   if ((values['cp-cert'] === undefined) !== (values['cp-key'] === undefined)) { process.stderr.write('--cp-cert and --cp-key go together\n'); return 2 }
   const pem: Record<'cp-ca' | 'cp-cert' | 'cp-key', Buffer | undefined> = { 'cp-ca': undefined, 'cp-cert': undefined, 'cp-key': undefined }

@@ -3,7 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { randomUUID } from 'node:crypto'
 import * as grpc from '@grpc/grpc-js'
-import { parseConfig } from './config/load.ts'
+import { parseConfigOffThread } from './config/off-thread.ts'
 import type { Config } from './config/schema.ts'
 import { ConfigError } from './errors.ts'
 import type { Logger } from './log.ts'
@@ -191,7 +191,7 @@ export class ControlPlaneClient extends EventEmitter {
       return this.#request(res.nonce)
     }
     try {
-      const config = parseConfig(res.configJson, `control-plane@v${res.versionInfo}.json`, this.#options.env)
+      const config = await parseConfigOffThread(res.configJson, `control-plane@v${res.versionInfo}.json`, this.#options.env)
       await this.#options.apply(config, res.versionInfo)
     } catch (err) {
       const detail = errorDetail(err)
@@ -298,7 +298,7 @@ export async function readCachedConfig (cacheDir: string, log: Logger, env?: Nod
     return undefined
   }
   try {
-    return { cached, config: parseConfig(cached.configJson, `${file}@v${cached.version}.json`, env) }
+    return { cached, config: await parseConfigOffThread(cached.configJson, `${file}@v${cached.version}.json`, env) }
   } catch (err) {
     log.warn('cached config no longer valid; ignoring it', { file, detail: (err as Error).message })
     return undefined

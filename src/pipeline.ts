@@ -90,8 +90,9 @@ export async function buildPipeline (route: RouteConfig, ctx: Omit<PluginContext
   const instances: Array<{ name: string, hooks: PluginHooks }> = []
   try {
     for (const entry of route.plugins) {
-      const def = pluginsByName.get(entry.name)
-      if (def === undefined) throw new Error(`unknown plugin "${entry.name}"`)
+      const known = pluginsByName.get(entry.name)
+      if (known === undefined) throw new Error(`unknown plugin "${entry.name}"`)
+      const def = await known.load()
       const hooks = await def.create(entry.config, { ...ctx, routeName: route.name, log: ctx.log.child({ route: route.name, plugin: entry.name }) })
       instances.push({ name: entry.name, hooks })
     }

@@ -1,7 +1,7 @@
 import { watch, type FSWatcher } from 'node:fs'
 import path from 'node:path'
 import type { Config } from './config/schema.ts'
-import { loadConfigFile } from './config/load.ts'
+import { loadConfigOffThread } from './config/off-thread.ts'
 import type { Logger } from './log.ts'
 
 /**
@@ -42,7 +42,7 @@ export function createReloader (file: string, apply: (config: Config) => Promise
   const once = async (): Promise<boolean> => {
     let config: Config
     try {
-      config = await loadConfigFile(file)
+      config = await loadConfigOffThread(file)
     } catch (err) {
       onFailure()
       log.error('config reload failed; keeping the running config', { file, detail: err instanceof Error ? err.message : String(err) })

@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
 import type { Config } from './config/schema.ts'
-import { loadConfigFile } from './config/load.ts'
+import { loadConfigOffThread } from './config/off-thread.ts'
 import { createAdminServer } from './admin.ts'
 import { createReloader, watchConfigFile } from './reload.ts'
 import { installCrashGuards } from './run.ts'
@@ -158,7 +158,7 @@ export async function runPrimary (file: string, initial: Config, count: number, 
 }
 
 export async function runWorker (file: string, log: Logger): Promise<void> {
-  const config = await loadConfigFile(file)
+  const config = await loadConfigOffThread(file)
   const proxy = await startProxy({ config, source: file, log, admin: false, reusePort: true })
   // Constructing one installs prom-client's worker-side IPC listener that
   // answers the primary's aggregation requests.

@@ -1,5 +1,5 @@
 import { createPublicKey, webcrypto } from 'node:crypto'
-import { importJWK, type CryptoKey, type JWK } from 'jose'
+import type { CryptoKey, JWK } from 'jose'
 
 /**
  * The JWS algorithms (RFC 7518 §3.1, RFC 8037 §3.1, RFC 9864 for `Ed25519`)
@@ -103,6 +103,9 @@ export async function importForAlgorithm (jwk: JWK, alg: Algorithm): Promise<Cry
     const raw = Buffer.from(jwk.k ?? '', 'base64url')
     return webcrypto.subtle.importKey('raw', raw, { name: 'HMAC', hash: need.hash as string }, false, ['verify']) as Promise<CryptoKey>
   }
+  // jose is loaded here, not at the top: config validation reads this
+  // module, and a proxy without jwt-auth should not carry jose.
+  const { importJWK } = await import('jose')
   const key = await importJWK(publicPart(jwk), alg)
   if (key instanceof Uint8Array) throw new TypeError(`a ${alg} key did not import as a CryptoKey`)
   // jose refuses RSA keys under 2048 bits at verify time (RFC 7518 §3.3); refusing

@@ -7,6 +7,7 @@ import { ConfigError } from '../errors.ts'
 import type { ConfigIssue } from '../errors.ts'
 import { expandEnv, isWholeReference } from './env.ts'
 import { configSchema } from './schema.ts'
+import { configPath, deepFreeze, rememberEnvPaths } from './path.ts'
 import type { Config } from './schema.ts'
 
 type Path = ReadonlyArray<string | number>
@@ -58,24 +59,8 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     throw new ConfigError(file, result.error.issues.flatMap((issue) => toIssues(issue, source)), { cause: result.error })
   }
   const config = deepFreeze(result.data)
-  if (source.fromEnv.size > 0) ENV_PATHS.set(config, source.fromEnv)
+  rememberEnvPaths(config, source.fromEnv)
   return config
-}
-
-const ENV_PATHS = new WeakMap<Config, ReadonlySet<string>>()
-
-/**
- * Paths (as in ConfigError, e.g. `routes[0].plugins[1].config.secret`) whose
- * value came from a `${VAR}` reference: secrets live there, so they are never
- * shown back (admin `/config`, error messages).
- */
-export function envPaths (config: Config): ReadonlySet<string> {
-  return ENV_PATHS.get(config) ?? new Set()
-}
-
-/** Formats a path the way config errors and envPaths() do. */
-export function configPath (path: ReadonlyArray<string | number>): string {
-  return formatPath(path as Path)
 }
 
 const EMPTY = 'a config document (the file is empty; {} alone means all defaults)'
@@ -87,7 +72,7 @@ function readYaml (text: string, file: string, env: NodeJS.ProcessEnv): Source {
   const fromEnv = new Set<string>()
   const issues: ConfigIssue[] = []
   expandNode(doc.contents, [], env, (path, offset, error) => {
-    issues.push({ path: formatPath(path), expected: error, line: lineOfOffset(counter, offset) })
+    issues.push({ path: configPath(path), expected: error, line: lineOfOffset(counter, offset) })
   }, fromEnv)
   if (issues.length > 0) throw new ConfigError(file, issues)
   return { value: doc.toJS(), fromEnv, lines: () => ({ doc, counter }) }
@@ -150,7 +135,7 @@ function expandNode (node: unknown, path: Path, env: NodeJS.ProcessEnv, onError:
     const r = expandEnv(node.value, env)
     if ('error' in r) return onError(path, node.range?.[0], r.error)
     if (r.value === node.value) return
-    fromEnv.add(formatPath(path))
+    fromEnv.add(configPath(path))
     node.value = node.type === 'PLAIN' && isWholeReference(node.value) ? plainScalar(r.value) : r.value
   }
 }
@@ -160,7 +145,7 @@ function expandValue (value: unknown, path: Path, env: NodeJS.ProcessEnv, onErro
   if (typeof value === 'string') {
     const r = expandEnv(value, env)
     if ('error' in r) { onError(path, r.error); return value }
-    if (r.value !== value) fromEnv.add(formatPath(path))
+    if (r.value !== value) fromEnv.add(configPath(path))
     return r.value
   }
   if (Array.isArray(value)) {
@@ -250,7 +235,7 @@ function toIssues (issue: z.core.$ZodIssue, source: Source): ConfigIssue[] {
 
 function located (source: Source, path: Path, expected: string): ConfigIssue {
   const { doc, counter } = source.lines()
-  return { path: formatPath(path), expected, line: lineAt(doc, counter, path) }
+  return { path: configPath(path), expected, line: lineAt(doc, counter, path) }
 }
 
 function unknownKey (key: string, known: string): string {
@@ -279,25 +264,12 @@ function found (code: string, path: Path, source: Source): string {
   let value = source.value
   for (const p of path) value = typeof value === 'object' && value !== null ? (value as Record<string | number, unknown>)[p] : undefined
   if (value === undefined) return ' (missing)'
-  if (source.fromEnv.has(formatPath(path))) return ' (got a substituted ${…} value, not shown)'
+  if (source.fromEnv.has(configPath(path))) return ' (got a substituted ${…} value, not shown)'
   if (typeof value === 'object' && value !== null) {
     return code === 'invalid_type' || code === 'invalid_union' ? ` (got ${Array.isArray(value) ? 'a list' : 'a map'})` : ''
   }
   const shown = JSON.stringify(value) ?? String(value)
   return ` (got ${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown})`
-}
-
-const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/
-
-/** `routes[0].plugins[2].config.points`; keys that are not identifiers as `headers["x-a"]`. */
-function formatPath (path: Path): string {
-  let out = ''
-  for (const p of path) {
-    if (typeof p === 'number') out += `[${p}]`
-    else if (IDENTIFIER.test(p)) out += out === '' ? p : `.${p}`
-    else out += `[${JSON.stringify(p)}]`
-  }
-  return out
 }
 
 /**
@@ -325,14 +297,4 @@ function lineAt (doc: Document, counter: LineCounter, path: Path): number | unde
 
 function lineOfOffset (counter: LineCounter, offset: number | undefined): number | undefined {
   return offset === undefined ? undefined : counter.linePos(offset).line
-}
-
-/** Freezes plain objects and arrays only: a frozen RegExp or Map would break its own methods. */
-function deepFreeze<T> (value: T): T {
-  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value
-  const proto: unknown = Object.getPrototypeOf(value)
-  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return value
-  Object.freeze(value)
-  for (const v of Object.values(value)) deepFreeze(v)
-  return value
 }

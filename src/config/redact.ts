@@ -1,5 +1,5 @@
 import type { Config } from './schema.ts'
-import { configPath, envPaths } from './load.ts'
+import { configPath, envPaths } from './path.ts'
 
 // Field names that hold credentials whatever plugin declares them.
 const SECRET_KEY = /(secret|password|passwd|token|private.?key|credentials?|api.?key)$/i

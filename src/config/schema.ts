@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { plugins } from '../../plugins/index.ts'
+import { pluginSchemas } from '../../plugins/schemas.ts'
 import { duration, size } from './units.ts'
 
 /**
@@ -202,7 +202,7 @@ const match = z.strictObject({
 }).refine((m) => [m.path, m.pathPrefix, m.pathRegex].filter((v) => v !== undefined).length <= 1,
   'at most one of path, pathPrefix, pathRegex')
 
-const pluginEntry = z.discriminatedUnion('name', (plugins.map((p) => z.strictObject({
+const pluginEntry = z.discriminatedUnion('name', (pluginSchemas.map((p) => z.strictObject({
   name: z.literal(p.name),
   config: p.schema.prefault({}),
 }))) as unknown as [z.ZodObject<{ name: z.ZodLiteral<string>, config: z.ZodType }>])

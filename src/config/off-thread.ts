@@ -1,0 +1,72 @@
+import { Worker } from 'node:worker_threads'
+import { ConfigError, type ConfigIssue } from '../errors.ts'
+import { deepFreeze, rememberEnvPaths } from './path.ts'
+import type { Config } from './schema.ts'
+
+/**
+ * Config validation on a short-lived worker thread. Two reasons:
+ *
+ * - The event loop serving traffic never stalls while a large config is
+ *   parsed and validated (a reload, a push from the control plane).
+ * - zod, yaml and the schemas of every plugin never load into the serving
+ *   isolate. They are ~8 MiB of live heap and ~40% of its objects, which
+ *   every major GC walks again: with 64 KiB responses a proxy runs several
+ *   major GCs a second (bench/RESULTS.md, "Heap").
+ *
+ * What comes back is the same Config `parseConfig` returns (plain data, deep
+ * frozen), or the same ConfigError.
+ */
+
+/** What the thread is asked: a file to read, or a document already in hand. */
+export interface ValidationJob {
+  readonly file: string
+  readonly text?: string
+  readonly env: Record<string, string | undefined>
+}
+
+export type ValidationReply =
+  | { ok: true, config: Config, envPaths: string[] }
+  | { ok: false, file: string, issues: ConfigIssue[] }
+  | { ok: false, file?: undefined, message: string }
+
+const WORKER = new URL('./validation-worker.ts', import.meta.url)
+
+/** A config document bigger than this much heap is refused, not allowed to take the process down. */
+const HEAP_LIMIT_MB = 512
+
+/** `loadConfigFile`, off the serving thread. */
+export function loadConfigOffThread (file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  return validate({ file, env: { ...env } })
+}
+
+/** `parseConfig`, off the serving thread. */
+export function parseConfigOffThread (text: string, file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
+  return validate({ file, text, env: { ...env } })
+}
+
+function validate (job: ValidationJob): Promise<Config> {
+  return new Promise((resolve, reject) => {
+    let settled = false
+    const worker = new Worker(WORKER, { workerData: job, resourceLimits: { maxOldGenerationSizeMb: HEAP_LIMIT_MB } })
+    const settle = (err: Error | undefined, config?: Config): void => {
+      if (settled) return
+      settled = true
+      void worker.terminate()
+      if (err !== undefined) reject(err)
+      else resolve(config as Config)
+    }
+    worker.once('message', (reply: ValidationReply) => {
+      if (reply.ok) {
+        const config = deepFreeze(reply.config)
+        rememberEnvPaths(config, new Set(reply.envPaths))
+        settle(undefined, config)
+      } else if (reply.file !== undefined) {
+        settle(new ConfigError(reply.file, reply.issues))
+      } else {
+        settle(new Error(`${job.file}: ${reply.message}`))
+      }
+    })
+    worker.once('error', (err) => { settle(new Error(`${job.file}: config validation failed (${err.message})`, { cause: err })) })
+    worker.once('exit', (code) => { settle(new Error(`${job.file}: config validation stopped (thread exit ${code})`)) })
+  })
+}
