@@ -2,10 +2,10 @@ import t from 'tap'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import net from 'node:net'
 import * as grpc from '@grpc/grpc-js'
 import { ControlPlaneClient, backoffDelay, parseLabels, readCachedConfig } from './control-plane-client.ts'
 import { createLogger } from './log.ts'
+import { droppingPort } from '../test/helpers/ports.ts'
 
 const quiet = createLogger({ level: 'error', write: () => {} })
 
@@ -46,13 +46,7 @@ t.test('a cache that is missing, corrupt or no longer valid here is ignored', as
 })
 
 t.test('without a control plane the client keeps retrying with growing delays', async (t) => {
-  // A port that takes connections and drops them at once. Held by this test
-  // for its whole length: a port merely closed here could be taken by another
-  // test's server running in parallel (it was, once, a real control plane).
-  const sink = net.createServer((socket) => { socket.destroy() })
-  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { sink.close() })
-  const port = (sink.address() as net.AddressInfo).port
+  const port = await droppingPort(t)
   const client = new ControlPlaneClient({ address: `127.0.0.1:${port}`, nodeId: 'n', apply: async () => {}, log: quiet, backoff: { initialMs: 20, maxMs: 160 } })
   t.teardown(() => { client.close() })
   const at: number[] = []

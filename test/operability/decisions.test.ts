@@ -1,6 +1,5 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import net from 'node:net'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -8,6 +7,7 @@ import { SignJWT } from 'jose'
 import { request } from 'undici'
 import { startUpstream } from '../helpers/upstream.ts'
 import { startTestProxy } from '../helpers/proxy.ts'
+import { droppingPort } from '../helpers/ports.ts'
 import { startOtlpReceiver, SPAN_KIND, type ReceivedSpan } from '../helpers/otlp-receiver.ts'
 import { flushAccessLogs } from '../../src/access-log.ts'
 import { hashApiKey } from '../../plugins/api-key/hash.ts'
@@ -23,15 +23,6 @@ import { hashApiKey } from '../../plugins/api-key/hash.ts'
 const API_KEY = 'ak_5d1f0c3b9e7a4f2c8b6d0e1a3c5f7b9d'
 const SECRET = 'decisions-test-hmac-secret-0123456789abcdef'
 const XSS = encodeURIComponent('<script>alert(1)</script>')
-
-/** A port nothing listens on (a Redis that is down). */
-async function closedPort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
 
 function route (name: string, plugins: Array<Record<string, unknown>>): Record<string, unknown> {
   return { name, match: { pathPrefix: `/${name}/` }, cluster: 'c', plugins }
@@ -71,7 +62,7 @@ t.test('WAF, rate-limit, auth and cache decisions are access-log fields and span
   const dir = await mkdtemp(path.join(tmpdir(), 'outrider-decisions-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const file = path.join(dir, 'access.log')
-  const redisPort = await closedPort()
+  const redisPort = await droppingPort(t)
 
   const proxy = await startTestProxy({
     accessLog: { destination: file },

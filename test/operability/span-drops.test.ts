@@ -1,9 +1,9 @@
 import t from 'tap'
-import net from 'node:net'
 import { Agent, request } from 'undici'
 import { startTestProxy, type TestProxy } from '../helpers/proxy.ts'
 import { startOtlpReceiver, type ReceiverBehaviour, type OtlpReceiver } from '../helpers/otlp-receiver.ts'
 import { startUpstream } from '../helpers/upstream.ts'
+import { droppingPort } from '../helpers/ports.ts'
 import { SPANS_DROPPED_METRIC, type DropReason } from '../../src/tracing.ts'
 
 /**
@@ -21,15 +21,6 @@ async function receiver (t: { teardown (fn: () => unknown): void }, behaviour: R
   const r = await startOtlpReceiver(behaviour)
   t.teardown(r.close)
   return r
-}
-
-/** A port nothing listens on: a collector that is down. */
-async function closedPort (): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 async function metricsText (proxy: TestProxy): Promise<string> {
@@ -82,7 +73,7 @@ t.test('both reasons are exported at 0 as soon as tracing is on', async (t) => {
 t.test('a collector that is down: the spans of the failed export are counted', async (t) => {
   const up = await startUpstream()
   t.teardown(up.close)
-  const proxy = await startTestProxy(doc(`http://127.0.0.1:${await closedPort()}/v1/traces`, up.url), t)
+  const proxy = await startTestProxy(doc(`http://127.0.0.1:${await droppingPort(t)}/v1/traces`, up.url), t)
   const res = await request(`${proxy.url}/api/x`)
   await res.body.text()
   t.equal(res.statusCode, 200, 'the request itself is not affected')

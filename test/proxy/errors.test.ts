@@ -1,6 +1,5 @@
 import t from 'tap'
 import http from 'node:http'
-import net, { type AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import { Readable } from 'node:stream'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -8,6 +7,7 @@ import { request } from 'undici'
 import { startUpstream } from '../helpers/upstream.ts'
 import { startTestProxy, simpleDoc } from '../helpers/proxy.ts'
 import { rawRequest, startScriptedUpstream } from '../helpers/raw-http.ts'
+import { closedPort } from '../helpers/ports.ts'
 
 /**
  * Failures become RFC 9457 problems with a stable `code` (src/errors.ts), and
@@ -20,15 +20,6 @@ interface Problem { type: string, title: string, status: number, code: string, r
 
 async function problem (res: Awaited<ReturnType<typeof request>>): Promise<Problem> {
   return await res.body.json() as Problem
-}
-
-/** A port nothing listens on. */
-async function closedPort (): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as AddressInfo).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
 }
 
 t.test('upstream refuses the connection → 502 UPSTREAM_CONNECT_FAILED', async (t) => {
