@@ -32,14 +32,34 @@ interface Meta {
  * HSET the variant and extend the URL's TTL to at least this variant's (a
  * hash has one TTL; a shorter-lived variant must not cut a longer one's).
  */
+/**
+ * One round trip per write. Fields are `[varyNames,varyValues,responseTime]`
+ * as JSON, so both tests are prefix tests: a field for the same Vary values
+ * (ARGV[4] is `[names,values,`) is replaced, and one stored under other
+ * Vary names (not starting with ARGV[5], `[names,`) is from before the
+ * upstream changed its Vary and is dropped. The TTL is only ever extended.
+ */
 const PUT_SCRIPT = `
+for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if string.sub(f, 1, #ARGV[4]) == ARGV[4] or string.sub(f, 1, #ARGV[5]) ~= ARGV[5] then redis.call('HDEL', KEYS[1], f) end
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1`
+
+/**
+ * A tag set outlives every entry in it: its TTL is only ever extended, or a
+ * shorter-lived entry tagged later would make a purge by tag miss a
+ * longer-lived one.
+ */
+const TAG_SCRIPT = `
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 1`
 
 type CacheRedis = (Redis | Cluster) & {
-  outriderCachePut (key: string, field: string, value: Buffer, ttlMs: number): Promise<number>
+  outriderCachePut (key: string, field: string, value: Buffer, ttlMs: number, sameVariant: string, sameNames: string): Promise<number>
+  outriderCacheTag (key: string, member: string, ttlMs: number): Promise<number>
 }
 
 export interface RedisLayerEnv {
@@ -108,6 +128,7 @@ export class RedisLayer {
     this.#log = new ThrottledLog(env.log, 30_000)
     const client = conn.client as CacheRedis
     if (typeof client.outriderCachePut !== 'function') client.defineCommand('outriderCachePut', { numberOfKeys: 1, lua: PUT_SCRIPT })
+    if (typeof client.outriderCacheTag !== 'function') client.defineCommand('outriderCacheTag', { numberOfKeys: 1, lua: TAG_SCRIPT })
     this.#client = client
     this.#unsubscribe = subscribe(conn, `${config.keyPrefix}:purge`, env.onRemotePurge, this.#log)
   }
@@ -195,32 +216,17 @@ export class RedisLayer {
       const head = Buffer.allocUnsafe(5)
       head.writeUInt8(zip ? FLAG_ZSTD : 0, 0)
       head.writeUInt32BE(metaBuf.length, 1)
-      const field = JSON.stringify([e.varyNames, e.varyValues, e.responseTime])
+      const names = JSON.stringify(e.varyNames)
+      const sameVariant = `[${names},${JSON.stringify(e.varyValues)},`
+      const field = `${sameVariant}${e.responseTime}]`
       const ttl = Math.max(1, Math.ceil(keepMs))
-      // Only one field per Vary value set: an older field for the same values is dropped first.
-      await this.#dropSameVariant(e)
-      await this.#client.outriderCachePut(this.#urlKey(e.key), field, Buffer.concat([head, metaBuf, body]), ttl)
-      for (const tag of e.tags) {
-        const k = this.#tagKey(tag)
-        await this.#client.sadd(k, e.key)
-        await this.#client.pexpire(k, Math.max(ttl, 60_000))
-      }
+      // Sent together, answered together: one round trip whatever the tag count.
+      const writes: Array<Promise<number>> = [this.#client.outriderCachePut(this.#urlKey(e.key), field, Buffer.concat([head, metaBuf, body]), ttl, sameVariant, `[${names},`)]
+      for (const tag of e.tags) writes.push(this.#client.outriderCacheTag(this.#tagKey(tag), e.key, Math.max(ttl, 60_000)))
+      await Promise.all(writes)
     } catch (err) {
       this.#failed('put', err)
     }
-  }
-
-  async #dropSameVariant (e: StoredResponse): Promise<void> {
-    const fields = await this.#client.hkeys(this.#urlKey(e.key))
-    const stale: string[] = []
-    const want = JSON.stringify([e.varyNames, e.varyValues])
-    for (const f of fields) {
-      try {
-        const v = JSON.parse(f) as [string[], string[], number]
-        if (JSON.stringify([v[0], v[1]]) === want || JSON.stringify(v[0]) !== JSON.stringify(e.varyNames)) stale.push(f)
-      } catch { stale.push(f) }
-    }
-    if (stale.length > 0) await this.#client.hdel(this.#urlKey(e.key), ...stale)
   }
 
   /** Purges L2 and tells every sidecar to purge its L1; how many URLs went from Redis. */

@@ -66,3 +66,42 @@ t.test('L2: Redis down is a miss, never an error; back up, it is used again', { 
   const text = await (await request(`${p.adminUrl}/metrics`)).body.text()
   t.match(text, /outrider_cache_l2_errors_total\{route="all",op="(get|put)"\} [1-9]/)
 })
+
+t.test('L2 writes: one field per variant, variants of an old Vary dropped, tag sets never shortened', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const origin = await ScriptedOrigin.start()
+  t.teardown(() => origin.close())
+  // keepStale 0: an entry is kept for its freshness only, so lifetimes differ as much as max-ages do.
+  const p = await startCachingProxy(origin, { l2: { type: 'redis', url: redis.url }, tagHeader: 'surrogate-key', keepStale: '0s' }, t)
+  const path = uniquePath('l2-writes')
+  const urlKey = `outrider:cache:u:127.0.0.1:${p.port}${path}`
+  let vary = 'accept-language'
+  origin.on(path, (_req, n) => ({ headers: { 'cache-control': 'max-age=3600', vary, 'surrogate-key': 'long' }, body: `v${n}` }))
+  const fields = async (): Promise<number> => Number(await redis.command('HLEN', urlKey))
+
+  await get(p, path, { 'accept-language': 'en' })
+  t.ok(await eventually(async () => await fields() === 1), 'the first variant is stored')
+  // A forced refresh stores the same variant again: it replaces the field.
+  await get(p, path, { 'accept-language': 'en', 'cache-control': 'no-cache' })
+  await get(p, path, { 'accept-language': 'fr' })
+  t.ok(await eventually(async () => await fields() === 2), 'en and fr')
+  await sleep(100)
+  t.equal(await fields(), 2, 'still one field per variant after the refresh')
+
+  // The upstream now varies on something else: the old variants cannot be selected any more.
+  vary = 'accept-encoding'
+  await get(p, path, { 'accept-language': 'en', 'cache-control': 'no-cache' })
+  t.ok(await eventually(async () => {
+    const names = await redis.command('HKEYS', urlKey) as string[]
+    return names.length === 1 && names[0]?.startsWith('[["accept-encoding"],') === true
+  }), 'only the new Vary\'s variant is left')
+
+  // A tag set lives as long as its longest-lived entry.
+  const tagKey = 'outrider:cache:t:long'
+  const short = uniquePath('l2-short')
+  origin.on(short, () => ({ headers: { 'cache-control': 'max-age=1', 'surrogate-key': 'long' }, body: 'short' }))
+  await get(p, short)
+  t.ok(await eventually(async () => Number(await redis.command('SISMEMBER', tagKey, `127.0.0.1:${p.port}${short}`)) === 1), 'the short-lived entry joined the tag')
+  const ttl = Number(await redis.command('PTTL', tagKey))
+  t.ok(ttl > 3_000_000, `the tag set keeps the hour of its longest entry (PTTL ${ttl} ms)`)
+})
