@@ -41,6 +41,10 @@ export class ProxyListener {
   readonly #ws = createProxyServer({ ws: true, xfwd: false })
   /** HTTP/2 sessions without a stream are closed after this long without a frame (limits.keepAliveTimeout). */
   #sessionIdleTimeout: number
+  /** A client connection (HTTP/1.1) or stream (HTTP/2) with no byte moving this long is cut (limits.streamIdleTimeout). */
+  #streamIdleTimeout: number
+  /** An HTTP/2 server (h2c, or TLS with ALPN): its sessions must not get `server.timeout`. */
+  readonly #http2: boolean
   /** Open WebSocket tunnels: closed on shutdown. */
   readonly #tunnels = new Set<Duplex>()
 
@@ -51,6 +55,8 @@ export class ProxyListener {
     this.#env = { metrics: options.metrics, log: options.log, via: 'outrider', responseVia: '1.1 outrider', draining: false, tracer: options.tracer }
     const limits = snapshot.config.limits
     this.#sessionIdleTimeout = limits.keepAliveTimeout
+    this.#streamIdleTimeout = limits.streamIdleTimeout
+    this.#http2 = options.h2c === true || (options.tls !== undefined && options.http2 === true)
     this.#scheme = options.tls === undefined ? 'http' : 'https'
     const serverOptions: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderSize,
@@ -85,6 +91,11 @@ export class ProxyListener {
         settings: h2Settings,
       }, h2Request)
       Object.assign(h2, { headersTimeout: limits.headersTimeout, requestTimeout: limits.requestTimeout, keepAliveTimeout: limits.keepAliveTimeout, maxHeaderSize: limits.maxHeaderSize, shouldUpgradeCallback: isWebSocketUpgrade })
+      // Not `h2.timeout`: node would also time out whole sessions with it,
+      // quiet gRPC streams and all. HTTP/1.1 connections get it one by one.
+      h2.on('secureConnection', (socket: Socket & { alpnProtocol?: string | false }) => {
+        if (socket.alpnProtocol !== 'h2' && this.#streamIdleTimeout > 0) socket.setTimeout(this.#streamIdleTimeout)
+      })
       this.server = this.#trackSessions(h2) as unknown as http.Server
     } else {
       // With a client CA, clients without a certificate it signed are refused in the handshake.
@@ -94,6 +105,9 @@ export class ProxyListener {
     // exchange sends it once the request is really going upstream.
     this.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => { this.#handle(req, res) })
     this.server.maxRequestsPerSocket = limits.maxRequestsPerSocket
+    // HTTP/1.1: node arms it on every connection and destroys the socket when
+    // it fires (no 'timeout' listener anywhere); its timer is refreshed by I/O.
+    if (!this.#http2) this.server.timeout = limits.streamIdleTimeout
     // node would drop fields past the 2000th from rawHeaders while llhttp still
     // frames by them: readRequestHead must see every field the parser saw.
     // maxHeaderSize bounds the head anyway.
@@ -120,6 +134,13 @@ export class ProxyListener {
       s.on('stream', (stream: http2.ServerHttp2Stream) => {
         open++
         stream.once('close', () => { open-- })
+        // Frames either way refresh it; when it fires the stream is reset
+        // (RST_STREAM CANCEL), which the exchange sees as the client leaving.
+        const streamIdle = this.#streamIdleTimeout
+        if (streamIdle > 0) {
+          stream.setTimeout(streamIdle)
+          stream.on('timeout', onStreamIdle)
+        }
       })
       const idle = this.#sessionIdleTimeout
       if (idle > 0) s.setTimeout(idle, () => { if (open === 0) s.close() })
@@ -131,6 +152,8 @@ export class ProxyListener {
   applyLimits (config: Config): void {
     const l = config.limits
     this.#sessionIdleTimeout = l.keepAliveTimeout
+    this.#streamIdleTimeout = l.streamIdleTimeout
+    if (!this.#http2) this.server.timeout = l.streamIdleTimeout
     this.server.headersTimeout = l.headersTimeout
     this.server.requestTimeout = l.requestTimeout
     this.server.keepAliveTimeout = l.keepAliveTimeout
@@ -293,7 +316,19 @@ export class ProxyListener {
       return
     }
     this.#tunnels.add(socket)
-    socket.once('close', () => { this.#tunnels.delete(socket) })
+    // Counted from the socket's own totals when the tunnel closes: nothing per
+    // frame. `head` was read with the handshake but belongs to the tunnel.
+    const s = socket as Socket
+    const rx0 = s.bytesRead - head.length
+    const tx0 = s.bytesWritten
+    const open = this.#metrics.tunnelsOpen.labels(route.name)
+    open.inc()
+    socket.once('close', () => {
+      this.#tunnels.delete(socket)
+      open.dec()
+      this.#metrics.tunnelBytes.labels(route.name, 'from_client').inc(Math.max(0, s.bytesRead - rx0))
+      this.#metrics.tunnelBytes.labels(route.name, 'to_client').inc(Math.max(0, s.bytesWritten - tx0))
+    })
   }
 
   /** Counts and logs a relayed handshake once the upstream has answered it (or failed to). */
@@ -458,6 +493,11 @@ function pushField (lines: string[], name: string, value: string): void {
     http.validateHeaderValue(name, value)
   } catch { return }
   lines.push(`${name}: ${value}`)
+}
+
+/** A stream that moved nothing for limits.streamIdleTimeout. Module-level: no closure per stream. */
+function onStreamIdle (this: http2.ServerHttp2Stream): void {
+  if (!this.destroyed) this.close(http2.constants.NGHTTP2_CANCEL)
 }
 
 function isWebSocketUpgrade (req: IncomingMessage): boolean {

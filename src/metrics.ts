@@ -25,6 +25,8 @@ export interface ProxyMetrics {
   readonly endpointHealthy: Gauge<'cluster' | 'endpoint'>
   readonly outlierEjections: Counter<'cluster' | 'endpoint'>
   readonly overloaded: Counter<'cluster' | 'limit'>
+  readonly tunnelsOpen: Gauge<'route'>
+  readonly tunnelBytes: Counter<'route' | 'direction'>
   /** Per-route request counts not yet added to `requests` (flushed at scrape time). */
   readonly pendingRequests: Map<string, RequestTally>
 }
@@ -65,6 +67,8 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     endpointHealthy: new Gauge({ name: 'outrider_endpoint_healthy', help: '1 when the endpoint takes traffic by its own verdict (active checks and outlier detection), else 0.', labelNames: ['cluster', 'endpoint'], registers }),
     outlierEjections: new Counter({ name: 'outrider_outlier_ejections_total', help: 'Endpoints ejected by outlier detection.', labelNames: ['cluster', 'endpoint'], registers }),
     overloaded: new Counter({ name: 'outrider_overload_rejections_total', help: 'Requests refused by a cluster overload limit.', labelNames: ['cluster', 'limit'], registers }),
+    tunnelsOpen: new Gauge({ name: 'outrider_tunnels_open', help: 'WebSocket tunnels open now, by route.', labelNames: ['route'], registers }),
+    tunnelBytes: new Counter({ name: 'outrider_tunnel_bytes_total', help: 'Bytes through closed WebSocket tunnels, by route and direction (from_client, to_client; the upstream\'s 101 head included), counted when the tunnel closes.', labelNames: ['route', 'direction'], registers }),
   }
 }
 

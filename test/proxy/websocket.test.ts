@@ -144,3 +144,31 @@ t.test('open tunnels are closed on shutdown', async (t) => {
   await closed
   t.equal(ws.readyState, WebSocket.CLOSED)
 })
+
+t.test('tunnels are counted per route: open now, and bytes each way when they close', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${echo.port}`), t)
+  const metric = async (name: string, labels: string): Promise<number | undefined> => {
+    const m = new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm').exec(await proxy.metrics.registry.metrics())
+    return m === null ? undefined : Number(m[1])
+  }
+  const ws = await open(`ws://127.0.0.1:${proxy.port}/socket`)
+  t.equal(await metric('outrider_tunnels_open', 'route="all"'), 1, 'one tunnel open')
+  const payload = new Uint8Array(100_000).fill(7)
+  ws.send(payload)
+  const back = await next(ws)
+  t.equal((back as ArrayBuffer).byteLength, payload.length, 'echoed whole')
+  const closed = once(ws as unknown as EventTarget, 'close')
+  ws.close()
+  await closed
+  // The proxy's side of the tunnel closes just after the client's.
+  for (let i = 0; i < 100 && (await metric('outrider_tunnels_open', 'route="all"')) !== 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(await metric('outrider_tunnels_open', 'route="all"'), 0, 'none open after close')
+  const fromClient = await metric('outrider_tunnel_bytes_total', 'route="all",direction="from_client"') ?? 0
+  const toClient = await metric('outrider_tunnel_bytes_total', 'route="all",direction="to_client"') ?? 0
+  // A frame adds a few bytes of header (and 4 of mask from the client); the
+  // handshake request is not counted, the upstream's 101 head is.
+  t.ok(fromClient >= payload.length && fromClient < payload.length + 200, `from_client ${fromClient}: the message, framed`)
+  t.ok(toClient >= payload.length && toClient < payload.length + 600, `to_client ${toClient}: the echo, framed, and the 101 head`)
+})

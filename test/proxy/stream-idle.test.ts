@@ -1,0 +1,156 @@
+import t from 'tap'
+import http from 'node:http'
+import http2 from 'node:http2'
+import net from 'node:net'
+import tls from 'node:tls'
+import { once } from 'node:events'
+import { readFile } from 'node:fs/promises'
+import { startUpstream, type Upstream } from '../helpers/upstream.ts'
+import { startTestProxy, simpleDoc } from '../helpers/proxy.ts'
+import { hasOpenssl, makePki } from '../helpers/certs.ts'
+
+/**
+ * limits.streamIdleTimeout: a client that stops reading the response, or
+ * stops sending its body, is cut once nothing has moved for that long, and
+ * the upstream request is cancelled with it (no orphaned upstream work, no
+ * connection held forever). Outcomes are asserted, never durations.
+ */
+
+const IDLE = { streamIdleTimeout: '300ms' }
+
+/** An upstream that streams 64 KiB chunks, respecting backpressure, until the proxy goes away; `ended` says how. */
+async function endlessUpstream (t: { teardown (fn: () => unknown): void }): Promise<Upstream & { ended: Promise<'finished' | 'cut'> }> {
+  let report: (how: 'finished' | 'cut') => void = () => {}
+  const ended = new Promise<'finished' | 'cut'>((resolve) => { report = resolve })
+  const chunk = Buffer.alloc(64 * 1024, 'x')
+  const up = await startUpstream((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    res.on('close', () => { report(res.writableFinished ? 'finished' : 'cut') })
+    const pump = (): void => {
+      while (!res.destroyed) if (!res.write(chunk)) { res.once('drain', pump); return }
+    }
+    pump()
+  })
+  t.teardown(up.close)
+  return Object.assign(up, { ended })
+}
+
+/** An upstream that waits for a request body; `ended` says whether it ever completed. */
+async function waitingUpstream (t: { teardown (fn: () => unknown): void }): Promise<Upstream & { ended: Promise<'complete' | 'cut'> }> {
+  let report: (how: 'complete' | 'cut') => void = () => {}
+  const ended = new Promise<'complete' | 'cut'>((resolve) => { report = resolve })
+  const up = await startUpstream((req, res) => {
+    req.resume()
+    req.on('end', () => { report('complete'); res.end('ok') })
+    req.on('close', () => { if (!req.complete) report('cut') })
+  })
+  t.teardown(up.close)
+  return Object.assign(up, { ended })
+}
+
+/** A paused socket sees no FIN or reset: read what is buffered, then the close. */
+async function closedByProxy (socket: net.Socket): Promise<void> {
+  const closed = once(socket, 'close')
+  socket.resume()
+  await closed
+}
+
+t.test('HTTP/1.1: a client that stops reading the response is cut, and so is the upstream response', async (t) => {
+  const up = await endlessUpstream(t)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), limits: IDLE }, t)
+  const socket = net.connect(proxy.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  socket.write('GET /big HTTP/1.1\r\nHost: x.test\r\n\r\n')
+  socket.pause() // and never read
+  t.equal(await up.ended, 'cut', 'the upstream response was cancelled, not left streaming')
+  await closedByProxy(socket)
+  t.pass('the proxy closed the stalled connection')
+})
+
+t.test('HTTP/1.1: a client that stops sending its body is cut, and so is the upstream request', async (t) => {
+  const up = await waitingUpstream(t)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), limits: IDLE }, t)
+  const socket = net.connect(proxy.port, '127.0.0.1')
+  socket.on('error', () => {})
+  socket.resume()
+  await once(socket, 'connect')
+  socket.write('POST /upload HTTP/1.1\r\nHost: x.test\r\nContent-Length: 1000\r\n\r\nonly ten b')
+  await once(socket, 'close')
+  t.pass('the proxy closed the stalled connection')
+  t.equal(await up.ended, 'cut', 'the upstream never got a complete body and its request was cancelled')
+})
+
+t.test('HTTP/1.1: a quiet keep-alive connection between requests is governed by keepAliveTimeout, and a busy one is never cut', async (t) => {
+  const up = await startUpstream((_req, res) => {
+    // Trickles for longer than the idle timeout, but never goes quiet for that long.
+    let n = 0
+    res.writeHead(200)
+    const tick = setInterval(() => { res.write('.'); if (++n === 8) { clearInterval(tick); res.end() } }, 100)
+    res.on('close', () => { clearInterval(tick) })
+  })
+  t.teardown(up.close)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), limits: IDLE }, t)
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.teardown(() => { agent.destroy() })
+  for (let i = 0; i < 2; i++) {
+    const body = await new Promise<string>((resolve, reject) => {
+      http.get(`${proxy.url}/trickle`, { agent }, (res) => {
+        let b = ''
+        res.setEncoding('utf8')
+        res.on('data', (c: string) => { b += c })
+        res.on('end', () => { resolve(b) })
+        res.on('error', reject)
+      }).on('error', reject)
+    })
+    t.equal(body, '........', `response ${i + 1} arrived whole`)
+  }
+})
+
+t.test('HTTP/2: a stalled stream is reset and the upstream request cancelled; the session goes on', async (t) => {
+  const up = await waitingUpstream(t)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), listen: { host: '127.0.0.1', port: 0, h2c: true }, limits: IDLE }, t)
+  const session = http2.connect(`http://127.0.0.1:${proxy.port}`)
+  t.teardown(() => { session.destroy() })
+  const stalled = session.request({ ':method': 'POST', ':path': '/upload', 'content-length': '1000' })
+  stalled.on('error', () => {})
+  stalled.write('only ten b') // and never more
+  await once(stalled, 'close')
+  t.not(stalled.rstCode, http2.constants.NGHTTP2_NO_ERROR, 'the stream was reset')
+  t.equal(await up.ended, 'cut', 'the upstream request was cancelled')
+
+  const next = session.request({ ':method': 'POST', ':path': '/again' })
+  next.end('done')
+  const [headers] = await once(next, 'response') as [http2.IncomingHttpHeaders]
+  next.resume()
+  t.equal(headers[':status'], 200, 'the same session still serves')
+})
+
+t.test('TLS with HTTP/2 by ALPN: HTTP/1.1 connections on that port get the timeout too', async (t) => {
+  if (!await hasOpenssl()) { t.plan(0, 'openssl is not installed: no certificates to test with'); return }
+  const pki = await makePki()
+  const up = await endlessUpstream(t)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), listen: { host: '127.0.0.1', port: 0, tls: { cert: pki.serverCert, key: pki.serverKey, http2: true } }, limits: IDLE }, t)
+  const socket = tls.connect({ port: proxy.port, host: '127.0.0.1', servername: 'localhost', ca: await readFile(pki.caCert), ALPNProtocols: ['http/1.1'] })
+  socket.on('error', () => {})
+  await once(socket, 'secureConnect')
+  t.equal(socket.alpnProtocol, 'http/1.1')
+  socket.write('GET /big HTTP/1.1\r\nHost: x.test\r\n\r\n')
+  socket.pause()
+  t.equal(await up.ended, 'cut', 'the upstream response was cancelled')
+  await closedByProxy(socket)
+})
+
+t.test('a reload changes the timeout for new connections', async (t) => {
+  const up = await endlessUpstream(t)
+  const doc = simpleDoc(up.url)
+  const proxy = await startTestProxy({ ...doc, limits: { streamIdleTimeout: 0 } }, t)
+  await proxy.reload({ ...doc, limits: IDLE })
+  const socket = net.connect(proxy.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  socket.write('GET /big HTTP/1.1\r\nHost: x.test\r\n\r\n')
+  socket.pause()
+  t.equal(await up.ended, 'cut')
+  await closedByProxy(socket)
+})
