@@ -73,7 +73,7 @@ export class ProxyListener {
     }
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => { this.#handle(req, res) }
     const h2Request = onRequest as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void
-    const h2Settings = { maxHeaderListSize: limits.maxHeaderSize, enablePush: false }
+    const h2Settings = http2Settings(snapshot.config)
     if (options.tls === undefined && options.h2c === true) {
       // Cleartext HTTP/2 with prior knowledge: gRPC clients next to a sidecar.
       // There is no ALPN to fall back on, so no HTTP/1.1 here.
@@ -154,6 +154,7 @@ export class ProxyListener {
     this.#sessionIdleTimeout = l.keepAliveTimeout
     this.#streamIdleTimeout = l.streamIdleTimeout
     if (!this.#http2) this.server.timeout = l.streamIdleTimeout
+    else (this.server as unknown as http2.Http2Server).updateSettings(http2Settings(config))
     this.server.headersTimeout = l.headersTimeout
     this.server.requestTimeout = l.requestTimeout
     this.server.keepAliveTimeout = l.keepAliveTimeout
@@ -493,6 +494,12 @@ function pushField (lines: string[], name: string, value: string): void {
     http.validateHeaderValue(name, value)
   } catch { return }
   lines.push(`${name}: ${value}`)
+}
+
+/** What an HTTP/2 listener announces in its SETTINGS (new sessions take a reload's values). */
+function http2Settings (config: Config): http2.Settings {
+  const l = config.limits
+  return { maxHeaderListSize: l.maxHeaderSize, maxConcurrentStreams: l.maxConcurrentStreams, enablePush: false }
 }
 
 /** A stream that moved nothing for limits.streamIdleTimeout. Module-level: no closure per stream. */

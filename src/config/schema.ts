@@ -41,6 +41,7 @@ const limits = z.strictObject({
   keepAliveTimeout: duration.default(65_000).describe('Idle time before a client keep-alive connection is closed.'),
   streamIdleTimeout: duration.default(300_000).describe('A request whose client connection (HTTP/1.1) or stream (HTTP/2) moves no byte either way for this long is cut (a client that stopped reading the response or sending its body); the upstream request is cancelled. Raise it for routes whose upstream may stay silent longer; 0 disables it. WebSocket tunnels are exempt.'),
   maxRequestsPerSocket: z.number().int().nonnegative().default(0).describe('Requests served on one client connection before it is closed; 0 = unlimited.'),
+  maxConcurrentStreams: z.number().int().min(1).max(2 ** 31 - 1).default(250).describe('HTTP/2: streams one client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); the protocol refuses more. node would allow 2^32-1.'),
 })
 
 const shutdown = z.strictObject({

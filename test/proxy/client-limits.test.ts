@@ -10,10 +10,12 @@ import { startTestProxy, simpleDoc } from '../helpers/proxy.ts'
 import { hasOpenssl, makePki } from '../helpers/certs.ts'
 
 /**
- * limits.streamIdleTimeout: a client that stops reading the response, or
- * stops sending its body, is cut once nothing has moved for that long, and
- * the upstream request is cancelled with it (no orphaned upstream work, no
- * connection held forever). Outcomes are asserted, never durations.
+ * What one client may hold. limits.streamIdleTimeout: a client that stops
+ * reading the response, or stops sending its body, is cut once nothing has
+ * moved for that long, and the upstream request is cancelled with it (no
+ * orphaned upstream work, no connection held forever).
+ * limits.maxConcurrentStreams: how many HTTP/2 streams one connection may
+ * open. Outcomes are asserted, never durations.
  */
 
 const IDLE = { streamIdleTimeout: '300ms' }
@@ -153,4 +155,23 @@ t.test('a reload changes the timeout for new connections', async (t) => {
   socket.pause()
   t.equal(await up.ended, 'cut')
   await closedByProxy(socket)
+})
+
+t.test('HTTP/2: the listener announces how many streams a connection may open, and a reload changes it for new connections', async (t) => {
+  const up = await startUpstream()
+  t.teardown(up.close)
+  const doc = { ...simpleDoc(up.url), listen: { host: '127.0.0.1', port: 0, h2c: true } }
+  const proxy = await startTestProxy(doc, t)
+  const announced = async (): Promise<number | undefined> => {
+    const session = http2.connect(`http://127.0.0.1:${proxy.port}`)
+    try {
+      await once(session, 'remoteSettings')
+      return session.remoteSettings.maxConcurrentStreams
+    } finally {
+      session.destroy()
+    }
+  }
+  t.equal(await announced(), 250, 'the default, not node\'s 2^32-1')
+  await proxy.reload({ ...doc, limits: { maxConcurrentStreams: 8 } })
+  t.equal(await announced(), 8, 'after a reload')
 })
