@@ -192,6 +192,8 @@ export class ControlPlaneClient extends EventEmitter {
     }
     try {
       const config = await parseConfigOffThread(res.configJson, `control-plane@v${res.versionInfo}.json`, this.#options.env)
+      // Closed while the document was validated: nothing may start now.
+      if (this.#closed) return this.#request(res.nonce)
       await this.#options.apply(config, res.versionInfo)
     } catch (err) {
       const detail = errorDetail(err)

@@ -755,7 +755,7 @@ export class Exchange implements RequestContext {
     // The failure that ended the exchange, if any, is known now: aborting the
     // attempts below may record a consequence of the client leaving.
     const failure = this.#error
-    if (!this.res.writableFinished) {
+    if (!this.#delivered()) {
       // Client gone mid-exchange: stop the upstream requests too (no orphaned work).
       for (const a of this.#live?.slice() ?? []) this.#cancel(a, 'client_closed')
       const w = this.#winner?.controller
@@ -765,6 +765,18 @@ export class Exchange implements RequestContext {
   }
 
   // ---- endings ---------------------------------------------------------------
+
+  /**
+   * The whole response went out. On HTTP/2 `writableFinished` is not enough:
+   * a stream reset (by the client, or by the stream idle timeout) ends the
+   * writable side too, possibly before any head was sent; its rstCode says so.
+   */
+  #delivered (): boolean {
+    if (!this.res.writableFinished) return false
+    if (!this.#h2) return true
+    const stream = (this.res as unknown as { stream?: { rstCode?: number } }).stream
+    return this.res.headersSent && (stream?.rstCode ?? 0) === 0
+  }
 
   /** Answers with a local response, letting onResponse hooks see it. */
   #respondLocal (local: LocalResponse): void {
@@ -843,12 +855,13 @@ export class Exchange implements RequestContext {
     this.#snapshot.inflight--
     this.#env.metrics.live.inFlight--
     const durationMs = performance.now() - this.startTime
-    const status = this.res.writableFinished ? this.#status || this.res.statusCode : 499
+    const delivered = this.#delivered()
+    const status = delivered ? this.#status || this.res.statusCode : 499
     this.#route.metrics.record(this.method, status, durationMs / 1000)
     const bytesIn = this.#winner?.bodyBytes ?? (Buffer.isBuffer(this.#body) ? this.#body.length : 0)
     const span = this.#span
     if (span !== undefined) {
-      (this.#env.tracer as Tracing).endServer(span, this.res.headersSent ? this.#status || this.res.statusCode : 0, this.res.writableFinished, failure)
+      (this.#env.tracer as Tracing).endServer(span, this.res.headersSent ? this.#status || this.res.statusCode : 0, delivered, failure)
     }
     const log = this.#route.accessLog
     if (log !== undefined) {

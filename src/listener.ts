@@ -91,11 +91,6 @@ export class ProxyListener {
         settings: h2Settings,
       }, h2Request)
       Object.assign(h2, { headersTimeout: limits.headersTimeout, requestTimeout: limits.requestTimeout, keepAliveTimeout: limits.keepAliveTimeout, maxHeaderSize: limits.maxHeaderSize, shouldUpgradeCallback: isWebSocketUpgrade })
-      // Not `h2.timeout`: node would also time out whole sessions with it,
-      // quiet gRPC streams and all. HTTP/1.1 connections get it one by one.
-      h2.on('secureConnection', (socket: Socket & { alpnProtocol?: string | false }) => {
-        if (socket.alpnProtocol !== 'h2' && this.#streamIdleTimeout > 0) socket.setTimeout(this.#streamIdleTimeout)
-      })
       this.server = this.#trackSessions(h2) as unknown as http.Server
     } else {
       // With a client CA, clients without a certificate it signed are refused in the handshake.
@@ -129,13 +124,15 @@ export class ProxyListener {
       s.once('close', () => { this.#sessions.delete(s) })
       if (this.#env.draining) { s.close(); return }
       // An idle session is closed (GOAWAY) like an idle keep-alive connection.
-      // One with a stream open is left alone: a quiet gRPC stream is not idle.
+      // One with a stream open is left alone here: each stream is held to
+      // limits.streamIdleTimeout on its own.
       let open = 0
       s.on('stream', (stream: http2.ServerHttp2Stream) => {
         open++
         stream.once('close', () => { open-- })
         // Frames either way refresh it; when it fires the stream is reset
         // (RST_STREAM CANCEL), which the exchange sees as the client leaving.
+        // (node allocates the stream's timer either way; the listener is shared.)
         const streamIdle = this.#streamIdleTimeout
         if (streamIdle > 0) {
           stream.setTimeout(streamIdle)
@@ -192,6 +189,11 @@ export class ProxyListener {
     if (!h2) {
       if (isClosing(req.socket)) return
       trackResponse(req.socket, res)
+      // HTTP/1.1 on the TLS listener that also speaks HTTP/2: node re-arms a
+      // keep-alive socket's timeout from `server.timeout` at each request, and
+      // that one stays 0 there (on an HTTP/2 server node would time out whole
+      // sessions with it, quiet streams and all). So it is re-armed here.
+      if (this.#http2 && req.socket.timeout !== this.#streamIdleTimeout) req.socket.setTimeout(this.#streamIdleTimeout)
     }
     const snapshot = this.current
     const head = h2 ? readH2RequestHead(req) : readRequestHead(req)
@@ -308,7 +310,11 @@ export class ProxyListener {
     }
     req.url = ctx.upstreamPath
     req.headers = headers as IncomingMessage['headers']
-    ;(req as IncomingMessage & WithUpgrade)[kUpgrade] = { route, ctx }
+    // The tunnel's byte counts start here: `head` was read with the handshake
+    // but belongs to the tunnel; what is written from now on is the
+    // upstream's 101 head and the tunnel.
+    const s = socket as Socket
+    ;(req as IncomingMessage & WithUpgrade)[kUpgrade] = { route, ctx, rx0: s.bytesRead - head.length, tx0: s.bytesWritten }
     try {
       this.#ws.ws(req, socket, head, wsOptions(endpoint))
     } catch (err) {
@@ -317,18 +323,20 @@ export class ProxyListener {
       return
     }
     this.#tunnels.add(socket)
-    // Counted from the socket's own totals when the tunnel closes: nothing per
-    // frame. `head` was read with the handshake but belongs to the tunnel.
-    const s = socket as Socket
-    const rx0 = s.bytesRead - head.length
-    const tx0 = s.bytesWritten
+    socket.once('close', () => { this.#tunnels.delete(socket) })
+  }
+
+  /**
+   * The upstream said 101: a tunnel, counted open until it closes, then its
+   * bytes each way from the socket's own totals (nothing per frame).
+   */
+  #countTunnel (route: CompiledRoute, socket: Socket, rx0: number, tx0: number): void {
     const open = this.#metrics.tunnelsOpen.labels(route.name)
     open.inc()
     socket.once('close', () => {
-      this.#tunnels.delete(socket)
       open.dec()
-      this.#metrics.tunnelBytes.labels(route.name, 'from_client').inc(Math.max(0, s.bytesRead - rx0))
-      this.#metrics.tunnelBytes.labels(route.name, 'to_client').inc(Math.max(0, s.bytesWritten - tx0))
+      this.#metrics.tunnelBytes.labels(route.name, 'from_client').inc(Math.max(0, socket.bytesRead - rx0))
+      this.#metrics.tunnelBytes.labels(route.name, 'to_client').inc(Math.max(0, socket.bytesWritten - tx0))
     })
   }
 
@@ -341,7 +349,10 @@ export class ProxyListener {
       if (span !== undefined) { (u.ctx.tracer as Tracing).attemptStatus(span, status); span.end(); u.ctx.upstreamSpan = undefined }
       this.#logUpgrade(u.route, u.ctx, status, undefined)
     }
-    proxyReq.once('upgrade', () => { answered(101) })
+    proxyReq.once('upgrade', () => {
+      answered(101)
+      if (!req.socket.destroyed) this.#countTunnel(u.route, req.socket, u.rx0, u.tx0)
+    })
     proxyReq.once('response', (res: IncomingMessage) => { answered(res.statusCode ?? 502) })
     proxyReq.once('error', (cause: Error) => {
       const err = new UpstreamConnectError('the upstream handshake failed', { cause })
@@ -482,7 +493,7 @@ function wsOptions (endpoint: Endpoint): ServerOptions {
 }
 
 const kUpgrade = Symbol('outrider.upgrade')
-type WithUpgrade = { [kUpgrade]?: { route: CompiledRoute, ctx: UpgradeRequest } }
+type WithUpgrade = { [kUpgrade]?: { route: CompiledRoute, ctx: UpgradeRequest, rx0: number, tx0: number } }
 
 /**
  * Adds `name: value` to a raw response head, unless node would refuse to

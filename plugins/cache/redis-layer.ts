@@ -29,15 +29,13 @@ interface Meta {
 }
 
 /**
- * HSET the variant and extend the URL's TTL to at least this variant's (a
- * hash has one TTL; a shorter-lived variant must not cut a longer one's).
- */
-/**
  * One round trip per write. Fields are `[varyNames,varyValues,responseTime]`
  * as JSON, so both tests are prefix tests: a field for the same Vary values
  * (ARGV[4] is `[names,values,`) is replaced, and one stored under other
  * Vary names (not starting with ARGV[5], `[names,`) is from before the
- * upstream changed its Vary and is dropped. The TTL is only ever extended.
+ * upstream changed its Vary and is dropped. The URL's TTL is only ever
+ * extended (a hash has one TTL; a shorter-lived variant must not cut a
+ * longer one's). The loop is O(variants of the URL), as HKEYS was before.
  */
 const PUT_SCRIPT = `
 for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do

@@ -34,6 +34,13 @@ const WORKER = new URL('./validation-worker.ts', import.meta.url)
 /** A config document bigger than this much heap is refused, not allowed to take the process down. */
 const HEAP_LIMIT_MB = 512
 
+/**
+ * A validation that has not answered by then (it takes well under a second)
+ * is stopped and refused: reloads are serialised, and one that never settled
+ * would block every later one.
+ */
+const DEADLINE_MS = 60_000
+
 /** `loadConfigFile`, off the serving thread. */
 export function loadConfigOffThread (file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
   return validate({ file, env: { ...env } })
@@ -48,9 +55,11 @@ function validate (job: ValidationJob): Promise<Config> {
   return new Promise((resolve, reject) => {
     let settled = false
     const worker = new Worker(WORKER, { workerData: job, resourceLimits: { maxOldGenerationSizeMb: HEAP_LIMIT_MB } })
+    const deadline = setTimeout(() => { settle(new Error(`${job.file}: config validation did not finish within ${DEADLINE_MS / 1000}s`)) }, DEADLINE_MS)
     const settle = (err: Error | undefined, config?: Config): void => {
       if (settled) return
       settled = true
+      clearTimeout(deadline)
       void worker.terminate()
       if (err !== undefined) reject(err)
       else resolve(config as Config)
@@ -66,7 +75,10 @@ function validate (job: ValidationJob): Promise<Config> {
         settle(new Error(`${job.file}: ${reply.message}`))
       }
     })
-    worker.once('error', (err) => { settle(new Error(`${job.file}: config validation failed (${err.message})`, { cause: err })) })
+    worker.once('error', (err: Error & { code?: string }) => {
+      if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') settle(new ConfigError(job.file, [{ path: '', expected: `a document that validates within ${HEAP_LIMIT_MB} MiB of memory` }]))
+      else settle(new Error(`${job.file}: config validation failed (${err.message})`, { cause: err }))
+    })
     worker.once('exit', (code) => { settle(new Error(`${job.file}: config validation stopped (thread exit ${code})`)) })
   })
 }

@@ -39,7 +39,7 @@ const limits = z.strictObject({
   headersTimeout: duration.default(10_000).describe('Time a client has to send the complete request head (slowloris guard) → 408.'),
   requestTimeout: duration.default(0).describe('Time a client has to send the whole request, body included; 0 disables it.'),
   keepAliveTimeout: duration.default(65_000).describe('Idle time before a client keep-alive connection is closed.'),
-  streamIdleTimeout: duration.default(300_000).describe('A request whose client connection (HTTP/1.1) or stream (HTTP/2) moves no byte either way for this long is cut (a client that stopped reading the response or sending its body); the upstream request is cancelled. Raise it for routes whose upstream may stay silent longer; 0 disables it. WebSocket tunnels are exempt.'),
+  streamIdleTimeout: duration.default(300_000).describe('A request whose client connection (HTTP/1.1) or stream (HTTP/2) moves no byte either way for this long is cut (a client that stopped reading the response or sending its body); the upstream request is cancelled. The clock also runs while the upstream is silent, and HTTP/2 PINGs do not count: raise it if an upstream, or a gRPC stream, may stay quiet longer. 0 disables it. WebSocket tunnels are exempt.'),
   maxRequestsPerSocket: z.number().int().nonnegative().default(0).describe('Requests served on one client connection before it is closed; 0 = unlimited.'),
   maxConcurrentStreams: z.number().int().min(1).max(2 ** 31 - 1).default(250).describe('HTTP/2: streams one client connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS); the protocol refuses more. node would allow 2^32-1.'),
 })

@@ -26,6 +26,7 @@ async function endlessUpstream (t: { teardown (fn: () => unknown): void }): Prom
   const ended = new Promise<'finished' | 'cut'>((resolve) => { report = resolve })
   const chunk = Buffer.alloc(64 * 1024, 'x')
   const up = await startUpstream((req, res) => {
+    if (req.url === '/small') { res.end('ok'); return }
     res.writeHead(200, { 'content-type': 'application/octet-stream' })
     res.on('close', () => { report(res.writableFinished ? 'finished' : 'cut') })
     const pump = (): void => {
@@ -57,6 +58,20 @@ async function closedByProxy (socket: net.Socket): Promise<void> {
   await closed
 }
 
+/**
+ * A small request answered in full, a moment of keep-alive quiet, then a big
+ * one that is never read: the second exchange on the connection.
+ */
+async function firstThenBig (socket: net.Socket): Promise<void> {
+  socket.setEncoding('latin1')
+  socket.write('GET /small HTTP/1.1\r\nHost: x.test\r\n\r\n')
+  let got = ''
+  while (!got.endsWith('\r\n\r\nok')) got += (await once(socket, 'data'))[0] as string
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  socket.write('GET /big HTTP/1.1\r\nHost: x.test\r\n\r\n')
+  socket.pause()
+}
+
 t.test('HTTP/1.1: a client that stops reading the response is cut, and so is the upstream response', async (t) => {
   const up = await endlessUpstream(t)
   const proxy = await startTestProxy({ ...simpleDoc(up.url), limits: IDLE }, t)
@@ -68,6 +83,17 @@ t.test('HTTP/1.1: a client that stops reading the response is cut, and so is the
   t.equal(await up.ended, 'cut', 'the upstream response was cancelled, not left streaming')
   await closedByProxy(socket)
   t.pass('the proxy closed the stalled connection')
+})
+
+t.test('HTTP/1.1: the second request on a keep-alive connection is held to it too', async (t) => {
+  const up = await endlessUpstream(t)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), limits: IDLE }, t)
+  const socket = net.connect(proxy.port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  await firstThenBig(socket)
+  t.equal(await up.ended, 'cut', 'the upstream response was cancelled')
+  await closedByProxy(socket)
 })
 
 t.test('HTTP/1.1: a client that stops sending its body is cut, and so is the upstream request', async (t) => {
@@ -137,8 +163,8 @@ t.test('TLS with HTTP/2 by ALPN: HTTP/1.1 connections on that port get the timeo
   socket.on('error', () => {})
   await once(socket, 'secureConnect')
   t.equal(socket.alpnProtocol, 'http/1.1')
-  socket.write('GET /big HTTP/1.1\r\nHost: x.test\r\n\r\n')
-  socket.pause()
+  // The second request on the connection: node re-arms socket timeouts per request.
+  await firstThenBig(socket)
   t.equal(await up.ended, 'cut', 'the upstream response was cancelled')
   await closedByProxy(socket)
 })
@@ -174,4 +200,34 @@ t.test('HTTP/2: the listener announces how many streams a connection may open, a
   t.equal(await announced(), 250, 'the default, not node\'s 2^32-1')
   await proxy.reload({ ...doc, limits: { maxConcurrentStreams: 8 } })
   t.equal(await announced(), 8, 'after a reload')
+})
+
+/** requests_total for the route `all` and `status_class`, as scraped. */
+async function answered (proxy: { metrics: { registry: { metrics (): Promise<string> } } }, statusClass: string): Promise<number> {
+  const m = new RegExp(`^outrider_requests_total\\{route="all",method="GET",status_class="${statusClass}"\\} (\\S+)$`, 'm').exec(await proxy.metrics.registry.metrics())
+  return m === null ? 0 : Number(m[1])
+}
+
+t.test('HTTP/2: a stream reset while the upstream thinks cancels the upstream request and is counted as the client leaving', async (t) => {
+  for (const how of ['idle timeout', 'client cancel'] as const) {
+    let report: (how: 'answered' | 'cut') => void = () => {}
+    const ended = new Promise<'answered' | 'cut'>((resolve) => { report = resolve })
+    const up = await startUpstream((_req, res) => {
+      const timer = setTimeout(() => { res.end('late') }, 2_000)
+      res.on('close', () => { clearTimeout(timer); report(res.writableFinished ? 'answered' : 'cut') })
+    })
+    t.teardown(up.close)
+    const proxy = await startTestProxy({ ...simpleDoc(up.url), listen: { host: '127.0.0.1', port: 0, h2c: true }, limits: how === 'idle timeout' ? IDLE : {} }, t)
+    const session = http2.connect(`http://127.0.0.1:${proxy.port}`)
+    t.teardown(() => { session.destroy() })
+    const stream = session.request({ ':method': 'GET', ':path': '/slow' })
+    stream.on('error', () => {})
+    stream.end()
+    if (how === 'client cancel') setTimeout(() => { stream.close(http2.constants.NGHTTP2_CANCEL) }, 100)
+    await once(stream, 'close')
+    t.equal(stream.rstCode, http2.constants.NGHTTP2_CANCEL, `${how}: the stream was reset`)
+    t.equal(await ended, 'cut', `${how}: the upstream request was cancelled, not waited for`)
+    t.equal(await answered(proxy, '4xx'), 1, `${how}: counted as the client leaving (499)`)
+    t.equal(await answered(proxy, '2xx'), 0, `${how}: not as an answer`)
+  }
 })

@@ -132,4 +132,16 @@ t.test('the route\'s path rewrite applies to the handshake; an upstream that ref
   const metrics = await fetch(`${proxy.adminUrl}/metrics`).then(async (r) => await r.text())
   t.match(metrics, /outrider_requests_total\{route="ws",method="GET",status_class="1xx"\} 1/)
   t.match(metrics, /outrider_requests_total\{route="ws",method="GET",status_class="4xx"\} 1/, 'counted by what the upstream answered')
+  // Only the switched handshake became a tunnel (rawRequest half-closed it;
+  // it stays until the upstream ends its side), and the refusal added nothing.
+  t.match(metrics, /^outrider_tunnels_open\{route="ws"\} 1$/m, 'one tunnel open: the refusal never opened one')
+  await echo.close()
+  let after = metrics
+  for (let i = 0; i < 100 && !/^outrider_tunnels_open\{route="ws"\} 0$/m.test(after); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    after = await fetch(`${proxy.adminUrl}/metrics`).then(async (r) => await r.text())
+  }
+  t.match(after, /^outrider_tunnels_open\{route="ws"\} 0$/m, 'none open once the upstream ended it')
+  const tunnelBytes = Number(/^outrider_tunnel_bytes_total\{route="ws",direction="to_client"\} (\d+)$/m.exec(after)?.[1])
+  t.ok(tunnelBytes > 0 && tunnelBytes < 180, `to_client ${tunnelBytes}: the one tunnel's 101 head (~130 bytes), not the refusal (~70 more)`)
 })
