@@ -16,7 +16,18 @@ let reopenInstalled = false
 function destinationFor (target: string): { dest: Destination, logger: pino.Logger } {
   let d = destinations.get(target)
   if (d === undefined) {
-    const dest = pino.destination({ dest: target === 'stdout' ? 1 : target === 'stderr' ? 2 : target, sync: false, mkdir: true, minLength: 4096 })
+    // maxLength: a destination that cannot keep up (or cannot be written at
+    // all) drops lines past 16 MiB of backlog instead of growing the heap.
+    const dest = pino.destination({ dest: target === 'stdout' ? 1 : target === 'stderr' ? 2 : target, sync: false, mkdir: true, minLength: 4096, maxLength: 16 * 1024 * 1024 })
+    // A write error (EPIPE on a closed stdout, a full disk) must not become an
+    // uncaught exception on every flush: said once, then lines are dropped or
+    // retried with the next flush.
+    let warned = false
+    dest.on('error', (err: Error) => {
+      if (warned) return
+      warned = true
+      process.emitWarning(`access log ${target}: ${err.message}; its lines may be lost until it can be written again`)
+    })
     const logger = pino({
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,

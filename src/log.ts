@@ -31,12 +31,31 @@ function serialise (v: unknown): unknown {
   return v
 }
 
+/**
+ * stderr that can no longer be written (its reader went away: EPIPE, or a
+ * closed descriptor) is given up on. Unhandled, that error would reach the
+ * crash guard, which logs it, to stderr, which fails again: a loop of
+ * thousands of failing writes a second, forever. Log lines are lost; the
+ * traffic is not.
+ */
+let stderrBroken = false
+let stderrWatched = false
+function watchStderr (): void {
+  if (stderrWatched) return
+  stderrWatched = true
+  process.stderr.on('error', () => { stderrBroken = true })
+}
+function writeStderr (line: string): void {
+  if (!stderrBroken) process.stderr.write(line)
+}
+
 export function createLogger (options: { level?: Level, base?: Record<string, unknown>, write?: (line: string) => void } = {}, shared?: { level: Level }): Logger {
   const initial = options.level ?? (process.env.OUTRIDER_LOG_LEVEL as Level | undefined) ?? 'info'
   // One level for a logger and all its children, so a runtime change reaches all.
   const state = shared ?? { level: ORDER[initial] === undefined ? 'info' : initial }
   const base = options.base ?? {}
-  const write = options.write ?? ((line: string) => { process.stderr.write(line) })
+  let write = options.write
+  if (write === undefined) { watchStderr(); write = writeStderr }
   const emit = (level: Level, msg: string, fields?: Record<string, unknown>): void => {
     if (ORDER[level] < ORDER[state.level]) return
     const rec: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...base }

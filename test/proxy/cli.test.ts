@@ -1,5 +1,6 @@
 import t from 'tap'
 import { mkdtemp, writeFile, rename } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { request } from 'undici'
@@ -113,4 +114,39 @@ t.test('workers: 2 share the port, one /metrics, a crashed worker is replaced', 
 
   proc.child.kill('SIGTERM')
   t.same(await proc.exited, { code: 0, signal: null })
+})
+
+t.test('its log reader going away (EPIPE on stderr and stdout) loses log lines, not the proxy: no write loop, still serving', async (t) => {
+  const io = (pid: number): number | undefined => {
+    try { return Number(/^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))?.[1]) } catch { return undefined }
+  }
+  if (io(process.pid) === undefined) { t.plan(0, 'no /proc/<pid>/io here to count write calls with'); return }
+  const up = await startUpstream()
+  t.teardown(up.close)
+  const port = await freePort()
+  const admin = await freePort()
+  const file = await configFile(yaml(port, admin, up.url, 'accessLog: { destination: stdout }'))
+  const cli = runCli(['--config', file])
+  t.teardown(() => { cli.child.kill('SIGKILL') })
+  await cli.waitForLog('proxy listening')
+  cli.child.stderr?.destroy()
+  cli.child.stdout?.destroy()
+  // A reload logs to the closed stderr, a request to the closed stdout.
+  cli.child.kill('SIGHUP')
+  const res = await request(`http://127.0.0.1:${port}/x`)
+  await res.body.text()
+  t.equal(res.statusCode, 200)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const pid = cli.child.pid as number
+  const before = io(pid) as number
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const writes = (io(pid) as number) - before
+  // Idle, a proxy writes nothing; the failing-write loop made ~27,000 calls a second.
+  t.ok(writes < 100, `${writes} write calls in a second of idling after its log pipes broke`)
+  const live = await request(`http://127.0.0.1:${admin}/live`)
+  await live.body.text()
+  t.equal(live.statusCode, 200, 'still alive')
+  const again = await request(`http://127.0.0.1:${port}/y`)
+  await again.body.text()
+  t.equal(again.statusCode, 200, 'still serving')
 })
