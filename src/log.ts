@@ -40,13 +40,15 @@ function serialise (v: unknown): unknown {
  */
 let stderrBroken = false
 let stderrWatched = false
-function watchStderr (): void {
-  if (stderrWatched) return
-  stderrWatched = true
-  process.stderr.on('error', () => { stderrBroken = true })
-}
 function writeStderr (line: string): void {
   if (!stderrBroken) process.stderr.write(line)
+}
+function stderrWriter (): (line: string) => void {
+  if (!stderrWatched) {
+    stderrWatched = true
+    process.stderr.on('error', () => { stderrBroken = true })
+  }
+  return writeStderr
 }
 
 export function createLogger (options: { level?: Level, base?: Record<string, unknown>, write?: (line: string) => void } = {}, shared?: { level: Level }): Logger {
@@ -54,8 +56,7 @@ export function createLogger (options: { level?: Level, base?: Record<string, un
   // One level for a logger and all its children, so a runtime change reaches all.
   const state = shared ?? { level: ORDER[initial] === undefined ? 'info' : initial }
   const base = options.base ?? {}
-  let write = options.write
-  if (write === undefined) { watchStderr(); write = writeStderr }
+  const write = options.write ?? stderrWriter()
   const emit = (level: Level, msg: string, fields?: Record<string, unknown>): void => {
     if (ORDER[level] < ORDER[state.level]) return
     const rec: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...base }
