@@ -43,19 +43,23 @@ const DEADLINE_MS = 60_000
 
 /** `loadConfigFile`, off the serving thread. */
 export function loadConfigOffThread (file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
-  return validate({ file, env: { ...env } })
+  return validateOffThread({ file, env: { ...env } })
 }
 
 /** `parseConfig`, off the serving thread. */
 export function parseConfigOffThread (text: string, file: string, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
-  return validate({ file, text, env: { ...env } })
+  return validateOffThread({ file, text, env: { ...env } })
 }
 
-function validate (job: ValidationJob): Promise<Config> {
+/** The thread's bounds; other values only in tests, which cannot build a 512 MiB config. */
+export interface ValidationBounds { readonly heapLimitMb: number, readonly deadlineMs: number }
+const BOUNDS: ValidationBounds = { heapLimitMb: HEAP_LIMIT_MB, deadlineMs: DEADLINE_MS }
+
+export function validateOffThread (job: ValidationJob, bounds: ValidationBounds = BOUNDS): Promise<Config> {
   return new Promise((resolve, reject) => {
     let settled = false
-    const worker = new Worker(WORKER, { workerData: job, resourceLimits: { maxOldGenerationSizeMb: HEAP_LIMIT_MB } })
-    const deadline = setTimeout(() => { settle(new Error(`${job.file}: config validation did not finish within ${DEADLINE_MS / 1000}s`)) }, DEADLINE_MS)
+    const worker = new Worker(WORKER, { workerData: job, resourceLimits: { maxOldGenerationSizeMb: bounds.heapLimitMb } })
+    const deadline = setTimeout(() => { settle(new Error(`${job.file}: config validation did not finish within ${bounds.deadlineMs / 1000}s`)) }, bounds.deadlineMs)
     const settle = (err: Error | undefined, config?: Config): void => {
       if (settled) return
       settled = true
@@ -76,7 +80,7 @@ function validate (job: ValidationJob): Promise<Config> {
       }
     })
     worker.once('error', (err: Error & { code?: string }) => {
-      if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') settle(new ConfigError(job.file, [{ path: '', expected: `a document that validates within ${HEAP_LIMIT_MB} MiB of memory` }]))
+      if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') settle(new ConfigError(job.file, [{ path: '', expected: `a document that validates within ${bounds.heapLimitMb} MiB of memory` }]))
       else settle(new Error(`${job.file}: config validation failed (${err.message})`, { cause: err }))
     })
     worker.once('exit', (code) => { settle(new Error(`${job.file}: config validation stopped (thread exit ${code})`)) })

@@ -3,7 +3,7 @@ import { readdirSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfigFile, parseConfig } from '../../src/config/load.ts'
-import { loadConfigOffThread, parseConfigOffThread } from '../../src/config/off-thread.ts'
+import { loadConfigOffThread, parseConfigOffThread, validateOffThread } from '../../src/config/off-thread.ts'
 import { envPaths } from '../../src/config/path.ts'
 import { redactConfig } from '../../src/config/redact.ts'
 import { ConfigError } from '../../src/errors.ts'
@@ -65,4 +65,21 @@ t.test('an unreadable file is a ConfigError naming it', async (t) => {
   const err = await loadConfigOffThread('/nonexistent/outrider.yaml').catch((e: unknown) => e)
   t.type(err, ConfigError)
   t.match((err as ConfigError).message, /\/nonexistent\/outrider\.yaml.*a readable config file/s)
+})
+
+t.test('a document too big for the thread\'s heap is a ConfigError; the process goes on', async (t) => {
+  // Thousands of routes: far more than 16 MiB of parsed and validated objects.
+  const routes = Array.from({ length: 20_000 }, (_, i) => ({ name: `r${i}`, match: { path: `/p/${i}`, headers: { 'x-a': { exact: 'x'.repeat(200) } } }, cluster: 'up' }))
+  const text = JSON.stringify({ clusters: [{ name: 'up', endpoints: [{ url: 'http://127.0.0.1:9' }] }], routes })
+  const err = await validateOffThread({ file: 'huge.json', text, env: {} }, { heapLimitMb: 16, deadlineMs: 60_000 }).catch((e: unknown) => e)
+  t.type(err, ConfigError)
+  t.match((err as ConfigError).message, /huge\.json: \(document\): a document that validates within 16 MiB of memory/)
+  t.strictSame(await validateOffThread({ file: 'small.json', text: '{}', env: {} }, { heapLimitMb: 16, deadlineMs: 60_000 }), parseConfig('{}', 'small.json', {}),
+    'a small document fits the same bounds: the size was the problem, and the process goes on')
+})
+
+t.test('a validation that does not answer by the deadline is stopped and refused', async (t) => {
+  const err = await validateOffThread({ file: 'slow.yaml', text: 'clusters: []\nroutes: []\n', env: {} }, { heapLimitMb: 512, deadlineMs: 1 }).catch((e: unknown) => e)
+  t.type(err, Error)
+  t.match((err as Error).message, /slow\.yaml: config validation did not finish within 0\.001s/)
 })
