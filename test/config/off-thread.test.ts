@@ -68,13 +68,13 @@ t.test('an unreadable file is a ConfigError naming it', async (t) => {
 })
 
 t.test('a document too big for the thread\'s heap is a ConfigError; the process goes on', async (t) => {
-  // Thousands of routes: far more than 16 MiB of parsed and validated objects.
-  const routes = Array.from({ length: 20_000 }, (_, i) => ({ name: `r${i}`, match: { path: `/p/${i}`, headers: { 'x-a': { exact: 'x'.repeat(200) } } }, cluster: 'up' }))
+  // 120,000 routes (33 MiB of JSON) take 128–192 MiB to validate: twice the limit or more.
+  const routes = Array.from({ length: 120_000 }, (_, i) => ({ name: `r${i}`, match: { path: `/p/${i}`, headers: { 'x-a': { exact: 'x'.repeat(200) } } }, cluster: 'up' }))
   const text = JSON.stringify({ clusters: [{ name: 'up', endpoints: [{ url: 'http://127.0.0.1:9' }] }], routes })
-  const err = await validateOffThread({ file: 'huge.json', text, env: {} }, { heapLimitMb: 16, deadlineMs: 60_000 }).catch((e: unknown) => e)
+  const err = await validateOffThread({ file: 'huge.json', text, env: {} }, { heapLimitMb: 64, deadlineMs: 60_000 }).catch((e: unknown) => e)
   t.type(err, ConfigError)
-  t.match((err as ConfigError).message, /huge\.json: \(document\): a document that validates within 16 MiB of memory/)
-  t.strictSame(await validateOffThread({ file: 'small.json', text: '{}', env: {} }, { heapLimitMb: 16, deadlineMs: 60_000 }), parseConfig('{}', 'small.json', {}),
+  t.match((err as ConfigError).message, /huge\.json: \(document\): a document that validates within 64 MiB of memory/)
+  t.strictSame(await validateOffThread({ file: 'small.json', text: '{}', env: {} }, { heapLimitMb: 64, deadlineMs: 60_000 }), parseConfig('{}', 'small.json', {}),
     'a small document fits the same bounds: the size was the problem, and the process goes on')
 })
 
