@@ -1,4 +1,5 @@
 import t from 'tap'
+import { once } from 'node:events'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 import type { OperatorClient } from '../../control-plane/operator-client.ts'
 import type { ManagedProxy } from '../../src/control-plane-client.ts'
@@ -170,8 +171,10 @@ t.test('a data plane restarted while the control plane is down serves its last-k
   const v1 = await seed(admin, baseDocument([['a', a.url]], [{ name: 'a', match: { pathPrefix: '/a' }, cluster: 'a' }]))
 
   const first = await startTestDataPlane(t, cp1.address, 'dp-1', { cacheDir })
+  // 'applied' comes once the config is also cached; `version` changes just before the cache is written.
+  const applied = once(first.client, 'applied')
   await first.started
-  await waitFor('ACK', () => first.client.version === String(v1))
+  t.equal((await applied)[0], String(v1), 'v1 applied and cached')
   await first.shutdown(100)
   cp1.kill()
 
