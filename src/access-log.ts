@@ -1,7 +1,8 @@
-import pino from 'pino'
+import type pino from 'pino'
 import type { Config } from './config/schema.ts'
 
-type Destination = ReturnType<typeof pino.destination>
+type Pino = typeof pino
+type Destination = ReturnType<Pino['destination']>
 
 /**
  * Structured access logs: one JSON line per exchange, written by pino through
@@ -12,8 +13,10 @@ type Destination = ReturnType<typeof pino.destination>
  */
 const destinations = new Map<string, { dest: Destination, logger: pino.Logger }>()
 let reopenInstalled = false
+/** pino is loaded when a config first asks for an access log: most sidecars never do. */
+let loading: Promise<Pino> | undefined
 
-function destinationFor (target: string): { dest: Destination, logger: pino.Logger } {
+function destinationFor (pino: Pino, target: string): { dest: Destination, logger: pino.Logger } {
   let d = destinations.get(target)
   if (d === undefined) {
     // maxLength: a destination that cannot keep up (or cannot be written at
@@ -84,10 +87,15 @@ export class AccessLog {
   readonly #sampleRate: number
   readonly #includeQuery: boolean
 
-  constructor (config: NonNullable<Config['accessLog']>) {
-    this.#logger = destinationFor(config.destination).logger
+  private constructor (pino: Pino, config: NonNullable<Config['accessLog']>) {
+    this.#logger = destinationFor(pino, config.destination).logger
     this.#sampleRate = config.sampleRate
     this.#includeQuery = config.includeQuery
+  }
+
+  static async open (config: NonNullable<Config['accessLog']>): Promise<AccessLog> {
+    loading ??= import('pino').then((m) => m.default)
+    return new AccessLog(await loading, config)
   }
 
   write (r: AccessRecord): void {

@@ -4,7 +4,7 @@ import http2 from 'node:http2'
 import type { SecureContextOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
-import { createProxyServer, type ServerOptions } from 'http-proxy-3'
+import type { ProxyServer, ServerOptions } from 'http-proxy-3'
 import type { Snapshot, CompiledRoute } from './snapshot.ts'
 import type { Config } from './config/schema.ts'
 import { Exchange, rewritePath, type ExchangeEnv } from './exchange.ts'
@@ -38,11 +38,15 @@ export class ProxyListener {
   readonly #env: ExchangeEnv
   readonly #log: Logger
   readonly #metrics: ProxyMetrics
-  readonly #ws = createProxyServer({ ws: true, xfwd: false })
+  /** The WebSocket relay, made on the first handshake (see #loadWsProxy). */
+  #ws: ProxyServer | undefined
+  #wsLoading: Promise<ProxyServer> | undefined
   /** HTTP/2 sessions without a stream are closed after this long without a frame (limits.keepAliveTimeout). */
   #sessionIdleTimeout: number
   /** A client connection (HTTP/1.1) or stream (HTTP/2) with no byte moving this long is cut (limits.streamIdleTimeout). */
   #streamIdleTimeout: number
+  /** A WebSocket tunnel with no byte moving this long is closed (limits.tunnelIdleTimeout). */
+  #tunnelIdleTimeout: number
   /** An HTTP/2 server (h2c, or TLS with ALPN): its sessions must not get `server.timeout`. */
   readonly #http2: boolean
   /** Open WebSocket tunnels: closed on shutdown. */
@@ -56,6 +60,7 @@ export class ProxyListener {
     const limits = snapshot.config.limits
     this.#sessionIdleTimeout = limits.keepAliveTimeout
     this.#streamIdleTimeout = limits.streamIdleTimeout
+    this.#tunnelIdleTimeout = limits.tunnelIdleTimeout
     this.#http2 = options.h2c === true || (options.tls !== undefined && options.http2 === true)
     this.#scheme = options.tls === undefined ? 'http' : 'https'
     const serverOptions: http.ServerOptions = {
@@ -110,11 +115,25 @@ export class ProxyListener {
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { this.#upgrade(req, socket, head) })
     this.server.on('connect', (req: IncomingMessage, socket: Duplex) => { this.#rejectRaw(socket, connectNotAllowed(), req) })
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => { this.#clientError(err, socket) })
-    this.#ws.on('proxyReqWs', (proxyReq: http.ClientRequest, req: IncomingMessage) => { this.#watchUpstreamHandshake(proxyReq, req) })
-    this.#ws.on('error', (err: Error, _req: unknown, target: unknown) => {
-      this.#log.debug('websocket proxy error', { err })
-      if (target !== undefined && typeof (target as Socket).destroy === 'function') (target as Socket).destroy()
+  }
+
+  /**
+   * http-proxy-3 (and what it pulls in) is loaded on the first WebSocket
+   * handshake, not at start: most sidecars never relay one, and every module
+   * loaded stays in the heap that each major GC marks.
+   */
+  #loadWsProxy (): Promise<ProxyServer> {
+    this.#wsLoading ??= import('http-proxy-3').then(({ createProxyServer }) => {
+      const ws = createProxyServer({ ws: true, xfwd: false })
+      ws.on('proxyReqWs', (proxyReq: http.ClientRequest, req: IncomingMessage) => { this.#watchUpstreamHandshake(proxyReq, req) })
+      ws.on('error', (err: Error, _req: unknown, target: unknown) => {
+        this.#log.debug('websocket proxy error', { err })
+        if (target !== undefined && typeof (target as Socket).destroy === 'function') (target as Socket).destroy()
+      })
+      this.#ws = ws
+      return ws
     })
+    return this.#wsLoading
   }
 
   /** HTTP/2 sessions are remembered so a drain can send them GOAWAY. */
@@ -150,6 +169,7 @@ export class ProxyListener {
     const l = config.limits
     this.#sessionIdleTimeout = l.keepAliveTimeout
     this.#streamIdleTimeout = l.streamIdleTimeout
+    this.#tunnelIdleTimeout = l.tunnelIdleTimeout
     if (!this.#http2) this.server.timeout = l.streamIdleTimeout
     else (this.server as unknown as http2.Http2Server).updateSettings(http2Settings(config))
     this.server.headersTimeout = l.headersTimeout
@@ -244,8 +264,17 @@ export class ProxyListener {
    * by http-proxy-3.
    */
   #upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', ignore)
+    if (this.#ws === undefined) {
+      // The first handshake waits for the relay to load, then is served by
+      // whichever snapshot is current by then.
+      this.#loadWsProxy().then(() => { this.#upgrade(req, socket, head) }, (err: unknown) => {
+        this.#log.error('the websocket relay could not be loaded', { err })
+        this.#rejectRaw(socket, new UpstreamConnectError('the websocket relay is unavailable', { cause: err }), req)
+      })
+      return
+    }
     const snapshot = this.current
-    socket.on('error', () => {})
     if (isClosing(socket)) { socket.destroy(); return }
     const parsed = readRequestHead(req)
     if (parsed instanceof OutriderError) { this.#rejectRaw(socket, parsed, req); return }
@@ -316,7 +345,7 @@ export class ProxyListener {
     const s = socket as Socket
     ;(req as IncomingMessage & WithUpgrade)[kUpgrade] = { route, ctx, rx0: s.bytesRead - head.length, tx0: s.bytesWritten }
     try {
-      this.#ws.ws(req, socket, head, wsOptions(endpoint))
+      ;(this.#ws as ProxyServer).ws(req, socket, head, wsOptions(endpoint))
     } catch (err) {
       this.#log.warn('websocket relay failed to start', { route: route.name, err })
       this.#refuseUpgrade(route, ctx, socket, new UpstreamConnectError('the upstream handshake could not be sent', { cause: err }))
@@ -340,6 +369,22 @@ export class ProxyListener {
     })
   }
 
+  /**
+   * The client socket's own timer covers both directions: bytes from the
+   * upstream are written to it, bytes from the client are read from it, and
+   * either refreshes it. http-proxy-3 cleared it (setTimeout(0)) before the
+   * handshake; set from the limits current when the tunnel opened.
+   */
+  #closeWhenIdle (client: Socket, upstream: Socket, route: CompiledRoute): void {
+    const idle = this.#tunnelIdleTimeout
+    if (idle <= 0) return
+    client.setTimeout(idle, () => {
+      this.#log.debug('websocket tunnel closed after its idle timeout', { route: route.name, idleMs: idle })
+      client.destroy()
+      upstream.destroy()
+    })
+  }
+
   /** Counts and logs a relayed handshake once the upstream has answered it (or failed to). */
   #watchUpstreamHandshake (proxyReq: http.ClientRequest, req: IncomingMessage): void {
     const u = (req as IncomingMessage & WithUpgrade)[kUpgrade]
@@ -349,9 +394,11 @@ export class ProxyListener {
       if (span !== undefined) { (u.ctx.tracer as Tracing).attemptStatus(span, status); span.end(); u.ctx.upstreamSpan = undefined }
       this.#logUpgrade(u.route, u.ctx, status, undefined)
     }
-    proxyReq.once('upgrade', () => {
+    proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) => {
       answered(101)
-      if (!req.socket.destroyed) this.#countTunnel(u.route, req.socket, u.rx0, u.tx0)
+      if (req.socket.destroyed) return
+      this.#countTunnel(u.route, req.socket, u.rx0, u.tx0)
+      this.#closeWhenIdle(req.socket, upstream, u.route)
     })
     proxyReq.once('response', (res: IncomingMessage) => { answered(res.statusCode ?? 502) })
     proxyReq.once('error', (cause: Error) => {
@@ -491,6 +538,8 @@ function wsOptions (endpoint: Endpoint): ServerOptions {
   }
   return { target: endpoint.url, agent, secure: tls.rejectUnauthorized }
 }
+
+function ignore (): void {}
 
 const kUpgrade = Symbol('outrider.upgrade')
 type WithUpgrade = { [kUpgrade]?: { route: CompiledRoute, ctx: UpgradeRequest, rx0: number, tx0: number } }

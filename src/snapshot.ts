@@ -98,7 +98,7 @@ export class Snapshot {
     const version = configVersion(config)
     const clusters = new Map<string, Cluster>()
     const routes: CompiledRoute[] = []
-    const accessLog = config.accessLog?.enabled === true ? new AccessLog(config.accessLog) : undefined
+    const accessLog = config.accessLog?.enabled === true ? await AccessLog.open(config.accessLog) : undefined
     try {
       for (const [i, c] of config.clusters.entries()) {
         const tls = c.tls === undefined ? undefined : await loadUpstreamTls(c.tls, options.source, i)

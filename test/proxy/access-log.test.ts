@@ -83,7 +83,7 @@ t.test('a plugin annotation named like a core field never replaces it', async (t
   const { AccessLog } = await import('../../src/access-log.ts')
   const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
   const file = path.join(dir, 'access.log')
-  const log = new AccessLog({ enabled: true, destination: file, sampleRate: 1, includeQuery: false })
+  const log = await AccessLog.open({ enabled: true, destination: file, sampleRate: 1, includeQuery: false })
   log.write({
     requestId: 'r-1', traceId: undefined, route: 'api', cluster: 'c', endpoint: undefined, method: 'GET', path: '/a', query: '',
     status: 200, bytesIn: 0, bytesOut: 5, durationMs: 1.5, upstreamMs: 1, attempts: 1, clientIp: '10.0.0.1', error: undefined,

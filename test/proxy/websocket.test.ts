@@ -172,3 +172,28 @@ t.test('tunnels are counted per route: open now, and bytes each way when they cl
   t.ok(fromClient >= payload.length && fromClient < payload.length + 200, `from_client ${fromClient}: the message, framed`)
   t.ok(toClient >= payload.length && toClient < payload.length + 600, `to_client ${toClient}: the echo, framed, and the 101 head`)
 })
+
+t.test('a tunnel with no byte moving for limits.tunnelIdleTimeout is closed, both sides; traffic keeps it open', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const proxy = await startTestProxy({ ...simpleDoc(`http://127.0.0.1:${echo.port}`), limits: { tunnelIdleTimeout: '400ms' } }, t)
+
+  const ws = await open(`ws://127.0.0.1:${proxy.port}/chat`)
+  let closedAt = 0
+  const closed = new Promise<void>((resolve) => { ws.addEventListener('close', () => { closedAt = performance.now(); resolve() }, { once: true }) })
+  // Busy for three idle periods: a message every 100 ms resets the clock.
+  for (let i = 0; i < 12; i++) {
+    ws.send(`m${i}`)
+    t.equal(await next(ws), `m${i}`)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.equal(closedAt, 0, 'a tunnel with traffic stays open past the idle timeout')
+  t.equal(echo.sockets.size, 1)
+
+  const quietFrom = performance.now()
+  await closed
+  t.ok(closedAt - quietFrom >= 200, `closed once quiet for the timeout (after ${Math.round(closedAt - quietFrom)} ms)`)
+  // The upstream's side goes too, not just the client's.
+  for (let i = 0; i < 100 && echo.sockets.size > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(echo.sockets.size, 0, 'the upstream connection was closed as well')
+})
