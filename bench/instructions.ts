@@ -6,7 +6,10 @@
  * within ~1%.)
  *
  *   node bench/instructions.ts [--requests 5000] [--warmup 30000] [--reps 2]
- *                              [--connections 20] [--size 1024] [--only b,c]
+ *                              [--connections 20] [--size 1024] [--only b,c,p]
+ *
+ * b = Outrider, c = our undici-min (undici 8), p = the peer-bench's
+ * undici-min-dispatch (undici 7; see peer-undici-min.ts).
  *
  * Each proxy runs under `valgrind --tool=callgrind` with instrumentation off
  * while `--warmup` requests bring the JIT to steady state, then counts
@@ -46,6 +49,8 @@ const only = (values.only ?? 'b,c').split(',')
 const TARGETS = [
   { key: 'b', name: 'outrider', file: 'outrider-proc.ts' },
   { key: 'c', name: 'undici-min', file: 'undici-min.ts' },
+  // peer-bench's undici-min-dispatch (undici 7): only when asked for, it lives outside the repo.
+  { key: 'p', name: 'peer-undici-min', file: 'peer-undici-min.ts' },
 ].filter((t) => only.includes(t.key) || only.includes(t.name))
 
 const script = (name: string): string => fileURLToPath(new URL(name, import.meta.url))
@@ -115,6 +120,8 @@ async function main (): Promise<void> {
     const b = rows.find((r) => r.name === 'outrider')
     const c = rows.find((r) => r.name === 'undici-min')
     if (b !== undefined && c !== undefined) process.stdout.write(`\noutrider / undici-min: ${(b.median / c.median).toFixed(3)}×\n`)
+    const p = rows.find((r) => r.name === 'peer-undici-min')
+    if (b !== undefined && p !== undefined) process.stdout.write(`outrider / peer-undici-min: ${(b.median / p.median).toFixed(3)}×\n`)
   } finally {
     await stopChild(upstream.child)
     rmSync(dir, { recursive: true, force: true })

@@ -45,8 +45,6 @@ export async function startWsEcho (tls?: https.ServerOptions): Promise<WsEchoSer
       `Sec-WebSocket-Accept: ${accept}\r\n\r\n`)
     sockets.add(socket)
     socket.on('close', () => sockets.delete(socket))
-    // The peer's FIN ends ours too, as a WebSocket server does (http.Server sockets are half-open).
-    socket.on('end', () => { socket.end() })
     socket.on('error', () => {})
     serve(socket, head)
   })

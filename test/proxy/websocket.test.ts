@@ -188,12 +188,14 @@ t.test('a tunnel with no byte moving for limits.tunnelIdleTimeout is closed, bot
     await new Promise((resolve) => setTimeout(resolve, 100))
   }
   t.equal(closedAt, 0, 'a tunnel with traffic stays open past the idle timeout')
-  t.equal(echo.sockets.size, 1)
+  const [upstream] = echo.sockets
+  t.ok(upstream !== undefined && !upstream.readableEnded, 'its upstream connection is open')
 
   const quietFrom = performance.now()
   await closed
   t.ok(closedAt - quietFrom >= 200, `closed once quiet for the timeout (after ${Math.round(closedAt - quietFrom)} ms)`)
-  // The upstream's side goes too, not just the client's.
-  for (let i = 0; i < 100 && echo.sockets.size > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
-  t.equal(echo.sockets.size, 0, 'the upstream connection was closed as well')
+  // The upstream's side goes too, not just the client's (the echo server
+  // keeps its half open, so what it sees is the proxy's FIN).
+  for (let i = 0; i < 100 && upstream?.readableEnded !== true; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(upstream?.readableEnded, true, 'the upstream connection was closed as well')
 })
