@@ -152,8 +152,10 @@ export class ProxyListener {
         // Frames either way refresh it; when it fires the stream is reset
         // (RST_STREAM CANCEL), which the exchange sees as the client leaving.
         // (node allocates the stream's timer either way; the listener is shared.)
+        // node emits 'request' from its own 'stream' listener, before this one:
+        // a stream whose route has its own timeout already has it.
         const streamIdle = this.#streamIdleTimeout
-        if (streamIdle > 0) {
+        if (streamIdle > 0 && (stream as RouteIdleMarked)[kRouteIdle] === undefined) {
           stream.setTimeout(streamIdle)
           stream.on('timeout', onStreamIdle)
         }
@@ -209,11 +211,12 @@ export class ProxyListener {
     if (!h2) {
       if (isClosing(req.socket)) return
       trackResponse(req.socket, res)
-      // HTTP/1.1 on the TLS listener that also speaks HTTP/2: node re-arms a
-      // keep-alive socket's timeout from `server.timeout` at each request, and
-      // that one stays 0 there (on an HTTP/2 server node would time out whole
-      // sessions with it, quiet streams and all). So it is re-armed here.
-      if (this.#http2 && req.socket.timeout !== this.#streamIdleTimeout) req.socket.setTimeout(this.#streamIdleTimeout)
+      // Each request starts on the listener's streamIdleTimeout: the previous
+      // one on this connection may have had its route's own. (On the TLS
+      // listener that also speaks HTTP/2, `server.timeout` stays 0, or node
+      // would time out whole sessions, quiet streams and all: it is only ever
+      // armed here.)
+      if (req.socket.timeout !== this.#streamIdleTimeout) req.socket.setTimeout(this.#streamIdleTimeout)
     }
     const snapshot = this.current
     const head = h2 ? readH2RequestHead(req) : readRequestHead(req)
@@ -226,6 +229,7 @@ export class ProxyListener {
       this.#reject(snapshot, req, res, new NoRouteError('no route matches this request'), head.expectContinue)
       return
     }
+    if (route.streamIdleTimeout !== undefined) holdToRouteIdle(req, h2, route.streamIdleTimeout)
     new Exchange(snapshot, route, req, res, head, this.#env, this.#scheme).start()
   }
 
@@ -563,6 +567,21 @@ function http2Settings (config: Config): http2.Settings {
 }
 
 /** A stream that moved nothing for limits.streamIdleTimeout. Module-level: no closure per stream. */
+const kRouteIdle = Symbol('outrider.routeIdle')
+type RouteIdleMarked = http2.ServerHttp2Stream & { [kRouteIdle]?: number }
+
+/** A route's own streamIdle: on the connection (HTTP/1.1, until the next request re-arms it) or the stream (HTTP/2). */
+function holdToRouteIdle (req: IncomingMessage, h2: boolean, ms: number): void {
+  if (!h2) {
+    if (req.socket.timeout !== ms) req.socket.setTimeout(ms)
+    return
+  }
+  const stream = (req as unknown as http2.Http2ServerRequest).stream
+  ;(stream as RouteIdleMarked)[kRouteIdle] = ms
+  stream.setTimeout(ms)
+  if (ms > 0 && !stream.listeners('timeout').includes(onStreamIdle)) stream.on('timeout', onStreamIdle)
+}
+
 function onStreamIdle (this: http2.ServerHttp2Stream): void {
   if (!this.destroyed) this.close(http2.constants.NGHTTP2_CANCEL)
 }

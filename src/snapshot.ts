@@ -33,6 +33,8 @@ export class CompiledRoute {
   readonly hedge: HedgeConfig | undefined
   /** Deadline for the response head over all attempts (ms), if set. */
   readonly overallTimeout: number | undefined
+  /** The route's own limits.streamIdleTimeout (ms; 0 = none), if set. */
+  readonly streamIdleTimeout: number | undefined
   /** Where this route's exchanges are logged, if anywhere. */
   readonly accessLog: AccessLog | undefined
   /** Recent upstream latencies (for `hedge.delay: p95`). */
@@ -53,6 +55,7 @@ export class CompiledRoute {
     this.retry = retry === undefined || retry.maxAttempts <= 1 ? undefined : new RetryPolicy(retry)
     this.hedge = config.hedge
     this.overallTimeout = config.timeouts?.overall
+    this.streamIdleTimeout = config.timeouts?.streamIdle
     this.latencies = config.hedge?.delay === 'p95' ? new LatencyWindow() : undefined
     this.accessLog = config.accessLog ? accessLog : undefined
   }

@@ -217,8 +217,8 @@ const route = z.strictObject({
   rewrite: z.strictObject({
     pathPrefix: z.string().startsWith('/').describe('Replaces the matched `pathPrefix` before forwarding.'),
   }).optional(),
-  timeouts: z.strictObject({ request: duration.optional(), idle: duration.optional(), overall: duration.optional().describe('Deadline for the response head over all attempts (retries and hedges included): 504 when it passes. The body is bounded by bodyTimeout, between chunks.') }).optional()
-    .describe('Per-route overrides of the cluster timeouts.'),
+  timeouts: z.strictObject({ request: duration.optional(), idle: duration.optional(), overall: duration.optional().describe('Deadline for the response head over all attempts (retries and hedges included): 504 when it passes. The body is bounded by bodyTimeout, between chunks.'), streamIdle: duration.optional().describe('Overrides limits.streamIdleTimeout for this route\'s requests: longer for long polls, server-sent events or gRPC watches, shorter for quick APIs; 0 disables it.') }).optional()
+    .describe('Per-route overrides of the cluster timeouts, and of limits.streamIdleTimeout.'),
   maxBodySize: size.optional().describe('Overrides limits.maxBodySize for this route.'),
   retry: retry.optional().describe('Retry policy; overrides the cluster\'s.'),
   hedge: hedge.optional().describe('Hedged requests for idempotent GET/HEAD; off unless set.'),

@@ -233,3 +233,59 @@ t.test('HTTP/2: a stream reset while the upstream thinks cancels the upstream re
     t.equal(await answered(proxy, '2xx'), 0, `${how}: not as an answer`)
   }
 })
+
+/** Two routes to an upstream that answers, goes quiet for 700 ms, then ends: /slow has its own streamIdle. */
+async function quietDoc (t: { teardown (fn: () => unknown): void }, slowIdle: string | number, listen?: Record<string, unknown>): Promise<Record<string, unknown>> {
+  const up = await startUpstream((_req, res) => {
+    res.writeHead(200)
+    res.write('a')
+    const timer = setTimeout(() => { res.end('b') }, 700)
+    res.on('close', () => { clearTimeout(timer) })
+  })
+  t.teardown(up.close)
+  return {
+    ...(listen === undefined ? {} : { listen }),
+    limits: IDLE,
+    clusters: [{ name: 'up', endpoints: [{ url: up.url }] }],
+    routes: [
+      { name: 'slow', match: { pathPrefix: '/slow' }, cluster: 'up', timeouts: { streamIdle: slowIdle } },
+      { name: 'fast', match: { pathPrefix: '/' }, cluster: 'up' },
+    ],
+  }
+}
+
+t.test('HTTP/1.1: a route\'s timeouts.streamIdle replaces the listener\'s for its requests; the next request on the connection is back on the listener\'s', async (t) => {
+  const proxy = await startTestProxy(await quietDoc(t, '5s'), t)
+  const socket = await connect(proxy.port)
+  socket.setEncoding('latin1')
+  let got = ''
+  socket.on('data', (c: string) => { got += c })
+  socket.write('GET /slow/feed HTTP/1.1\r\nHost: x.test\r\n\r\n')
+  while (!got.endsWith('\r\n0\r\n\r\n')) await once(socket, 'data')
+  t.match(got, /^HTTP\/1\.1 200 [^]*\r\n1\r\na\r\n1\r\nb\r\n0\r\n\r\n$/, 'quiet for longer than limits.streamIdleTimeout, the /slow response arrived whole')
+  got = ''
+  socket.write('GET /other HTTP/1.1\r\nHost: x.test\r\n\r\n')
+  await once(socket, 'close')
+  t.match(got, /^HTTP\/1\.1 200 /, 'the next request started')
+  t.notMatch(got, /\r\n0\r\n\r\n$/, 'and was cut when it went quiet: the connection is on the listener\'s timeout again')
+})
+
+t.test('HTTP/2: a route\'s timeouts.streamIdle (0: none) holds its streams; other streams keep the listener\'s', async (t) => {
+  const proxy = await startTestProxy(await quietDoc(t, 0, { host: '127.0.0.1', port: 0, h2c: true }), t)
+  const session = http2.connect(`http://127.0.0.1:${proxy.port}`)
+  t.teardown(() => { session.destroy() })
+  const get = async (path: string): Promise<{ body: string, rstCode: number | undefined }> => {
+    const s = session.request({ ':path': path })
+    s.on('error', () => {})
+    let body = ''
+    s.setEncoding('utf8')
+    s.on('data', (c: string) => { body += c })
+    await once(s, 'close')
+    return { body, rstCode: s.rstCode }
+  }
+  const [slow, fast] = await Promise.all([get('/slow/watch'), get('/other')])
+  t.equal(slow.body, 'ab', 'the /slow stream, quiet for longer than limits.streamIdleTimeout, completed')
+  t.equal(slow.rstCode, http2.constants.NGHTTP2_NO_ERROR)
+  t.equal(fast.body, 'a', 'the other stream got its first byte only')
+  t.not(fast.rstCode, http2.constants.NGHTTP2_NO_ERROR, 'and was reset when it went quiet')
+})
