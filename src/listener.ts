@@ -566,7 +566,6 @@ function http2Settings (config: Config): http2.Settings {
   return { maxHeaderListSize: l.maxHeaderSize, maxConcurrentStreams: l.maxConcurrentStreams, enablePush: false }
 }
 
-/** A stream that moved nothing for limits.streamIdleTimeout. Module-level: no closure per stream. */
 const kRouteIdle = Symbol('outrider.routeIdle')
 type RouteIdleMarked = http2.ServerHttp2Stream & { [kRouteIdle]?: number }
 
@@ -582,6 +581,7 @@ function holdToRouteIdle (req: IncomingMessage, h2: boolean, ms: number): void {
   if (ms > 0 && !stream.listeners('timeout').includes(onStreamIdle)) stream.on('timeout', onStreamIdle)
 }
 
+/** A stream that moved nothing for limits.streamIdleTimeout. Module-level: no closure per stream. */
 function onStreamIdle (this: http2.ServerHttp2Stream): void {
   if (!this.destroyed) this.close(http2.constants.NGHTTP2_CANCEL)
 }
