@@ -1,0 +1,64 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { request } from 'undici'
+import { startUpstream } from '../helpers/upstream.ts'
+import { freePort, runCli } from '../helpers/cli.ts'
+
+/**
+ * What the serving thread loads stays in its heap for good, and every major GC
+ * marks that heap: a sidecar with a plain config must not carry the packages
+ * of features it does not use. Validation (zod, yaml) runs on a short-lived
+ * worker thread; plugins, tracing, the access log and the WebSocket relay load
+ * when a config or a request first needs them.
+ */
+
+const HOOK = fileURLToPath(new URL('../helpers/record-modules.ts', import.meta.url))
+
+/** The npm packages among the resolved module URLs. */
+function packages (urls: string): Set<string> {
+  const out = new Set<string>()
+  for (const m of urls.matchAll(/\/node_modules\/((?:@[^/]+\/)?[^/]+)\//g)) out.add(m[1] as string)
+  return out
+}
+
+async function serveOnce (t: Test, extra: string): Promise<Set<string>> {
+  const up = await startUpstream((_req, res) => { res.end('ok') })
+  t.teardown(up.close)
+  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-footprint-'))
+  const [port, admin] = [await freePort(), await freePort()]
+  const file = path.join(dir, 'outrider.yaml')
+  await writeFile(file, `listen: { host: 127.0.0.1, port: ${port} }
+admin: { host: 127.0.0.1, port: ${admin} }
+${extra.replaceAll('$DIR', dir)}
+clusters: [{ name: up, endpoints: [{ url: ${up.url} }] }]
+routes: [{ name: all, match: { pathPrefix: / }, cluster: up }]
+`)
+  const log = path.join(dir, 'modules.txt')
+  const proc = runCli(['--config', file], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${HOOK}`, OUTRIDER_MODULE_LOG: log })
+  t.teardown(() => { proc.child.kill('SIGKILL') })
+  await proc.waitForLog('proxy listening')
+  const res = await request(`http://127.0.0.1:${port}/x`)
+  t.equal(await res.body.text(), 'ok', 'served')
+  await request(`http://127.0.0.1:${admin}/metrics`).then(async (r) => await r.body.text())
+  proc.child.kill('SIGTERM')
+  t.equal((await proc.exited).code, 0, 'drained and exited 0')
+  return packages(await readFile(log, 'utf8'))
+}
+
+t.test('a plain config: the serving thread loads undici and prom-client, not the packages of unused features', async (t) => {
+  const loaded = await serveOnce(t, '')
+  t.ok(loaded.has('undici') && loaded.has('prom-client'), 'what serving and /metrics need is loaded (so the recording works)')
+  for (const pkg of ['zod', 'yaml', 'pino', 'http-proxy-3', 'jose', 'ioredis', 'lru-cache', 'rate-limiter-flexible', '@grpc/grpc-js', '@opentelemetry/sdk-trace']) {
+    t.notOk(loaded.has(pkg), `${pkg} is not loaded`)
+  }
+})
+
+t.test('an access log loads pino', async (t) => {
+  const loaded = await serveOnce(t, 'accessLog: { destination: $DIR/access.log }')
+  t.ok(loaded.has('pino'), 'pino is loaded')
+  t.notOk(loaded.has('http-proxy-3'), 'still no WebSocket relay')
+})
