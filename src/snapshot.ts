@@ -6,6 +6,7 @@ import { Pipeline, buildPipeline } from './pipeline.ts'
 import { RouteMetrics, type ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
 import { RetryPolicy } from './upstream/retry.ts'
+import { loadCockatiel } from './upstream/cockatiel.ts'
 import { LatencyWindow } from './upstream/latency-window.ts'
 import { loadUpstreamTls } from './tls.ts'
 import { AccessLog } from './access-log.ts'
@@ -102,6 +103,7 @@ export class Snapshot {
     const clusters = new Map<string, Cluster>()
     const routes: CompiledRoute[] = []
     const accessLog = config.accessLog?.enabled === true ? await AccessLog.open(config.accessLog) : undefined
+    if (usesCockatiel(config)) await loadCockatiel()
     try {
       for (const [i, c] of config.clusters.entries()) {
         const tls = c.tls === undefined ? undefined : await loadUpstreamTls(c.tls, options.source, i)
@@ -154,4 +156,9 @@ export class Snapshot {
 /** A short content hash: the same document always has the same version. */
 export function configVersion (config: Config): string {
   return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 12)
+}
+
+/** Retry policies and circuit breakers are built on cockatiel. */
+function usesCockatiel (config: Config): boolean {
+  return config.routes.some((r) => r.retry !== undefined) || config.clusters.some((c) => c.retry !== undefined || c.circuitBreaker !== undefined)
 }

@@ -1,5 +1,8 @@
 import t from 'tap'
 import { CircuitBreaker, type BreakerState } from './circuit-breaker.ts'
+import { loadCockatiel } from './cockatiel.ts'
+
+await loadCockatiel()
 
 function clock (): { now: () => number, advance: (ms: number) => void } {
   let t = 1_000_000

@@ -1,7 +1,5 @@
-import {
-  CircuitState, ConsecutiveBreaker, ExponentialBackoff, SamplingBreaker, noJitterGenerator,
-  type IBackoff, type IBreaker,
-} from 'cockatiel'
+import type { CircuitState, ExponentialBackoff, IBackoff, IBreaker } from 'cockatiel'
+import { cockatiel } from './cockatiel.ts'
 import type { CircuitBreakerConfig } from '../config/schema.ts'
 
 export type BreakerState = 'closed' | 'open' | 'half-open'
@@ -24,6 +22,8 @@ const MAX_RATIO = 1 - 1e-9
  */
 export class CircuitBreaker {
   readonly #breaker: IBreaker
+  readonly #closed: CircuitState
+  readonly #halfOpen: CircuitState
   readonly #backoffFactory: ExponentialBackoff<unknown>
   #backoff: IBackoff<unknown> | undefined
   #state: BreakerState = 'closed'
@@ -34,14 +34,17 @@ export class CircuitBreaker {
   readonly #now: () => number
 
   constructor (config: CircuitBreakerConfig, options: { onChange?: (state: BreakerState) => void, now?: () => number } = {}) {
+    const lib = cockatiel()
+    this.#closed = lib.CircuitState.Closed
+    this.#halfOpen = lib.CircuitState.HalfOpen
     const t = config.trigger
     this.#breaker = t.by === 'consecutive'
-      ? new ConsecutiveBreaker(t.failures)
+      ? new lib.ConsecutiveBreaker(t.failures)
       // cockatiel wants a rate; the config speaks of a count per window. It
       // also refuses a threshold of 1 (it opens when failures > threshold ×
       // total), which the schema allows: read it as "every request failed".
-      : new SamplingBreaker({ threshold: Math.min(t.threshold, MAX_RATIO), duration: t.window, minimumRps: t.minimumRequests / (t.window / 1000) })
-    this.#backoffFactory = new ExponentialBackoff({ initialDelay: config.halfOpenAfter, maxDelay: config.maxHalfOpenAfter, generator: noJitterGenerator })
+      : new lib.SamplingBreaker({ threshold: Math.min(t.threshold, MAX_RATIO), duration: t.window, minimumRps: t.minimumRequests / (t.window / 1000) })
+    this.#backoffFactory = new lib.ExponentialBackoff({ initialDelay: config.halfOpenAfter, maxDelay: config.maxHalfOpenAfter, generator: lib.noJitterGenerator })
     this.#onChange = options.onChange
     this.#now = options.now ?? Date.now
   }
@@ -78,11 +81,11 @@ export class CircuitBreaker {
       this.#backoff = undefined
       // Forget the failures that opened it: a consecutive count left at the
       // threshold would re-open on the very next failure.
-      this.#breaker.success(CircuitState.HalfOpen)
+      this.#breaker.success(this.#halfOpen)
       this.#set('closed')
       return
     }
-    if (this.#state === 'closed') this.#breaker.success(CircuitState.Closed)
+    if (this.#state === 'closed') this.#breaker.success(this.#closed)
   }
 
   failure (): void {
@@ -91,7 +94,7 @@ export class CircuitBreaker {
       this.#open()
       return
     }
-    if (this.#state === 'closed' && this.#breaker.failure(CircuitState.Closed)) this.#open()
+    if (this.#state === 'closed' && this.#breaker.failure(this.#closed)) this.#open()
   }
 
   /** The probe ended without a verdict (e.g. the client went away). */

@@ -1,5 +1,8 @@
 import t from 'tap'
 import { RetryBudget, RetryPolicy } from './retry.ts'
+import { loadCockatiel } from './cockatiel.ts'
+
+await loadCockatiel()
 import { UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError } from '../errors.ts'
 
 const base = {

@@ -1,4 +1,5 @@
-import { ExponentialBackoff, fullJitterGenerator, type IBackoff } from 'cockatiel'
+import type { ExponentialBackoff, IBackoff } from 'cockatiel'
+import { cockatiel } from './cockatiel.ts'
 import type { RetryConfig } from '../config/schema.ts'
 import type { OutriderError } from '../errors.ts'
 
@@ -26,7 +27,8 @@ export class RetryPolicy {
     this.#on = new Set(config.retryOn)
     this.#statuses = new Set(config.retriableStatusCodes)
     this.#onConnect = this.#on.has('connect-failure') || this.#on.has('gateway-error') || this.#on.has('5xx')
-    this.#backoff = new ExponentialBackoff({ initialDelay: config.backoff.base, maxDelay: config.backoff.max, generator: fullJitterGenerator })
+    const lib = cockatiel()
+    this.#backoff = new lib.ExponentialBackoff({ initialDelay: config.backoff.base, maxDelay: config.backoff.max, generator: lib.fullJitterGenerator })
   }
 
   /**

@@ -25,7 +25,7 @@ function packages (urls: string): Set<string> {
   return out
 }
 
-async function serveOnce (t: Test, extra: string): Promise<Set<string>> {
+async function serveOnce (t: Test, extra: string, routeExtra = ''): Promise<Set<string>> {
   const up = await startUpstream((_req, res) => { res.end('ok') })
   t.teardown(up.close)
   const dir = await mkdtemp(path.join(tmpdir(), 'outrider-footprint-'))
@@ -35,7 +35,7 @@ async function serveOnce (t: Test, extra: string): Promise<Set<string>> {
 admin: { host: 127.0.0.1, port: ${admin} }
 ${extra.replaceAll('$DIR', dir)}
 clusters: [{ name: up, endpoints: [{ url: ${up.url} }] }]
-routes: [{ name: all, match: { pathPrefix: / }, cluster: up }]
+routes: [{ name: all, match: { pathPrefix: / }, cluster: up${routeExtra === '' ? '' : `, ${routeExtra}`} }]
 `)
   const log = path.join(dir, 'modules.txt')
   const proc = runCli(['--config', file], { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${HOOK}`, OUTRIDER_MODULE_LOG: log })
@@ -52,13 +52,16 @@ routes: [{ name: all, match: { pathPrefix: / }, cluster: up }]
 t.test('a plain config: the serving thread loads undici and prom-client, not the packages of unused features', async (t) => {
   const loaded = await serveOnce(t, '')
   t.ok(loaded.has('undici') && loaded.has('prom-client'), 'what serving and /metrics need is loaded (so the recording works)')
-  for (const pkg of ['zod', 'yaml', 'pino', 'http-proxy-3', 'jose', 'ioredis', 'lru-cache', 'rate-limiter-flexible', '@grpc/grpc-js', '@opentelemetry/sdk-trace']) {
+  for (const pkg of ['zod', 'yaml', 'pino', 'http-proxy-3', 'cockatiel', 'jose', 'ioredis', 'lru-cache', 'rate-limiter-flexible', '@grpc/grpc-js', '@opentelemetry/sdk-trace']) {
     t.notOk(loaded.has(pkg), `${pkg} is not loaded`)
   }
 })
 
-t.test('an access log loads pino', async (t) => {
+t.test('an access log loads pino; a retry policy loads cockatiel', async (t) => {
   const loaded = await serveOnce(t, 'accessLog: { destination: $DIR/access.log }')
   t.ok(loaded.has('pino'), 'pino is loaded')
   t.notOk(loaded.has('http-proxy-3'), 'still no WebSocket relay')
+  t.notOk(loaded.has('cockatiel'), 'nor cockatiel')
+  const retrying = await serveOnce(t, '', 'retry: { maxAttempts: 2 }')
+  t.ok(retrying.has('cockatiel'), 'cockatiel is loaded for a retry policy')
 })
