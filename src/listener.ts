@@ -269,15 +269,16 @@ export class ProxyListener {
    */
   #upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', ignore)
-    if (this.#ws === undefined) {
-      // The first handshake waits for the relay to load, then is served by
-      // whichever snapshot is current by then.
-      this.#loadWsProxy().then(() => { this.#upgrade(req, socket, head) }, (err: unknown) => {
-        this.#log.error('the websocket relay could not be loaded', { err })
-        this.#rejectRaw(socket, new UpstreamConnectError('the websocket relay is unavailable', { cause: err }), req)
-      })
-      return
-    }
+    if (this.#ws !== undefined) { this.#routeUpgrade(req, socket, head); return }
+    // The first handshake waits for the relay to load, then is served by
+    // whichever snapshot is current by then.
+    this.#loadWsProxy().then(() => { this.#routeUpgrade(req, socket, head) }, (err: unknown) => {
+      this.#log.error('the websocket relay could not be loaded', { err })
+      this.#rejectRaw(socket, new UpstreamConnectError('the websocket relay is unavailable', { cause: err }), req)
+    })
+  }
+
+  #routeUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const snapshot = this.current
     if (isClosing(socket)) { socket.destroy(); return }
     const parsed = readRequestHead(req)
@@ -578,7 +579,7 @@ function holdToRouteIdle (req: IncomingMessage, h2: boolean, ms: number): void {
   const stream = (req as unknown as http2.Http2ServerRequest).stream
   ;(stream as RouteIdleMarked)[kRouteIdle] = ms
   stream.setTimeout(ms)
-  if (ms > 0 && !stream.listeners('timeout').includes(onStreamIdle)) stream.on('timeout', onStreamIdle)
+  if (ms > 0 && stream.listenerCount('timeout', onStreamIdle) === 0) stream.on('timeout', onStreamIdle)
 }
 
 /** A stream that moved nothing for limits.streamIdleTimeout. Module-level: no closure per stream. */

@@ -1,9 +1,9 @@
 import t from 'tap'
 import { RetryBudget, RetryPolicy } from './retry.ts'
 import { loadCockatiel } from './cockatiel.ts'
+import { UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError } from '../errors.ts'
 
 await loadCockatiel()
-import { UpstreamConnectError, UpstreamProtocolError, UpstreamTimeoutError } from '../errors.ts'
 
 const base = {
   retryOn: ['connect-failure', 'reset', 'gateway-error'] as Array<'connect-failure' | 'reset' | 'gateway-error' | '5xx' | 'timeout' | 'retriable-status-codes'>,
