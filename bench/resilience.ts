@@ -125,7 +125,7 @@ routes:
   - name: all
     cluster: c
 `)
-  const child = spawn(process.execPath, [here('../src/cli.ts'), '--config', file, '--workers', '1'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, OUTRIDER_LOG_LEVEL: 'warn' } })
+  const child = spawn(process.execPath, [here('../src/outrider.js'), '--config', file, '--workers', '1'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, OUTRIDER_LOG_LEVEL: 'warn' } })
   children.push(child)
   prioritize(child.pid ?? 0)
   await new Promise<void>((resolve, reject) => {

@@ -1,3 +1,4 @@
+import { getCompileCacheDir } from 'node:module'
 import { Worker } from 'node:worker_threads'
 import { ConfigError, type ConfigIssue } from '../errors.ts'
 import { deepFreeze, rememberEnvPaths } from './path.ts'
@@ -29,7 +30,7 @@ export type ValidationReply =
   | { ok: false, file: string, issues: ConfigIssue[] }
   | { ok: false, file?: undefined, message: string }
 
-const WORKER = new URL('./validation-worker.ts', import.meta.url)
+const WORKER = new URL('./validation-thread.js', import.meta.url)
 
 /** A config document bigger than this much heap is refused, not allowed to take the process down. */
 const HEAP_LIMIT_MB = 512
@@ -58,7 +59,9 @@ const BOUNDS: ValidationBounds = { heapLimitMb: HEAP_LIMIT_MB, deadlineMs: DEADL
 export function validateOffThread (job: ValidationJob, bounds: ValidationBounds = BOUNDS): Promise<Config> {
   return new Promise((resolve, reject) => {
     let settled = false
-    const worker = new Worker(WORKER, { workerData: job, resourceLimits: { maxOldGenerationSizeMb: bounds.heapLimitMb } })
+    // Whether this thread has the compile cache on (validation-thread.js).
+    const workerData = { ...job, compileCache: getCompileCacheDir() !== undefined }
+    const worker = new Worker(WORKER, { workerData, resourceLimits: { maxOldGenerationSizeMb: bounds.heapLimitMb } })
     const deadline = setTimeout(() => { settle(new Error(`${job.file}: config validation did not finish within ${bounds.deadlineMs / 1000}s`)) }, bounds.deadlineMs)
     const settle = (err: Error | undefined, config?: Config): void => {
       if (settled) return

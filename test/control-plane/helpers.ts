@@ -139,7 +139,7 @@ export function runScript (script: string, args: string[], options: { env?: Node
   }
 }
 
-export const CP_CLI = fileURLToPath(new URL('../../control-plane/cli.ts', import.meta.url))
+export const CP_CLI = fileURLToPath(new URL('../../control-plane/outrider-cp.js', import.meta.url))
 
 /** An upstream that answers `<name> <path>`: which one served a request is in its body. */
 export async function namedUpstream (t: Teardown, name: string): Promise<Upstream> {

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import net from 'node:net'
 import { fileURLToPath } from 'node:url'
 
-export const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url))
+export const CLI = fileURLToPath(new URL('../../src/outrider.js', import.meta.url))
 
 /** A port that was free a moment ago (for processes that must be told a port). */
 export function freePort (): Promise<number> {
