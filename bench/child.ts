@@ -8,6 +8,8 @@
  */
 
 import { spawn, type ChildProcess } from 'node:child_process'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 export interface Ready {
   readonly ready: string
@@ -58,9 +60,18 @@ export const children = new Set<ChildProcess>()
  * and resolves with its ready line. On failure the child is stopped and the
  * tail of its stderr is in the error.
  */
+/**
+ * Children run with Node's compile cache on, as the `outrider` command runs
+ * (src/outrider.js): the bench's entry points are TypeScript themselves, and
+ * without the cache each would carry Node's type stripper in its heap.
+ */
+const CHILD_ENV: NodeJS.ProcessEnv = process.env.NODE_DISABLE_COMPILE_CACHE === undefined
+  ? { NODE_COMPILE_CACHE: join(tmpdir(), 'node-compile-cache'), ...process.env }
+  : process.env
+
 export function startChild (command: readonly string[], label: string, timeoutMs = 20_000): Promise<Started> {
   const [cmd, ...argv] = command
-  const child = spawn(cmd as string, argv, { stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn(cmd as string, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: CHILD_ENV })
   children.add(child)
   let stderr = ''
   child.stderr!.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-4000) })
