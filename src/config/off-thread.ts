@@ -1,11 +1,12 @@
+import { fork } from 'node:child_process'
 import { getCompileCacheDir } from 'node:module'
-import { Worker } from 'node:worker_threads'
+import { fileURLToPath } from 'node:url'
 import { ConfigError, type ConfigIssue } from '../errors.ts'
 import { deepFreeze, rememberEnvPaths } from './path.ts'
 import type { Config } from './schema.ts'
 
 /**
- * Config validation on a short-lived worker thread. Two reasons:
+ * Config validation in a short-lived child process. Three reasons:
  *
  * - The event loop serving traffic never stalls while a large config is
  *   parsed and validated (a reload, a push from the control plane).
@@ -13,12 +14,15 @@ import type { Config } from './schema.ts'
  *   isolate. They are ~8 MiB of live heap and ~40% of its objects, which
  *   every major GC walks again: with 64 KiB responses a proxy runs several
  *   major GCs a second (bench/RESULTS.md, "Heap").
+ * - Its memory goes back to the system when it exits. A worker thread (what
+ *   this was until session 6) left ~25 MiB of the proxy's RSS behind it, in
+ *   malloc arenas that outlive the thread (bench/RESULTS.md, session 6).
  *
  * What comes back is the same Config `parseConfig` returns (plain data, deep
  * frozen), or the same ConfigError.
  */
 
-/** What the thread is asked: a file to read, or a document already in hand. */
+/** What the process is asked: a file to read, or a document already in hand. */
 export interface ValidationJob {
   readonly file: string
   readonly text?: string
@@ -30,7 +34,7 @@ export type ValidationReply =
   | { ok: false, file: string, issues: ConfigIssue[] }
   | { ok: false, file?: undefined, message: string }
 
-const WORKER = new URL('./validation-thread.js', import.meta.url)
+const ENTRY = fileURLToPath(new URL('./validation-process.js', import.meta.url))
 
 /** A config document bigger than this much heap is refused, not allowed to take the process down. */
 const HEAP_LIMIT_MB = 512
@@ -59,19 +63,28 @@ const BOUNDS: ValidationBounds = { heapLimitMb: HEAP_LIMIT_MB, deadlineMs: DEADL
 export function validateOffThread (job: ValidationJob, bounds: ValidationBounds = BOUNDS): Promise<Config> {
   return new Promise((resolve, reject) => {
     let settled = false
-    // Whether this thread has the compile cache on (validation-thread.js).
-    const workerData = { ...job, compileCache: getCompileCacheDir() !== undefined }
-    const worker = new Worker(WORKER, { workerData, resourceLimits: { maxOldGenerationSizeMb: bounds.heapLimitMb } })
+    let stderr = ''
+    // Only the heap bound of ours: the proxy's own Node flags (an inspector
+    // port, say) are not for this process. The compile cache as this process
+    // has it (validation-process.js).
+    const child = fork(ENTRY, getCompileCacheDir() === undefined ? [] : ['--compile-cache'], {
+      execArgv: [`--max-old-space-size=${bounds.heapLimitMb}`],
+      serialization: 'advanced',
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    })
+    child.stderr?.setEncoding('utf8').on('data', (s: string) => { stderr = (stderr + s).slice(-4096) })
     const deadline = setTimeout(() => { settle(new Error(`${job.file}: config validation did not finish within ${bounds.deadlineMs / 1000}s`)) }, bounds.deadlineMs)
     const settle = (err: Error | undefined, config?: Config): void => {
       if (settled) return
       settled = true
       clearTimeout(deadline)
-      void worker.terminate()
+      // Done with it: it exits once disconnected. Stopped if it still works.
+      if (err !== undefined) child.kill('SIGKILL')
+      else if (child.connected) child.disconnect()
       if (err !== undefined) reject(err)
       else resolve(config as Config)
     }
-    worker.once('message', (reply: ValidationReply) => {
+    child.once('message', (reply: ValidationReply) => {
       if (reply.ok) {
         const config = deepFreeze(reply.config)
         rememberEnvPaths(config, new Set(reply.envPaths))
@@ -82,10 +95,14 @@ export function validateOffThread (job: ValidationJob, bounds: ValidationBounds 
         settle(new Error(`${job.file}: ${reply.message}`))
       }
     })
-    worker.once('error', (err: Error & { code?: string }) => {
-      if (err.code === 'ERR_WORKER_OUT_OF_MEMORY') settle(new ConfigError(job.file, [{ path: '', expected: `a document that validates within ${bounds.heapLimitMb} MiB of memory` }]))
-      else settle(new Error(`${job.file}: config validation failed (${err.message})`, { cause: err }))
+    child.once('error', (err) => { settle(new Error(`${job.file}: config validation failed (${err.message})`, { cause: err })) })
+    // 'close', not 'exit': it waits for the IPC channel, so a reply sent just
+    // before the exit is read first.
+    child.once('close', (code, signal) => {
+      // V8 reports a heap that hit its bound on stderr, then aborts.
+      if (/heap limit|heap out of memory/i.test(stderr)) settle(new ConfigError(job.file, [{ path: '', expected: `a document that validates within ${bounds.heapLimitMb} MiB of memory` }]))
+      else settle(new Error(`${job.file}: config validation stopped (${signal ?? `exit code ${code}`})${stderr === '' ? '' : `: ${stderr.trim().split('\n').at(-1)}`}`))
     })
-    worker.once('exit', (code) => { settle(new Error(`${job.file}: config validation stopped (thread exit ${code})`)) })
+    child.send(job, (err) => { if (err !== null) settle(new Error(`${job.file}: config validation could not start (${err.message})`, { cause: err })) })
   })
 }

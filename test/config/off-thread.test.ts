@@ -1,5 +1,5 @@
 import t from 'tap'
-import { readdirSync, existsSync } from 'node:fs'
+import { readdirSync, readFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadConfigFile, parseConfig } from '../../src/config/load.ts'
@@ -9,7 +9,7 @@ import { redactConfig } from '../../src/config/redact.ts'
 import { ConfigError } from '../../src/errors.ts'
 
 /**
- * The proxy validates config on a worker thread (src/config/off-thread.ts).
+ * The proxy validates config in a child process (src/config/off-thread.ts).
  * What comes back must be exactly what parseConfig gives in-process: the same
  * values, frozen, with the same environment-sourced paths; and the same
  * ConfigError when it is invalid.
@@ -67,7 +67,7 @@ t.test('an unreadable file is a ConfigError naming it', async (t) => {
   t.match((err as ConfigError).message, /\/nonexistent\/outrider\.yaml.*a readable config file/s)
 })
 
-t.test('a document too big for the thread\'s heap is a ConfigError; the process goes on', async (t) => {
+t.test('a document too big for the validation process\'s heap is a ConfigError; the process goes on', async (t) => {
   // 120,000 routes (33 MiB of JSON) take 128–192 MiB to validate: twice the limit or more.
   const routes = Array.from({ length: 120_000 }, (_, i) => ({ name: `r${i}`, match: { path: `/p/${i}`, headers: { 'x-a': { exact: 'x'.repeat(200) } } }, cluster: 'up' }))
   const text = JSON.stringify({ clusters: [{ name: 'up', endpoints: [{ url: 'http://127.0.0.1:9' }] }], routes })
@@ -82,4 +82,25 @@ t.test('a validation that does not answer by the deadline is stopped and refused
   const err = await validateOffThread({ file: 'slow.yaml', text: 'clusters: []\nroutes: []\n', env: {} }, { heapLimitMb: 512, deadlineMs: 1 }).catch((e: unknown) => e)
   t.type(err, Error)
   t.match((err as Error).message, /slow\.yaml: config validation did not finish within 0\.001s/)
+})
+
+/** Our children that are validation processes, from /proc. */
+function validationChildren (): number[] {
+  const out: number[] = []
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid === process.pid && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('validation-process.js')) out.push(Number(pid))
+    } catch { /* gone meanwhile */ }
+  }
+  return out
+}
+
+t.test('each validation process exits once it has answered, also after an invalid document', { skip: process.platform !== 'linux' && 'reads /proc' }, async (t) => {
+  await parseConfigOffThread('{}', 'a.json', {})
+  await parseConfigOffThread('{"routes": 1}', 'b.json', {}).catch(() => {})
+  await loadConfigOffThread(join(fixtures, 'all-plugins.yaml'), env)
+  for (let i = 0; i < 100 && validationChildren().length > 0; i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.strictSame(validationChildren(), [], 'none left running')
 })

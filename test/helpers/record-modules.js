@@ -1,9 +1,10 @@
 /**
- * Preloaded (`--import`) into a CLI child by footprint tests. Appends to
- * $OUTRIDER_MODULE_LOG, one per line: every module the main thread resolves;
- * `node:amaro` if Node's TypeScript stripper loaded on the main thread (seen
- * at exit), `node:amaro worker` if it loaded on a worker thread (seen at the
- * worker's next resolve: the stripper runs before a module's imports resolve).
+ * Preloaded (`--import`) into a CLI child by footprint tests (and so into the
+ * config validation process it forks). Appends to $OUTRIDER_MODULE_LOG, one
+ * per line: every module the serving thread resolves; `node:amaro` if Node's
+ * TypeScript stripper loaded there (seen at exit); `node:amaro validation` if
+ * it loaded in the validation process (seen at its next resolve: the stripper
+ * runs before a module's imports resolve).
  * Sync writes are fine here: a test process, and they must survive a kill.
  * Plain JavaScript: a TypeScript preload would load the stripper itself.
  */
@@ -13,19 +14,20 @@ import { isMainThread } from 'node:worker_threads'
 
 const out = process.env.OUTRIDER_MODULE_LOG
 const stripperLoaded = () => process.moduleLoadList.some((m) => m.includes('internal/deps/amaro/'))
-if (out !== undefined) {
+const validating = process.argv[1]?.endsWith('validation-process.js') === true
+if (out !== undefined && isMainThread) {
   let seen = false
   registerHooks({
     resolve (specifier, context, nextResolve) {
       const r = nextResolve(specifier, context)
-      if (isMainThread) {
+      if (!validating) {
         if (!r.url.startsWith('node:')) appendFileSync(out, `${r.url}\n`)
       } else if (!seen && stripperLoaded()) {
         seen = true
-        appendFileSync(out, 'node:amaro worker\n')
+        appendFileSync(out, 'node:amaro validation\n')
       }
       return r
     },
   })
-  if (isMainThread) process.once('exit', () => { if (stripperLoaded()) appendFileSync(out, 'node:amaro\n') })
+  if (!validating) process.once('exit', () => { if (stripperLoaded()) appendFileSync(out, 'node:amaro\n') })
 }

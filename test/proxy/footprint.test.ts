@@ -13,15 +13,15 @@ import { promisify } from 'node:util'
 /**
  * What the serving thread loads stays in its heap for good, and every major GC
  * marks that heap: a sidecar with a plain config must not carry the packages
- * of features it does not use. Validation (zod, yaml) runs on a short-lived
- * worker thread; plugins, tracing, the access log and the WebSocket relay load
- * when a config or a request first needs them.
+ * of features it does not use. Validation (zod, yaml) runs in a short-lived
+ * child process; plugins, tracing, the access log and the WebSocket relay
+ * load when a config or a request first needs them.
  */
 
 const HOOK = fileURLToPath(new URL('../helpers/record-modules.js', import.meta.url))
 const WARM = fileURLToPath(new URL('../../src/warm-compile-cache.js', import.meta.url))
 
-/** The npm packages among the resolved module URLs, and `node:amaro` (`node:amaro worker`) when a thread loaded the TypeScript stripper. */
+/** The npm packages among the resolved module URLs, and `node:amaro` (`node:amaro validation`) when a process loaded the TypeScript stripper. */
 function packages (urls: string): Set<string> {
   const out = new Set<string>()
   for (const m of urls.matchAll(/^node:amaro.*$/gm)) out.add(m[0])
@@ -77,8 +77,8 @@ t.test('with its modules in the compile cache, the proxy never loads the TypeScr
   t.match(stdout, `in ${path.join(env.TMPDIR, 'node-compile-cache')}`, 'npm ci\'s prepare step filled the cache')
   const warm = await serveOnce(t, '', '', env)
   t.notOk(warm.has('node:amaro'), 'not loaded: every module came stripped from the cache')
-  t.notOk(warm.has('node:amaro worker'), 'not in the config validation thread either')
+  t.notOk(warm.has('node:amaro validation'), 'not in the config validation process either')
   t.ok(warm.has('undici'), 'and it served')
   const uncached = await serveOnce(t, '', '', { NODE_DISABLE_COMPILE_CACHE: '1' })
-  t.ok(uncached.has('node:amaro') && uncached.has('node:amaro worker'), 'without the cache both threads load it (so the recording sees it)')
+  t.ok(uncached.has('node:amaro') && uncached.has('node:amaro validation'), 'without the cache both processes load it (so the recording sees it)')
 })

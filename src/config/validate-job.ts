@@ -1,14 +1,14 @@
-import { parentPort, workerData } from 'node:worker_threads'
 import { ConfigError } from '../errors.ts'
 import { loadConfigFile, parseConfig } from './load.ts'
 import { envPaths } from './path.ts'
 import type { ValidationJob, ValidationReply } from './off-thread.ts'
 
-// One job per thread: read, parse and validate, answer, exit. zod, yaml and
-// every plugin schema live and die with this thread.
-const job = workerData as ValidationJob
-
-async function run (): Promise<ValidationReply> {
+/**
+ * One validation job, as the validation process runs it: read, parse and
+ * validate, and say how it went as plain data. zod, yaml and every plugin
+ * schema live and die with that process.
+ */
+export async function validateJob (job: ValidationJob): Promise<ValidationReply> {
   try {
     const config = job.text === undefined ? await loadConfigFile(job.file, job.env) : parseConfig(job.text, job.file, job.env)
     return { ok: true, config, envPaths: [...envPaths(config)] }
@@ -17,5 +17,3 @@ async function run (): Promise<ValidationReply> {
     return { ok: false, message: err instanceof Error ? err.message : String(err) }
   }
 }
-
-void run().then((reply) => { parentPort?.postMessage(reply) })
