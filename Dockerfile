@@ -21,10 +21,13 @@ COPY src ./src
 COPY plugins ./plugins
 COPY control-plane ./control-plane
 COPY config/outrider.yaml /etc/outrider/outrider.yaml
-RUN node src/warm-compile-cache.js
+RUN install -d -o 1337 -g 1337 /app/.compile-cache
 # A fixed, non-root uid: transparent interception excludes the proxy's own
 # traffic by this uid (`outrider iptables --proxy-uid 1337`), so nothing loops.
 USER 1337:1337
+# Filled as that uid: Node keeps a compile cache per user, and one it cannot
+# write to is not used at all.
+RUN node src/warm-compile-cache.js
 EXPOSE 8080 9901
 HEALTHCHECK --interval=10s --timeout=2s --start-period=5s CMD ["node", "-e", "fetch('http://127.0.0.1:9901/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # SIGTERM drains in-flight requests (shutdown.drainTimeout) and exits 0.

@@ -56,11 +56,6 @@ export interface Started {
 export const children = new Set<ChildProcess>()
 
 /**
- * Runs `command` (argv: a `node` script, maybe behind `taskset` or `valgrind`)
- * and resolves with its ready line. On failure the child is stopped and the
- * tail of its stderr is in the error.
- */
-/**
  * Children run with Node's compile cache on, as the `outrider` command runs
  * (src/outrider.js): the bench's entry points are TypeScript themselves, and
  * without the cache each would carry Node's type stripper in its heap.
@@ -69,6 +64,11 @@ const CHILD_ENV: NodeJS.ProcessEnv = process.env.NODE_DISABLE_COMPILE_CACHE === 
   ? { NODE_COMPILE_CACHE: join(tmpdir(), 'node-compile-cache'), ...process.env }
   : process.env
 
+/**
+ * Runs `command` (argv: a `node` script, maybe behind `taskset` or `valgrind`)
+ * and resolves with its ready line. On failure the child is stopped and the
+ * tail of its stderr is in the error.
+ */
 export function startChild (command: readonly string[], label: string, timeoutMs = 20_000): Promise<Started> {
   const [cmd, ...argv] = command
   const child = spawn(cmd as string, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: CHILD_ENV })

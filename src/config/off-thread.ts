@@ -14,9 +14,10 @@ import type { Config } from './schema.ts'
  *   isolate. They are ~8 MiB of live heap and ~40% of its objects, which
  *   every major GC walks again: with 64 KiB responses a proxy runs several
  *   major GCs a second (bench/RESULTS.md, "Heap").
- * - Its memory goes back to the system when it exits. A worker thread (what
- *   this was until session 6) left ~25 MiB of the proxy's RSS behind it, in
- *   malloc arenas that outlive the thread (bench/RESULTS.md, session 6).
+ * - Its memory goes back to the system when it exits. A worker thread, as
+ *   this used to be, left ~25 MiB of anonymous memory in the proxy's RSS
+ *   after it had exited (bench/RESULTS.md, "Config validation in a child
+ *   process").
  *
  * What comes back is the same Config `parseConfig` returns (plain data, deep
  * frozen), or the same ConfigError.
