@@ -66,12 +66,12 @@ const CHILD_ENV: NodeJS.ProcessEnv = process.env.NODE_DISABLE_COMPILE_CACHE === 
 
 /**
  * Runs `command` (argv: a `node` script, maybe behind `taskset` or `valgrind`)
- * and resolves with its ready line. On failure the child is stopped and the
- * tail of its stderr is in the error.
+ * and resolves with its ready line; `env` adds to the environment. On failure
+ * the child is stopped and the tail of its stderr is in the error.
  */
-export function startChild (command: readonly string[], label: string, timeoutMs = 20_000): Promise<Started> {
+export function startChild (command: readonly string[], label: string, timeoutMs = 20_000, env: NodeJS.ProcessEnv = {}): Promise<Started> {
   const [cmd, ...argv] = command
-  const child = spawn(cmd as string, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: CHILD_ENV })
+  const child = spawn(cmd as string, argv, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...CHILD_ENV, ...env } })
   children.add(child)
   let stderr = ''
   child.stderr!.on('data', (b: Buffer) => { stderr = (stderr + b.toString()).slice(-4000) })

@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs, promisify } from 'node:util'
 import { intFlag, startChild, stopChild, children } from './child.ts'
 import { runLoad } from './load.ts'
+import { median } from './stats.ts'
 
 const run = promisify(execFile)
 const { values } = parseArgs({
@@ -93,12 +94,6 @@ async function measure (target: typeof TARGETS[number], upstream: string, dir: s
   } finally {
     await stopChild(child)
   }
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = s.length >> 1
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
 }
 
 async function main (): Promise<void> {

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { children, startChild as startCommand, stopChild, type Started } from './child.ts'
 import { runLoad, stopLoad, type LoadResult } from './load.ts'
+import { median } from './stats.ts'
 import { startRedis, type TestRedis } from '../test/helpers/redis.ts'
 
 const BODY_SIZE = 1024
@@ -436,12 +437,6 @@ async function measureUndisturbed (exp: Experiment, upstream: Started, opts: Opt
 }
 
 // ---- report -------------------------------------------------------------------------------
-
-function median (xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b)
-  const mid = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2
-}
 
 function medianOpt (xs: Array<number | undefined>): number | undefined {
   return xs.some((x) => x === undefined) ? undefined : median(xs as number[])
