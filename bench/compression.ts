@@ -28,6 +28,7 @@ import { createRequire } from 'node:module'
 import zlib from 'node:zlib'
 import { request } from 'undici'
 import { announceReady, exitWithParent, intFlag, startChild as startCommand, stopChild, type Started } from './child.ts'
+import { CLK_TCK, processCpu } from './proc-cpu.ts'
 
 const BODY_SIZE = 64 * 1024
 const PROXY_CPU = '0'
@@ -104,15 +105,10 @@ function startChild (args: string[], cpu: string | undefined, file = fileURLToPa
   return startCommand(cpu === undefined ? node : ['taskset', '-c', cpu, ...node], file)
 }
 
-const CLK_TCK = ((): number => {
-  try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100 } catch { return 100 }
-})()
-
 /** CPU seconds (user + system) of a process, every thread included, from /proc. */
 function cpuSeconds (pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+  const { user, system } = processCpu(pid)
+  return user + system
 }
 
 /** Busy CPU seconds of the whole machine (all but idle and iowait), from /proc/stat. */

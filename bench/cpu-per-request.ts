@@ -18,12 +18,12 @@
  * against the first target. Linux only (taskset, /proc).
  */
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { children, intFlag, startChild, stopChild } from './child.ts'
 import { runLoad } from './load.ts'
 import { median } from './stats.ts'
+import { processCpu } from './proc-cpu.ts'
 
 const { values } = parseArgs({
   options: {
@@ -55,15 +55,7 @@ if (TARGETS.length === 0) throw new Error(`--only ${values.only ?? ''} names no 
 
 const script = (name: string): string => fileURLToPath(new URL(name, import.meta.url))
 const progress = (msg: string): void => { process.stderr.write(`${msg}\n`) }
-const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
-
-/** User and system CPU seconds of a process, all its threads. */
-function cpuTimes (pid: number): { user: number, system: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return { user: Number(fields[11]) / CLK_TCK, system: Number(fields[12]) / CLK_TCK }
-}
-
+/** CPU microseconds per request. */
 interface Sample { user: number, system: number }
 
 async function measure (target: typeof TARGETS[number], upstream: string): Promise<Sample> {
@@ -72,9 +64,9 @@ async function measure (target: typeof TARGETS[number], upstream: string): Promi
     const url = `http://127.0.0.1:${ready.port}/`
     await runLoad({ url, connections, amount: warmup })
     const pid = ready.pids[0] as number
-    const before = cpuTimes(pid)
+    const before = processCpu(pid)
     const result = await runLoad({ url, connections, amount: requests })
-    const after = cpuTimes(pid)
+    const after = processCpu(pid)
     const bad = result.non2xx + result.errors + result.timeouts
     if (bad > 0) throw new Error(`${target.name}: ${bad} of ${requests} requests failed`)
     return { user: (after.user - before.user) * 1e6 / requests, system: (after.system - before.system) * 1e6 / requests }

@@ -7,6 +7,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { runOpenLoop, type OpenLoopOptions, type OpenLoopResult } from './open-loop.ts'
+import { CLK_TCK, processCpu } from './proc-cpu.ts'
 
 /**
  * Resilience benchmarks (issue #3), against real processes: upstreams that
@@ -158,17 +159,13 @@ async function metric (admin: string, name: string): Promise<number> {
 
 // ---- how busy the machine is ------------------------------------------------------
 
-const CLK_TCK = ((): number => {
-  try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100 } catch { return 100 }
-})()
 const CPU_COUNT = cpus().length
 
 /** CPU seconds (user + system) of a process, from /proc (proc(5): utime and stime are fields 14 and 15); 0 when unreadable. */
 function cpuSeconds (pid: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+    const { user, system } = processCpu(pid)
+    return user + system
   } catch {
     return 0
   }

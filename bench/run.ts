@@ -22,6 +22,7 @@ import { parseArgs } from 'node:util'
 import { children, startChild as startCommand, stopChild, type Started } from './child.ts'
 import { runLoad, stopLoad, type LoadResult } from './load.ts'
 import { median } from './stats.ts'
+import { CLK_TCK, processCpu } from './proc-cpu.ts'
 import { startRedis, type TestRedis } from '../test/helpers/redis.ts'
 
 const BODY_SIZE = 1024
@@ -135,17 +136,11 @@ function startChild (file: string, args: string[], cpu: string | undefined): Pro
 
 // ---- measurement --------------------------------------------------------------------------
 
-const CLK_TCK = ((): number => {
-  try { return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100 } catch { return 100 }
-})()
-
 /** CPU seconds (user + system) a process has used, from /proc; undefined when unreadable. */
 function cpuSeconds (pid: number): number | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    // After the command name: state is field 3, utime 14 and stime 15 (proc(5)).
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+    const { user, system } = processCpu(pid)
+    return user + system
   } catch {
     return undefined
   }
