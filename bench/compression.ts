@@ -28,12 +28,13 @@ import { createRequire } from 'node:module'
 import zlib from 'node:zlib'
 import { request } from 'undici'
 import { announceReady, exitWithParent, intFlag, startChild as startCommand, stopChild, type Started } from './child.ts'
-import { CLK_TCK, processCpu } from './proc-cpu.ts'
+import { machineBusySeconds, processCpu, waitUntilQuiet } from './proc-cpu.ts'
 
 const BODY_SIZE = 64 * 1024
 const PROXY_CPU = '0'
 const LOAD_CPU = '1'
 const CPU_COUNT = availableParallelism()
+const progress = (msg: string): void => { process.stderr.write(`${msg}\n`) }
 /** A sample whose "other CPU" (% of one core) is above this was disturbed. */
 const DISTURBED = 15
 
@@ -111,29 +112,6 @@ function cpuSeconds (pid: number): number {
   return user + system
 }
 
-/** Busy CPU seconds of the whole machine (all but idle and iowait), from /proc/stat. */
-function machineBusySeconds (): number {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] as string
-  const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number) as number[]
-  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / CLK_TCK
-}
-
-/**
- * Waits up to `seconds` for the machine to be idle (under 10% of all CPUs
- * busy): it is shared, and someone else's test suite lands in the numbers.
- * Measures anyway after the wait; the "other CPU" column shows the cost.
- */
-async function settle (seconds: number, label: string): Promise<void> {
-  const until = performance.now() + seconds * 1000
-  while (performance.now() < until) {
-    const b0 = machineBusySeconds()
-    await new Promise((resolve) => setTimeout(resolve, 1000))
-    const busy = (machineBusySeconds() - b0) / CPU_COUNT
-    if (busy < 0.1) return
-    process.stderr.write(`${label} waiting for other load to stop (${Math.round(busy * 100)}% busy)\n`)
-  }
-}
-
 interface Experiment {
   readonly id: string
   readonly name: string
@@ -187,7 +165,7 @@ async function check (url: string, exp: Experiment, body: Buffer): Promise<numbe
 
 async function measure (exp: Experiment, upstream: Started, opts: Options, body: Buffer): Promise<Sample> {
   const label = `[${exp.id} ${exp.name}]`
-  await settle(opts.settle, label)
+  await waitUntilQuiet(opts.settle, label, progress)
   let url = `http://127.0.0.1:${upstream.ready.port}`
   let proxy: Started | undefined
   if (exp.plugins !== undefined) {
@@ -203,13 +181,13 @@ async function measure (exp: Experiment, upstream: Started, opts: Options, body:
     if (opts.warmup > 0) await autocannon({ ...load, duration: opts.warmup })
     const cpu0 = pid === undefined ? 0 : cpuSeconds(pid)
     const ours0 = cpuSeconds(upstream.ready.pids[0] as number) + cpuSeconds(process.pid)
-    const busy0 = machineBusySeconds()
+    const busy0 = machineBusySeconds() ?? 0
     const t0 = performance.now()
     const r = await autocannon({ ...load, duration: opts.duration })
     const wall = (performance.now() - t0) / 1000
     const proxySeconds = pid === undefined ? 0 : cpuSeconds(pid) - cpu0
     const oursSeconds = cpuSeconds(upstream.ready.pids[0] as number) + cpuSeconds(process.pid) - ours0
-    const otherCpu = Math.max(0, (100 * (machineBusySeconds() - busy0 - proxySeconds - oursSeconds)) / wall)
+    const otherCpu = Math.max(0, (100 * ((machineBusySeconds() ?? 0) - busy0 - proxySeconds - oursSeconds)) / wall)
     const sample: Sample = {
       wireBytes,
       reqPerSec: r.requests.average,
@@ -374,7 +352,7 @@ async function main (): Promise<void> {
   const rows = EXPERIMENTS.map((exp) => ({ exp, s: representative(samples.get(exp.id) as Sample[]) }))
   // The offline table runs here, on the proxy's core now that it is free.
   if (opts.pin) execFileSync('taskset', ['-a', '-p', '-c', PROXY_CPU, String(process.pid)], { stdio: 'ignore' })
-  await settle(opts.settle, '[offline]')
+  await waitUntilQuiet(opts.settle, '[offline]', progress)
   process.stderr.write('[offline] compressing the body at each level\n')
   const out = report(rows, offline(body), opts, `gzip ${lv.gzip}, br ${lv.br}, zstd ${lv.zstd}`)
   process.stdout.write(out)

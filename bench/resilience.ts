@@ -1,13 +1,12 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { mkdtemp, writeFile } from 'node:fs/promises'
-import { readFileSync } from 'node:fs'
 import { tmpdir, cpus, setPriority } from 'node:os'
 import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { runOpenLoop, type OpenLoopOptions, type OpenLoopResult } from './open-loop.ts'
-import { CLK_TCK, processCpu } from './proc-cpu.ts'
+import { machineBusySeconds, processCpu, waitUntilQuiet } from './proc-cpu.ts'
 
 /**
  * Resilience benchmarks (issue #3), against real processes: upstreams that
@@ -171,31 +170,6 @@ function cpuSeconds (pid: number): number {
   }
 }
 
-/** Busy CPU seconds of the whole machine (every state but idle and iowait), from /proc/stat. */
-function machineBusySeconds (): number {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!
-    const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number)
-    return (user! + nice! + system! + irq! + softirq! + steal!) / CLK_TCK
-  } catch {
-    return 0
-  }
-}
-
-/** Waits (up to --settle s) until under 10% of the machine is busy: between runs our processes are idle, so any load is someone else's. */
-async function settle (label: string): Promise<void> {
-  const until = performance.now() + SETTLE * 1000
-  let said = false
-  for (;;) {
-    const b0 = machineBusySeconds()
-    await sleep(1000)
-    const busy = (machineBusySeconds() - b0) / CPU_COUNT
-    if (busy < 0.1) return
-    if (performance.now() >= until) { progress(`${label}: machine still ${Math.round(busy * 100)}% busy; measuring anyway`); return }
-    if (!said) { progress(`${label}: waiting for other load to stop (${Math.round(busy * 100)}% busy)`); said = true }
-  }
-}
-
 interface Measured extends OpenLoopResult {
   /** CPU of the proxy process, as a share of one core. */
   proxyCpu: number
@@ -208,14 +182,14 @@ async function measure (opts: OpenLoopOptions, pids: number[]): Promise<Measured
   const t0 = performance.now()
   const ours0 = pids.reduce((s, p) => s + cpuSeconds(p), 0) + cpuSeconds(process.pid)
   const proxy0 = cpuSeconds(pids[0] ?? 0)
-  const busy0 = machineBusySeconds()
+  const busy0 = machineBusySeconds() ?? 0
   const r = await runOpenLoop(opts)
   const wall = (performance.now() - t0) / 1000
   const ours = pids.reduce((s, p) => s + cpuSeconds(p), 0) + cpuSeconds(process.pid) - ours0
   return {
     ...r,
     proxyCpu: pids.length > 1 ? (cpuSeconds(pids[0] ?? 0) - proxy0) / wall : 0,
-    otherCpu: Math.max(0, (machineBusySeconds() - busy0 - ours) / wall),
+    otherCpu: Math.max(0, ((machineBusySeconds() ?? 0) - busy0 - ours) / wall),
   }
 }
 
@@ -262,7 +236,7 @@ ${endpointsYaml(ups.ports)}`)
       // (and so the balancer's state), like one longer run.
       let run: LatencyRun | undefined
       for (let attempt = 0; attempt <= RETRIES; attempt++) {
-        await settle(`[${name}] rep ${rep}`)
+        await waitUntilQuiet(SETTLE, `[${name}] rep ${rep}`, progress)
         const r = await measure({ url, rate: RATE, duration: DURATION, warmup: WARMUP, groupBy: 'x-upstream' }, proxy === undefined ? [ups.pid] : [proxy.pid, ups.pid])
         const answered = Object.values(r.groups).reduce((s, n) => s + n, 0)
         const tried: LatencyRun = {
@@ -303,7 +277,7 @@ async function errors (): Promise<Record<string, number | string>> {
     retry: { retryOn: [gateway-error, connect-failure, reset], maxAttempts: 2 }
     endpoints:
 ${endpointsYaml(ups.ports)}`)
-  await settle('[errors]')
+  await waitUntilQuiet(SETTLE, '[errors]', progress)
   // The warmup is part of the run (open loop, same rate), so the counters are read before it starts.
   const retriesBefore = await metric(proxy.admin, 'outrider_retries_total{')
   const r = await measure({ url: proxy.url, rate: RATE, duration: DURATION, warmup: 0 }, [proxy.pid, ups.pid])
@@ -346,7 +320,7 @@ ${endpointsYaml(ups.ports)}`)
     }
     return performance.now() - t0
   }
-  await settle('[down/up]')
+  await waitUntilQuiet(SETTLE, '[down/up]', progress)
   const rate = Math.round(RATE / 2)
   const load = measure({ url: proxy.url, rate, duration: 12, warmup: 0 }, [proxy.pid, ups.pid])
   await sleep(2000)
@@ -374,7 +348,7 @@ async function adapt (): Promise<Record<string, number | string>> {
     outlierDetection: { enabled: false }
     endpoints:
 ${endpointsYaml(ups.ports)}`)
-  await settle('[adapt]')
+  await waitUntilQuiet(SETTLE, '[adapt]', progress)
   const r = await measure({
     url: proxy.url,
     rate: RATE,
@@ -430,7 +404,7 @@ async function orca (): Promise<Array<Record<string, number | string>>> {
     outlierDetection: { enabled: false }
     endpoints:
 ${endpointsYaml(ups.ports)}`)
-    await settle(`[orca ${String(useOrca)}]`)
+    await waitUntilQuiet(SETTLE, `[orca ${String(useOrca)}]`, progress)
     const r = await measure({ url: proxy.url, rate: RATE, duration: Math.min(DURATION, 8), warmup: WARMUP, groupBy: 'x-upstream' }, [proxy.pid, ups.pid])
     await proxy.stop()
     ups.stop()

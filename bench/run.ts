@@ -22,7 +22,7 @@ import { parseArgs } from 'node:util'
 import { children, startChild as startCommand, stopChild, type Started } from './child.ts'
 import { runLoad, stopLoad, type LoadResult } from './load.ts'
 import { median } from './stats.ts'
-import { CLK_TCK, processCpu } from './proc-cpu.ts'
+import { machineBusySeconds, processCpu, waitUntilQuiet } from './proc-cpu.ts'
 import { startRedis, type TestRedis } from '../test/helpers/redis.ts'
 
 const BODY_SIZE = 1024
@@ -141,21 +141,6 @@ function cpuSeconds (pid: number): number | undefined {
   try {
     const { user, system } = processCpu(pid)
     return user + system
-  } catch {
-    return undefined
-  }
-}
-
-/**
- * Busy CPU seconds of the whole machine (every state but idle and iowait), from
- * /proc/stat. Minus what our processes used, it shows load from anything else
- * on the machine, which makes a run noisy.
- */
-function machineBusySeconds (): number | undefined {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!
-    const [, user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).map(Number)
-    return (user! + nice! + system! + irq! + softirq! + steal!) / CLK_TCK
   } catch {
     return undefined
   }
@@ -327,32 +312,6 @@ async function sanityCheck (url: string): Promise<void> {
 
 let interrupted = false
 
-/** Share of all CPUs busy over `ms` (0..1), from /proc/stat; 0 when unreadable. */
-async function machineBusyShare (ms: number): Promise<number> {
-  const b0 = machineBusySeconds()
-  await new Promise((resolve) => setTimeout(resolve, ms))
-  const b1 = machineBusySeconds()
-  return b0 === undefined || b1 === undefined ? 0 : Math.min(1, (b1 - b0) / (ms / 1000) / CPU_COUNT)
-}
-
-/**
- * Waits (up to `seconds`) until the machine is idle apart from us: between
- * experiments our own processes are idle, so any load is someone else's and
- * would land in the numbers. Never fails: after the wait it measures anyway,
- * and the "other CPU" column shows what it cost.
- */
-async function settle (seconds: number, label: string): Promise<void> {
-  if (seconds <= 0) return
-  const until = performance.now() + seconds * 1000
-  let said = false
-  for (;;) {
-    const busy = await machineBusyShare(1000)
-    if (busy < 0.1 || interrupted) return
-    if (performance.now() >= until) { progress(`${label} the machine is still ${Math.round(busy * 100)}% busy (all CPUs); measuring anyway`); return }
-    if (!said) { progress(`${label} waiting for other load to stop (${Math.round(busy * 100)}% of all CPUs busy)`); said = true }
-  }
-}
-
 /** Moves every thread of `pids` to `cpus` (a taskset list such as `1` or `0-1`). */
 function setAffinity (pids: readonly number[], cpus: string): void {
   for (const pid of pids) execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
@@ -369,7 +328,7 @@ async function measure (exp: Experiment, upstream: Started, opts: Options): Prom
 }
 
 async function measureTarget (exp: Experiment, upstream: Started, opts: Options): Promise<Sample> {
-  await settle(opts.settle, `[${exp.id} ${exp.name}]`)
+  await waitUntilQuiet(opts.settle, `[${exp.id} ${exp.name}]`, progress, () => interrupted)
   const target = await exp.start(`http://127.0.0.1:${upstream.ready.port}`)
   try {
     await sanityCheck(target.url)
