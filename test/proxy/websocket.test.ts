@@ -25,9 +25,11 @@ async function open (url: string): Promise<WebSocket> {
 
 /** The next message on `ws`. */
 async function next (ws: WebSocket): Promise<string | ArrayBuffer> {
+  // Both listeners go once either fires: a close listener per message would pile up.
+  const done = new AbortController()
   return await new Promise((resolve, reject) => {
-    ws.addEventListener('message', (e) => { resolve(e.data as string | ArrayBuffer) }, { once: true })
-    ws.addEventListener('close', () => { reject(new Error('closed before a message')) }, { once: true })
+    ws.addEventListener('message', (e) => { done.abort(); resolve(e.data as string | ArrayBuffer) }, { signal: done.signal })
+    ws.addEventListener('close', () => { done.abort(); reject(new Error('closed before a message')) }, { signal: done.signal })
   })
 }
 
