@@ -7,7 +7,7 @@ import { ActiveHealthChecker, type ActiveHealthCheckerOptions } from './health-c
 const config = (o: Partial<HealthCheckConfig> = {}): HealthCheckConfig => ({
   path: '/healthz',
   interval: 20,
-  timeout: 200,
+  timeout: 2000,
   expectedStatuses: [200],
   healthyThreshold: 2,
   unhealthyThreshold: 2,

@@ -51,7 +51,7 @@ t.test('webhook alerts: posted off the rule loop, retried, bounded, counted; sec
         { type: 'patch', path: '/routes/api/timeouts/request', value: '3s' },
         { type: 'webhook', url: `${rx.url}/ok?token=q-secret`, headers: { authorization: 'Bearer s3cret', 'x-team': 'edge' } },
         { type: 'webhook', url: `${rx.url}/down`, retries: 2 },
-        { type: 'webhook', url: `${rx.url}/hang`, timeout: '100ms', retries: 0 },
+        { type: 'webhook', url: `${rx.url}/hang`, timeout: '1s', retries: 0 },
       ],
     }),
   })

@@ -69,7 +69,7 @@ t.test('reset, hang and closeMidBody fail the request', async (t) => {
   t.equal((await outcome(up.url)).code, 'ECONNRESET')
 
   up.behave({ hang: true })
-  t.equal((await outcome(up.url, {}, 100)).code, 'TimeoutError')
+  t.equal((await outcome(up.url, {}, 500)).code, 'TimeoutError')
 
   up.behave({ closeMidBody: true, body: 'x'.repeat(1000) })
   const r = await outcome(up.url)
@@ -81,8 +81,8 @@ t.test('per-request headers override the behaviour', async (t) => {
   const up = await chaos(t)
   t.equal((await outcome(up.url, { 'x-chaos-status': '502' })).status, 502)
   t.equal((await outcome(up.url, { 'x-chaos-reset': '1' })).code, 'ECONNRESET')
-  t.equal((await outcome(up.url, { 'x-chaos-hang': '1' }, 100)).code, 'TimeoutError')
-  t.equal((await outcome(up.url, { 'x-chaos-delay': '5000' }, 100)).code, 'TimeoutError')
+  t.equal((await outcome(up.url, { 'x-chaos-hang': '1' }, 500)).code, 'TimeoutError')
+  t.equal((await outcome(up.url, { 'x-chaos-delay': '5000' }, 500)).code, 'TimeoutError')
   t.equal((await outcome(up.url, { 'x-chaos-delay': '10' })).status, 200)
   t.ok((await outcome(up.url, { 'x-chaos-close-mid-body': '1' })).code !== undefined)
   up.behave({ status: 500 })
@@ -97,7 +97,7 @@ t.test('/healthz follows the healthy flag and is counted apart', async (t) => {
   t.equal((await outcome(`${up.url}/healthz`)).status, 503)
   up.healthy = true
   up.healthDelayMs = 5_000
-  t.equal((await outcome(`${up.url}/healthz`, {}, 100)).code, 'TimeoutError')
+  t.equal((await outcome(`${up.url}/healthz`, {}, 500)).code, 'TimeoutError')
   t.equal(up.healthChecks, 3)
   t.equal(up.count, 0)
 })

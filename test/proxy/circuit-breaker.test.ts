@@ -35,7 +35,7 @@ async function openPeriodOver (adminUrl: string): Promise<void> {
 
 t.test('consecutive failures open the circuit; half-open probes once; recovery closes it', async (t) => {
   const up = await chaos(t, { name: 'u', behaviour: { status: 503, delayMs: 50 } })
-  const proxy = await startTestProxy(doc([up.url], { circuitBreaker: { trigger: { by: 'consecutive', failures: 3 }, halfOpenAfter: '200ms' } }), t)
+  const proxy = await startTestProxy(doc([up.url], { circuitBreaker: { trigger: { by: 'consecutive', failures: 3 }, halfOpenAfter: '1s' } }), t)
 
   const first = await drive(`${proxy.url}/x`, 3, 1)
   t.same(first.map((a) => a.headers['x-chaos-upstream']), ['u', 'u', 'u'], 'the first three failures reach the upstream')

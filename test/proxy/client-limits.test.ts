@@ -116,13 +116,15 @@ t.test('HTTP/1.1: a client that stops sending its body is cut, and so is the ups
 t.test('HTTP/1.1: a response that trickles for longer than the timeout, never quiet that long, is not cut; the connection serves the next one', async (t) => {
   const up = await startUpstream((_req, res) => {
     // Trickles for longer than the idle timeout, but never goes quiet for that long.
+    // A byte every 100 ms against a 1 s timeout: a busy machine's pauses are
+    // not mistaken for a quiet stream.
     let n = 0
     res.writeHead(200)
-    const tick = setInterval(() => { res.write('.'); if (++n === 8) { clearInterval(tick); res.end() } }, 100)
+    const tick = setInterval(() => { res.write('.'); if (++n === 14) { clearInterval(tick); res.end() } }, 100)
     res.on('close', () => { clearInterval(tick) })
   })
   t.teardown(up.close)
-  const proxy = await startTestProxy({ ...simpleDoc(up.url), limits: IDLE }, t)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), limits: { streamIdleTimeout: '1s' } }, t)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
   t.teardown(() => { agent.destroy() })
   for (let i = 0; i < 2; i++) {
@@ -135,7 +137,7 @@ t.test('HTTP/1.1: a response that trickles for longer than the timeout, never qu
         res.on('error', reject)
       }).on('error', reject)
     })
-    t.equal(body, '........', `response ${i + 1} arrived whole`)
+    t.equal(body, '.'.repeat(14), `response ${i + 1} arrived whole`)
   }
 })
 

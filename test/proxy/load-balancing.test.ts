@@ -56,9 +56,14 @@ t.test('least_request avoids the busy endpoint', async (t) => {
   t.teardown(busy.close)
   t.teardown(idle.close)
   const proxy = await startTestProxy(doc([busy, idle], { policy: 'least_request' }), t)
-  // Park a few requests on whichever endpoint takes them first.
-  const parked = Array.from({ length: 4 }, () => request(proxy.url))
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  // Send until one is parked on the busy endpoint (the idle one answers the
+  // others at once), then check where the next ones go.
+  const parked: Array<ReturnType<typeof request>> = []
+  for (let i = 0; i < 100 && holds.length === 0; i++) {
+    parked.push(request(proxy.url))
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  t.ok(holds.length > 0, 'a request is parked on the busy endpoint')
   const c = await tally(proxy.url, 20)
   t.equal(c[1], 20, 'every new request went to the idle endpoint')
   for (const h of holds) h()

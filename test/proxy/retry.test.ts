@@ -122,7 +122,7 @@ t.test('reset: retried under reset, relayed as 502 otherwise', async (t) => {
 t.test('perTryTimeout: a slow attempt is abandoned and retried under timeout', async (t) => {
   const slow = await chaos(t, { name: 'slow', behaviour: { hang: true } })
   const good = await chaos(t, { name: 'good' })
-  const proxy = await startTestProxy(doc([slow.url, good.url], { retryOn: ['timeout'], perTryTimeout: '100ms', attemptsHeader: true }), t)
+  const proxy = await startTestProxy(doc([slow.url, good.url], { retryOn: ['timeout'], perTryTimeout: '500ms', attemptsHeader: true }), t)
   const answers = await drive(`${proxy.url}/x`, 4, 1)
   t.same(answers.map((a) => a.status), Array(4).fill(200))
   t.equal(from(answers, 'good'), 4)
@@ -139,10 +139,10 @@ t.test('perTryTimeout: a slow attempt is abandoned and retried under timeout', a
 t.test('perTryTimeout is honoured below a second: every try fits in the deadline', async (t) => {
   const a = await chaos(t, { name: 'a', behaviour: { hang: true } })
   const b = await chaos(t, { name: 'b', behaviour: { hang: true } })
-  // 4 tries of 50 ms fit a 2 s deadline ten times over. A per-try timeout
-  // rounded up to undici's one-second timer resolution would fit two.
-  const retry = { retryOn: ['timeout'], maxAttempts: 4, perTryTimeout: '50ms', backoff: { base: 1, max: 1 }, attemptsHeader: true }
-  const proxy = await startTestProxy(doc([a.url, b.url], retry, { route: { timeouts: { overall: '2s' } } }), t)
+  // 4 tries of 250 ms fit a 3 s deadline three times over. A per-try
+  // timeout rounded up to undici's one-second timer resolution would fit three.
+  const retry = { retryOn: ['timeout'], maxAttempts: 4, perTryTimeout: '250ms', backoff: { base: 1, max: 1 }, attemptsHeader: true }
+  const proxy = await startTestProxy(doc([a.url, b.url], retry, { route: { timeouts: { overall: '3s' } } }), t)
   const x = await get(`${proxy.url}/x`)
   t.equal(x.status, 504)
   t.equal((JSON.parse(x.body) as Problem & { phase?: string }).code, 'UPSTREAM_TIMEOUT')
