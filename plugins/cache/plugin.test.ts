@@ -114,6 +114,10 @@ t.test('Vary selects variants', async (t) => {
   t.equal(none.body, 'lang none')
   t.equal(fr2.headers['x-cache'], 'HIT')
   t.equal(origin.hits(path), 3, 'one upstream request per variant')
+  const spelled = await get(proxy, path, { 'accept-language': 'EN' })
+  t.equal(spelled.headers['x-cache'], 'HIT', 'language tags match case-insensitively')
+  const reordered = await get(proxy, path, { 'accept-language': 'fr, en' })
+  t.equal(reordered.headers['x-cache'], 'MISS', 'their order is kept: it can mean priority')
 })
 
 t.test('Accept-Encoding variants are matched by the coding they select', async (t) => {
@@ -141,6 +145,46 @@ t.test('validation: stale entries are revalidated and a 304 refreshes them', asy
   const third = await get(proxy, path)
   t.equal(third.headers['x-cache'], 'HIT', 'fresh again after the 304 said max-age=100')
   t.equal(origin.hits(path), 2)
+})
+
+t.test('a 304 for another representation updates nothing and never reaches an unconditional client', async (t) => {
+  // The origin changed representation, yet answers our validator with a 304
+  // carrying the new strong ETag (RFC 9111 §4.3.4: it matches no stored
+  // response). The client asked plainly, so it gets the full new response.
+  const path = uniquePath('etag-moved')
+  let current = '"old"'
+  origin.on(path, (req) => req.headers['if-none-match'] !== undefined && req.headers['if-none-match'] !== '"mine"'
+    ? { status: 304, headers: { etag: current, 'cache-control': 'max-age=100' } }
+    : req.headers['if-none-match'] === current
+      ? { status: 304, headers: { etag: current } }
+      : { headers: { etag: current, 'cache-control': current === '"old"' ? 'max-age=0' : 'max-age=100' }, body: `body ${current}` })
+  await get(proxy, path)
+  current = '"new"'
+  const plain = await get(proxy, path)
+  t.equal(plain.status, 200, 'a full response, not the 304')
+  t.equal(plain.body, 'body "new"')
+  t.equal(plain.headers.etag, '"new"')
+  t.equal(plain.headers['x-cache'], 'MISS')
+  t.equal(origin.requests.at(-2)?.headers['if-none-match'], '"old"', 'revalidated with the stored validator first')
+  t.equal(origin.requests.at(-1)?.headers['if-none-match'], undefined, 'then asked again as the client did: unconditionally')
+  const hit = await get(proxy, path)
+  t.equal(hit.headers['x-cache'], 'HIT', 'the new representation is stored')
+  t.equal(hit.body, 'body "new"')
+  t.equal(origin.hits(path), 3)
+
+  // A client with a conditional of its own gets the origin's answer to it.
+  const other = uniquePath('etag-moved-conditional')
+  current = '"old"'
+  origin.on(other, (req) => req.headers['if-none-match'] === '"old"'
+    ? { status: 304, headers: { etag: '"mine"', 'cache-control': 'max-age=100' } }
+    : req.headers['if-none-match'] === '"mine"'
+      ? { status: 304, headers: { etag: '"mine"' } }
+      : { headers: { etag: '"old"', 'cache-control': 'max-age=0' }, body: 'old' })
+  await get(proxy, other)
+  const conditional = await get(proxy, other, { 'if-none-match': '"mine"' })
+  t.equal(conditional.status, 304, 'the origin says the client\'s copy is current')
+  t.equal(conditional.headers.etag, '"mine"')
+  t.equal(origin.requests.at(-1)?.headers['if-none-match'], '"mine"', 'asked with the client\'s own validator')
 })
 
 t.test('validation with Last-Modified', async (t) => {

@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
-import { definePlugin, type HeaderMap, type LocalResponse, type PurgeSelector, type RequestContext, type ResponseContext } from '../../src/plugin.ts'
+import { definePlugin, type HeaderMap, type LocalResponse, type PurgeSelector, type RequestContext, type ResponseContext, type SubrequestReply } from '../../src/plugin.ts'
+import { endToEnd } from '../../src/http/response-head.ts'
+import { problemResponse } from '../../src/http/problem.ts'
+import { UpstreamProtocolError } from '../../src/errors.ts'
 import { HOP_BY_HOP } from '../../src/http/hop-by-hop.ts'
 import { schema, type CacheConfig } from './schema.ts'
 import { parseCacheControl, pragmaNoCache, type CacheControl } from './cache-control.ts'
@@ -414,7 +417,7 @@ export default definePlugin({
         return l2.get(key, req, normaliseAE).then((e) => afterLookup(c, state, promote(e)))
       },
 
-      onResponse (c: RequestContext, res: ResponseContext): void {
+      onResponse (c: RequestContext, res: ResponseContext): void | Promise<void> {
         const state = st(c)
         if (state === undefined) return
         // Our own answer from the request phase (a stored response, or 504 for only-if-cached).
@@ -436,6 +439,10 @@ export default definePlugin({
             return
           }
           l1.remove(e)
+          // §4.3.4: a 304 about another representation (a different strong
+          // ETag) updates nothing, and it was the answer to our validators,
+          // not the client's question: ask again as the client did.
+          return askAsTheClientDid(c, res, state)
         }
         if (e !== undefined && isServerFailure(res.status) && staleIfError(e, state.reqCC, now, res.local)) {
           serveInstead(c, res, e, now, 'STALE', false)
@@ -488,6 +495,51 @@ export default definePlugin({
     function count (c: RequestContext, outcome: Outcome): void {
       counts[outcome].inc()
       c.annotate('cache', outcome.toLowerCase())
+    }
+
+    /**
+     * Replaces `res` (a 304 to our validators that no stored response matches)
+     * with the origin's answer to the request as the client sent it: its own
+     * conditionals, none of ours. A 200 is stored as on any miss. When that
+     * answer cannot be had whole, a 502: a 304 must never reach a client that
+     * did not ask conditionally (RFC 9110 §15.4.5).
+     */
+    async function askAsTheClientDid (c: RequestContext, res: ResponseContext, state: CacheState): Promise<void> {
+      const headers: HeaderMap = { ...c.upstreamHeaders }
+      delete headers['if-none-match']
+      delete headers['if-modified-since']
+      const own = state.clientHeaders
+      if (own['if-none-match'] !== undefined) headers['if-none-match'] = own['if-none-match']
+      if (own['if-modified-since'] !== undefined) headers['if-modified-since'] = own['if-modified-since']
+      const requestTime = Date.now()
+      let reply: SubrequestReply | undefined
+      try {
+        reply = await ctx.upstream.request({ method: 'GET', path: c.upstreamPath, headers, maxBodySize: config.maxEntrySize })
+      } catch (err) {
+        ctx.log.debug('asking again after a 304 for another representation failed', { key: state.key, err })
+      }
+      for (const name in res.headers) if (name !== 'x-request-id') delete res.headers[name]
+      if (reply === undefined || reply.body === undefined) {
+        const why = reply === undefined ? 'could not be had' : `is larger than cache.maxEntrySize (${config.maxEntrySize} bytes)`
+        const p = problemResponse(new UpstreamProtocolError(`the origin answered a revalidation with a 304 for another representation, and the full response ${why}`), c.requestId, false)
+        res.status = p.status
+        Object.assign(res.headers, p.headers)
+        res.replaceBody(Buffer.from(p.body))
+        finishOutcome(c, res, 'MISS')
+        release(state)
+        return
+      }
+      res.status = reply.status
+      Object.assign(res.headers, endToEnd(reply.headers))
+      res.replaceBody(reply.body)
+      finishOutcome(c, res, 'MISS')
+      const now = Date.now()
+      const resCC = effectiveCacheControl(reply.headers, config.targetedCacheControl).cc
+      const req = c.req.headers as HeaderMap
+      if (storable(reply.status, reply.headers, resCC, state.reqCC, req.authorization !== undefined, config.setCookie) === undefined) {
+        put(makeEntry(state.key, reply.status, reply.headers, reply.body, req, requestTime, now, reply.headers.age), now)
+      }
+      release(state)
     }
 
     function finishOutcome (c: RequestContext, res: ResponseContext, outcome: Outcome): void {

@@ -22,7 +22,8 @@ export function varyNames (vary: string | string[] | undefined): string[] {
 
 /**
  * A request field's value normalised for matching (RFC 9111 §4.1): list
- * members trimmed and joined with ", " (so `a,b` and `a, b` match). With
+ * members trimmed and joined with ", " (so `a,b` and `a, b` match), and
+ * Accept-Language in lower case. With
  * `acceptEncoding` on, Accept-Encoding is reduced to the coding a
  * compressor would choose, so every client that would get the same bytes
  * shares one variant instead of one per spelling of the header.
@@ -31,7 +32,11 @@ export function varyValue (headers: HeaderMap, name: string, normaliseAcceptEnco
   const v = headers[name]
   if (v === undefined) return ABSENT
   if (name === 'accept-encoding' && normaliseAcceptEncoding) return negotiate(v, CODINGS) ?? 'identity'
-  const raw = typeof v === 'string' ? v : v.join(',')
+  let raw = typeof v === 'string' ? v : v.join(',')
+  // Language tags are case-insensitive (RFC 5646 §2.1.1): `en-GB` and `en-gb`
+  // ask the same question. Their order is left alone: some origins read it
+  // as priority among equal q-values (RFC 9110 §12.5.4).
+  if (name === 'accept-language') raw = raw.toLowerCase()
   if (raw.indexOf(',') === -1) return raw.trim()
   return raw.split(',').map((s) => s.trim()).join(', ')
 }
