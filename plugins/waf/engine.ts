@@ -2,7 +2,7 @@ import { Value, percentDecode } from './normalize.ts'
 import { extractBody, splitPairs } from './body.ts'
 import { RULES } from './rules/index.ts'
 import {
-  INSPECTED_HEADERS, SCORES, type Family, type Location, type Part, type RequestFacts, type RequestRule,
+  INSPECTED_HEADERS, SCORES, STRUCTURED_HEADERS, STRUCTURED_HEADER_PREFIXES, type Family, type Location, type Part, type RequestFacts, type RequestRule,
   type Rule, type Severity, type ValueRule,
 } from './rule.ts'
 import type { WafConfig } from './schema.ts'
@@ -98,7 +98,10 @@ export class RuleSet {
   readonly #byLocation: Readonly<Record<Exclude<Location, 'header'>, RuleLists>>
   readonly #fileRules: readonly ValueRule[]
   readonly #byHeader: ReadonlyMap<string, RuleLists>
+  /** Rules for standard headers with a fixed grammar: only those that read every header. */
   readonly #otherHeaders: RuleLists
+  /** Rules for any other header (an application's own): as for INSPECTED_HEADERS. */
+  readonly #customHeaders: RuleLists
   readonly #exclusions: readonly CompiledExclusion[]
 
   constructor (config: WafConfig) {
@@ -138,6 +141,7 @@ export class RuleSet {
     }
     this.#byHeader = byHeader
     this.#otherHeaders = all.length === 0 ? NONE : lists(all)
+    this.#customHeaders = lists(headerRules.filter((r) => r.headers === 'all' || r.headers === undefined))
     this.#exclusions = config.exclusions.map((e) => ({
       exact: e.target.endsWith('*') ? undefined : e.target,
       prefix: e.target.endsWith('*') ? e.target.slice(0, -1) : undefined,
@@ -173,7 +177,7 @@ export class RuleSet {
       if (this.#stop(insp)) return
       if (name === 'cookie') { this.#cookies(value, insp); continue }
       if (value === '') continue
-      const rules = this.#byHeader.get(name) ?? this.#otherHeaders
+      const rules = this.#byHeader.get(name) ?? (isStructured(name) ? this.#otherHeaders : this.#customHeaders)
       if (rules.values.length === 0) continue
       this.#part(insp, rules.values, {
         location: 'header', name, target: `header:${name}`, isName: false, urlEncoded: false, file: undefined,
@@ -330,4 +334,11 @@ export function decodeName (raw: string): string {
 export function contentTypeOf (headers: ReadonlyArray<readonly [string, string]>): string | undefined {
   for (const [name, value] of headers) if (name === 'content-type') return value
   return undefined
+}
+
+/** A standard header with a fixed grammar (see STRUCTURED_HEADERS). */
+function isStructured (name: string): boolean {
+  if (STRUCTURED_HEADERS.has(name)) return true
+  for (const p of STRUCTURED_HEADER_PREFIXES) if (name.startsWith(p)) return true
+  return false
 }

@@ -67,6 +67,15 @@ t.test('undoes shell quoting tricks', async (t) => {
   t.equal(shellView('who$@ami'), 'whoami')
   t.equal(shellView('{cat,/etc/passwd}'), ' cat /etc/passwd}')
   t.equal(shellView('a\r\n\r\nb  \t c'), 'a\nb c', 'line breaks kept as one \\n, other whitespace collapsed')
+  t.equal(shellView('cat$x /etc$x/shadow$x'), 'cat /etc/shadow', 'short variables glued to words expand to nothing')
+  t.equal(shellView('echo $home and $path'), 'echo $home and $path', 'variables standing alone are kept')
+  t.equal(shellView('cat /etc/sh\u2019ad\u2019ow'), 'cat /etc/shadow', 'typographic quotes inside a word')
+})
+
+t.test('+ is a space in what was percent-encoded, also outside forms', async (t) => {
+  t.equal(new Value('%3Csvg+onload%3Dx%3E', false, 3).decoded, '<svg onload=x>', 'a JSON or multipart value that was form-encoded')
+  t.equal(new Value('C++ and a+b', false, 3).decoded, 'C++ and a+b', 'no escapes: a plus is a plus')
+  t.equal(new Value('%252B+x', false, 3).decoded, '+ x', 'an encoded plus stays a plus')
 })
 
 t.test('a Value computes its views lazily, each once', async (t) => {

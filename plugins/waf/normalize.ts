@@ -119,6 +119,14 @@ function utf8 (b: number[]): { text: string, overlong: boolean } {
   return { text, overlong }
 }
 
+/** Does `s` hold a `%XX` escape? */
+function hasEscape (s: string): boolean {
+  for (let i = s.indexOf('%'); i !== -1; i = s.indexOf('%', i + 1)) {
+    if (hex(s.charCodeAt(i + 1)) >= 0 && hex(s.charCodeAt(i + 2)) >= 0) return true
+  }
+  return false
+}
+
 export interface Decoded {
   value: string
   /** Rounds that changed something: 2 or more means multiple encoding. */
@@ -130,15 +138,19 @@ export interface Decoded {
 /**
  * Percent-decodes until nothing changes or `maxRounds` rounds ran: a value
  * encoded twice (`%252e`) is what a backend that decodes twice would read.
- * `+` is a space only in the first round (a `%2B` stays a plus).
+ * `+` is a space only in the first round (a `%2B` stays a plus). A value
+ * that is not form-encoded (a path, JSON, a multipart field) but carries
+ * percent escapes is read with form rules too: whoever encoded it that way
+ * spelled spaces as `+`, and a backend that decodes it will read them so.
  */
 export function decodeRepeatedly (s: string, plusIsSpace: boolean, maxRounds: number): Decoded {
   let value = s
   let rounds = 0
   let invalid = false
   let overlong = false
+  const plusInFirst = plusIsSpace || (s.indexOf('+') !== -1 && hasEscape(s))
   for (let i = 0; i < maxRounds; i++) {
-    const r = percentDecode(value, plusIsSpace && i === 0)
+    const r = percentDecode(value, plusInFirst && i === 0)
     if (i === 0) invalid = r.invalid
     if (r.overlong) overlong = true
     if (!r.changed || r.value === value) break
@@ -273,9 +285,12 @@ export function decodeJsEscapes (s: string): string {
 }
 
 // The shell tricks that split a command word without changing what runs:
-// `c'a't`, `c\at`, `w^h^o^a^m^i` (cmd.exe), `$@`/`$1` (empty), `${IFS}`.
+// `c'a't`, `c\at`, `w^h^o^a^m^i` (cmd.exe), `$@`/`$1` (empty), `${IFS}`;
+// typographic quotes (`pa’ss’wd`) are read as the quotes they imitate.
 const IFS = /\$\{ifs\}|\$ifs(?:\$\d)?/g
-const WORD_QUOTES = /(?<=[a-z0-9/])(?:''|""|['"])(?=[a-z0-9/])/g
+const WORD_QUOTES = /(?<=[a-z0-9/])(?:''|""|['"\u2018\u2019\u201c\u201d])(?=[a-z0-9/])/g
+/** A short variable glued to a word (`/etc$u/passwd$u`) or right after a separator (`; $u cat`): unset, it expands to nothing. */
+const GLUED_VARS = /(?<=[a-z0-9/])\$[a-z_][a-z0-9_]{0,2}(?=[/\s;|&'")]|$)|(?<=[;|&]\s{0,4})\$[a-z_][a-z0-9_]{0,2}\s/g
 const BACKSLASH = /\\(?=[a-z0-9/.-])/g
 const EMPTY_VARS = /\$[@*1-9]|\^/g
 const BRACES = /\{([a-z0-9_./-]{1,40}),/g
@@ -290,7 +305,8 @@ const LINE_BREAKS = /[\r\n]+/g
 export function shellView (text: string): string {
   let s = text
   if (s.indexOf('$') !== -1) s = s.replace(IFS, ' ')
-  if (s.indexOf('\'') !== -1 || s.indexOf('"') !== -1) s = s.replace(WORD_QUOTES, '')
+  if (s.indexOf('$') !== -1) s = s.replace(GLUED_VARS, '')
+  if (s.indexOf('\'') !== -1 || s.indexOf('"') !== -1 || NON_ASCII.test(s)) s = s.replace(WORD_QUOTES, '')
   if (s.indexOf('\\') !== -1) s = s.replace(BACKSLASH, '')
   if (s.indexOf('$') !== -1 || s.indexOf('^') !== -1) s = s.replace(EMPTY_VARS, '')
   if (s.indexOf('{') !== -1) s = s.replace(BRACES, ' $1 ')

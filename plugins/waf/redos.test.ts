@@ -25,6 +25,8 @@ const SEEDS = [
   'union ', 'select ', ' or 1=1', '\' or \'', ') or (', 'char(1)', 'sleep(', '1 and ', 'a.', '__', '$_get[', '<?',
   'http://', 'php://', '/etc/', ';ls ', '; cat ', 'x;', 'nc -', 'curl ', '() {', 'rO0AB', 'O:1:"', 'style', 'expression(',
   '<meta ', '<link ', '<!--#', '<!entity', 'a\'b"c`', '-', '+', 'é', '\uff1c', '[[', 'on', 'data:', 'constructor.',
+  '/?', '/*', ' /a?', 'window[', 'top[\'', 'alert.call(', '(alert)', 'function(\'', '$u', '; $u ', 'db.a.', '$or:', '(|(',
+  '*(|(', 'a:1.2.', '\r\n', '\na1 ', 'rcpt to:', '<#assign', '?new()', '<!doctype x system', '%2b+', 'this.a==',
 ]
 
 function adversarial (seed: string, tail: string): string {

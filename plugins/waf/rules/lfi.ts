@@ -19,7 +19,7 @@ const TRAVERSAL_2 = /\.{2,16}[/;]{1,4}\.{2,16}(?:[/;]|$)/
 const TRAVERSAL_1 = /(?:^|[/;=])\.{2,16}[/;]/
 
 /** Files read only to steal secrets or map a system; the directory part makes them unambiguous. */
-const SYSTEM_FILE = /(?:^|[/:=])(?:etc\/(?:passwd|shadow|group|gshadow|hosts|issue|motd|crontab|sudoers|fstab|hostname|resolv\.conf|master\.passwd|security\/|ssh\/|mysql\/|apache2?\/|nginx\/|httpd\/|php\/|ssl\/)|proc\/(?:self|\d{1,7}|version|cmdline|mounts|net\/)|(?:var|usr\/local)\/(?:log|www)\/|root\/\.|home\/[a-z0-9_.-]{1,32}\/\.|windows\/(?:system32|win\.ini|system\.ini|repair|panther|debug)|winnt\/|boot\.ini|inetpub\/|system32\/)/
+const SYSTEM_FILE = /(?:^|[/:=])(?:etc\/(?:passwd|shadow|group|gshadow|hosts|issue|motd|crontab|sudoers|fstab|hostname|resolv\.conf|master\.passwd|security\/|ssh\/|mysql\/|apache2?\/|nginx\/|httpd\/|php\/|ssl\/)|proc\/(?:self|\d{1,7}|version|cmdline|mounts|net\/)|(?:var|usr\/local)\/(?:log|www)\/|root\/\.|home\/[a-z0-9_.-]{1,32}\/\.|windows\/(?:system32|win\.ini|system\.ini|repair|panther|debug)|winnt\/|boot\.ini|inetpub\/|system32\/|web-inf\/(?:web\.xml|classes\/|lib\/)|meta-inf\/(?:manifest\.mf|context\.xml))/
 /** Secrets and configuration by name: only in a path-like position (not "a .env file"). */
 const SECRET_FILE = /(?:^|[/=:]|\.\.)(?:\.env(?:\.[a-z]{1,12})?|\.git\/|\.svn\/|\.hg\/|\.ssh\/|\.aws\/|\.docker\/|\.kube\/|\.htpasswd|\.htaccess|\.bash_history|\.zsh_history|\.mysql_history|\.npmrc|\.pgpass|\.netrc|id_(?:rsa|dsa|ecdsa|ed25519)|authorized_keys|known_hosts|web\.config|wp-config\.php|localsettings\.php|php\.ini|my\.cnf|httpd\.conf|nginx\.conf|apache2\.conf|tomcat-users\.xml|applicationhost\.config)(?:$|[?#;/\s])/
 /** Files a URL path must never name on a site behind a proxy. */

@@ -27,7 +27,7 @@ const WORDY = [
   'type', 'net', 'env', 'ps', 'pwd', 'who', 'kill', 'timeout', 'tar', 'unzip', 'dig', 'whois', 'exec', 'eval',
   'source', 'curl', 'perl', 'python', 'ruby', 'php', 'node', 'lua', 'awk', 'sed', 'grep', 'find', 'bash', 'sh',
   'zsh', 'ksh', 'csh', 'tcsh', 'dash', 'ssh', 'scp', 'rsync', 'base64', 'openssl', 'xxd', 'strings', 'ver',
-  'hostname', 'mkdir', 'rmdir', 'cmd', 'cd', 'wc', 'uptime', 'jrunscript',
+  'hostname', 'mkdir', 'rmdir', 'cmd', 'cd', 'wc', 'uptime', 'jrunscript', 'printf',
 ]
 /**
  * Word commands that are a whole command line on their own (`;id`, `|ls`).
@@ -60,10 +60,47 @@ const SHELL_CODE = /\/bin\/(?:ba|da|z|k|c|tc|fi)?sh(?:[\s;|&<>'")`]|$)|\/usr\/bi
 const IFS = /\$\{ifs\}|\$ifs\b|\$ifs\$\d/
 const BRACE_EXPANSION = new RegExp(`\\{\\s{0,2}(?:${ALL}),[^}\\s]{1,100}\\}`)
 const WINDOWS_ANYWHERE = /(?:^|[\s;|&'"(`])(?:cmd(?:\.exe)?\s{1,8}\/[ckr]\s|powershell(?:\.exe)?\s{1,8}(?:-[a-z]{1,20}|iex\b|invoke-)|pwsh(?:\.exe)?\s{1,8}-[a-z]|%comspec%|%systemroot%|certutil(?:\.exe)?\s{1,8}[-/](?:urlcache|decode|encode|f\b)|bitsadmin(?:\.exe)?\s{1,8}\/transfer|(?:iex|invoke-expression|invoke-webrequest|downloadstring|downloadfile|start-process)\s{0,4}[(\s]|rundll32(?:\.exe)?\s{1,8}[a-z0-9_.:\\/-]{1,80},|regsvr32(?:\.exe)?\s{1,8}\/|mshta(?:\.exe)?\s{1,8}(?:https?|vbscript|javascript):)/
-const WINDOWS_AFTER_SEP = /[;|&`\n]\s{0,8}(?:net1?\s{1,8}(?:user|localgroup|group|share|view|use|accounts)\b|reg(?:\.exe)?\s{1,8}(?:query|add|save|delete)\s{1,8}hk|type\s{1,8}[a-z]:\\|dir\s{1,8}[a-z]:\\|wmic\s{1,8}[a-z]|systeminfo\b|whoami(?:\s{1,8}\/[a-z]|\b))/
+const WINDOWS_AFTER_SEP = /[;|&`\n]\s{0,8}(?:net1?\s{1,8}(?:user|localgroup|group|share|view|use|accounts)\b|reg(?:\.exe)?\s{1,8}(?:query|add|save|delete)\s{1,8}hk|type\s{1,8}[a-z]:\\|dir\s{1,8}[a-z]:\\|wmic\s{1,8}[a-z]|set\s{1,8}\/a\s|systeminfo\b|whoami(?:\s{1,8}\/[a-z]|\b))/
 const SHELLSHOCK_START = /^\s{0,4}\(\s{0,4}\)\s{0,4}\{/
 const SHELLSHOCK = /\(\s{0,4}\)\s{0,4}\{\s{0,8}[:;_a-z]/
 const ANY_AFTER_SEP = new RegExp(`${SEP}(?:${ALL})(?:\\.exe)?(?:\\s|$)|^\\s{0,8}(?:${S})(?:\\.exe)?(?:\\s|$)`)
+
+/** System paths a command line reaches for, to test shell globs against. */
+const GLOB_TARGETS = [
+  '/etc/passwd', '/etc/shadow', '/etc/group', '/etc/hosts', '/etc/issue', '/etc/sudoers', '/proc/self/environ',
+  '/bin/sh', '/bin/bash', '/bin/dash', '/bin/cat', '/bin/ls', '/bin/nc', '/bin/busybox', '/usr/bin/id', '/usr/bin/whoami',
+  '/usr/bin/wget', '/usr/bin/curl', '/usr/bin/nc', '/usr/bin/perl', '/usr/bin/python', '/usr/bin/python3', '/usr/bin/env',
+]
+/** A path of two or more segments, some with `?` or `*` in them, where an argument starts. */
+const GLOB_PATH = /(?:^|[\s;|&`'"(<>=])((?:\/[a-z0-9_.?*-]{1,30}){2,6})/g
+
+/** Shell glob matching (`?` one character, `*` any run), greedy with backtracking to the last star: O(glob × path). */
+function globMatches (glob: string, path: string): boolean {
+  let g = 0
+  let p = 0
+  let star = -1
+  let mark = 0
+  while (p < path.length) {
+    const c = glob.charCodeAt(g)
+    if (g < glob.length && (c === 63 /* ? */ || c === path.charCodeAt(p))) { g++; p++ } else if (c === 42 /* * */) { star = g++; mark = p } else if (star !== -1) { g = star + 1; p = ++mark } else return false
+  }
+  while (glob.charCodeAt(g) === 42) g++
+  return g === glob.length
+}
+
+/** `/???/??t /e?c/pa*wd`: a glob that names a system path without spelling it. */
+function globbedSystemPath (v: Value): string | undefined {
+  const s = v.shell
+  if (s.indexOf('/') === -1 || (s.indexOf('?') === -1 && s.indexOf('*') === -1)) return undefined
+  for (const m of s.matchAll(GLOB_PATH)) {
+    const path = m[1] as string
+    if (path.indexOf('?') === -1 && path.indexOf('*') === -1) continue
+    // Something literal besides the slashes: `/*/*` alone is no one's command.
+    if (!/[a-z0-9]/.test(path)) continue
+    for (const target of GLOB_TARGETS) if (globMatches(path, target)) return path
+  }
+  return undefined
+}
 
 function shellshock (v: Value, part: Part): string | undefined {
   return found(part.location === 'header' ? SHELLSHOCK : SHELLSHOCK_START, v.text)
@@ -84,6 +121,7 @@ export const rceRules: readonly ValueRule[] = [
   { kind: 'value', id: 1303, family: 'rce', severity: 'critical', paranoia: 1, where: WHERE, description: 'Command injection: shell, interpreter or reverse-shell invocation', match: pattern('shell', SHELL_CODE) },
   { kind: 'value', id: 1304, family: 'rce', severity: 'critical', paranoia: 1, where: WHERE, description: 'Command injection: ${IFS} or {cmd,arg} brace expansion', match: (v) => found(IFS, v.text) ?? found(BRACE_EXPANSION, v.text) },
   { kind: 'value', id: 1305, family: 'rce', severity: 'critical', paranoia: 1, where: WHERE, description: 'Command injection: Windows command shell, PowerShell or LOLBin', match: (v) => found(WINDOWS_ANYWHERE, v.text) ?? found(WINDOWS_AFTER_SEP, v.text) },
+  { kind: 'value', id: 1307, family: 'rce', severity: 'critical', paranoia: 1, where: WHERE, names: false, description: 'Command injection: a shell glob standing for a system path (/???/??t, /etc/pa*wd)', match: globbedSystemPath },
   { kind: 'value', id: 1306, family: 'rce', severity: 'critical', paranoia: 1, where: WHERE, headers: 'all', description: 'Command injection: Shellshock function definition', match: shellshock },
   { kind: 'value', id: 1320, family: 'rce', severity: 'error', paranoia: 2, where: WHERE, names: false, description: 'Command injection: any known command after a separator, or a command-only word at the start', match: pattern('shell', ANY_AFTER_SEP) },
   { kind: 'value', id: 1321, family: 'rce', severity: 'critical', paranoia: 2, where: WHERE, description: 'Command injection: backtick substitution anywhere', match: pattern('shell', BACKTICK_ANY) },

@@ -1,5 +1,5 @@
 import type { Value } from '../normalize.ts'
-import type { Part, ValueRule } from '../rule.ts'
+import { pattern, type Part, type ValueRule } from '../rule.ts'
 
 /**
  * SQL injection, found by structure rather than by keyword: a small SQL
@@ -502,6 +502,11 @@ function unionSelect (v: Value): string | undefined {
         const z = at(r, j + 2)
         if (z !== undefined && (z.k === ',' || z.k === ')' || z.k === 'c' || (z.k === 'k' && (z.v === 'from' || z.v === 'into')))) return excerpt(r, i, j + 2)
       }
+      // A signed or negated first column: `UNION SELECT -7431.1, name`, `UNION SELECT ~0`.
+      if (y.k === 'o' && (y.v === '-' || y.v === '+' || y.v === '~' || y.v === '!')) {
+        const z = at(r, j + 2)
+        if (z !== undefined && (z.k === 'n' || z.k === 'v' || z.k === 'f' || z.k === '(')) return excerpt(r, i, j + 2)
+      }
     }
     return undefined
   })
@@ -729,6 +734,13 @@ function nosqlKey (v: Value, part: Part): string | undefined {
   return NOSQL_KEY.test(key) ? key : undefined
 }
 
+/**
+ * A MongoDB query fragment written into a value that ends up inside a query
+ * document or a `$where` string: an operator with its colon (`', $or: [{}`,
+ * `true, $where: '1'`), or a shell collection call (`db.users.find(`).
+ */
+const NOSQL_VALUE = /(?:^|[\s,{'"(])\$(?:where|ne|eq|gt|gte|lt|lte|in|nin|regex|or|and|nor|not|exists|expr|function|accumulator|elemmatch)\s{0,4}["']?\s{0,4}:|\bdb\s{0,4}\.\s{0,4}[a-z_][a-z0-9_]{0,60}\s{0,4}\.\s{0,4}(?:insert|insertone|insertmany|find|findone|update|updateone|updatemany|remove|deleteone|deletemany|drop|aggregate|mapreduce)\s{0,4}\(|\bthis\s{0,4}\.\s{0,4}[a-z_]{1,40}\s{0,4}(?:==|!=|>|<)[^;]{0,60};?\s{0,4}(?:sleep|return)\b/
+
 const ARGS = ['path', 'query', 'body', 'cookie', 'header'] as const
 const VALUES = ['query', 'body', 'cookie', 'header'] as const
 
@@ -743,6 +755,7 @@ export const sqliRules: readonly ValueRule[] = [
   { kind: 'value', id: 1608, family: 'sqli', severity: 'critical', paranoia: 1, where: ARGS, description: 'SQL injection: strings built with CHAR() or CONCAT(0x…)', match: charEncoding },
   { kind: 'value', id: 1609, family: 'sqli', severity: 'critical', paranoia: 1, where: ARGS, description: 'SQL injection: keyword hidden by comments (UN/**/ION, /*!UNION*/)', match: commentObfuscation },
   { kind: 'value', id: 1610, family: 'sqli', severity: 'critical', paranoia: 1, where: ['query', 'body', 'cookie'], description: 'NoSQL injection: query operator in a parameter name ([$ne], $where)', match: nosqlName },
+  { kind: 'value', id: 1611, family: 'sqli', severity: 'critical', paranoia: 1, where: VALUES, names: false, description: 'NoSQL injection: query operator or shell collection call in a value ($or:, $where:, db.users.find()', match: pattern('text', NOSQL_VALUE) },
   { kind: 'value', id: 1620, family: 'sqli', severity: 'critical', paranoia: 2, where: ARGS, description: 'SQL injection: SELECT … FROM with a select list', match: selectFrom },
   { kind: 'value', id: 1621, family: 'sqli', severity: 'critical', paranoia: 2, where: ARGS, description: 'SQL injection: comparison with a hex literal', match: hexComparison },
   { kind: 'value', id: 1622, family: 'sqli', severity: 'error', paranoia: 2, where: ARGS, description: 'SQL injection: string closed and followed by AND/OR', match: quoteConjunction },

@@ -34,22 +34,29 @@ const EV = alternation(EVENTS)
 
 const SCRIPT_TAG = /<\/?script(?:[\s/>]|$)/
 const TAG_OPEN = /<[a-z!?/]/
-const ANY_HANDLER = /[\s"'/`;]on[a-z]{3,30}\s{0,8}=/
+const ANY_HANDLER = /[\s"'/`;+]on[a-z]{3,30}\s{0,8}=/
 /** A known handler right after a quote (`" onmouseover=`): an attribute broken out of. */
-const HANDLER_AFTER_QUOTE = new RegExp(`["'\`][\\s/]{0,8}on(?:${EV})\\s{0,8}=`)
+const HANDLER_AFTER_QUOTE = new RegExp(`["'\`][\\s/+]{0,8}on(?:${EV})\\s{0,8}=`)
 /** A known handler whose value calls something (`onfocus=alert(1)`, `onerror=top[…](…)`). */
-const HANDLER_CALL = new RegExp(`(?:^|[\\s"'/\`;])on(?:${EV})\\s{0,8}=\\s{0,8}["'\`]?\\s{0,4}(?:[a-z_$][\\w$.\\[\\]'"+]{0,60}\\s{0,4}[(\`]|(?:java|vb)script:|[(\\[{\`])`)
+const HANDLER_CALL = new RegExp(`(?:^|[\\s"'/\`;+])on(?:${EV})\\s{0,8}=\\s{0,8}["'\`]?\\s{0,4}(?:[a-z_$][\\w$.\\[\\]'"+]{0,60}\\s{0,4}[(\`]|(?:java|vb)script:|[(\\[{\`])`)
 /**
  * A script URL where a URL goes: at the start (leading spaces are stripped by
  * the URL parser), after `=`, `(` or `url(` (optionally quoted), or followed by
  * a call. A quote alone is not enough: "JavaScript: The Good Parts".
  */
-const SCRIPT_URL = /(?:^\s{0,8}["'`]?|[=(,;>[{]\s{0,8}["'`]?\s{0,8}|url\(\s{0,4}["'`]?)(?:java|vb|live|mocha)script:|(?:java|vb)script:\s{0,8}[a-z_$][\w$.]{0,40}\s{0,4}[(`]/
+const SCRIPT_URL = /(?:^\s{0,8}["'`]?|[=(,;>[{]\s{0,8}["'`]?\s{0,8}|url\(\s{0,4}["'`]?)(?:java|vb|live|mocha)script:(?!\s{1,8}[a-z][a-z'-]{0,30}(?:[\s,.:;!?]|$))|(?:java|vb)script:\s{0,8}[a-z_$][\w$.]{0,40}\s{0,4}[(`]/
 const DANGEROUS_TAG = /<(?:iframe|frame|frameset|object|embed|applet|base|isindex|portal)(?:[\s/>]|$)|<meta[\s/][^>]{0,200}(?:http-equiv|charset\s{0,3}=\s{0,3}["']?utf-7)|<link[\s/][^>]{0,200}rel\s{0,3}=\s{0,3}["']?import/
 const CSS_CODE = /expression\s{0,4}\(|-moz-binding\s{0,4}:|behavior\s{0,4}:\s{0,4}url\s{0,4}\(|@import\s{0,4}["'(u]/
 const JS_BREAKOUT = /['"`]\s{0,8}[-+*/%;|&,)^]{1,3}\s{0,8}(?:alert|prompt|confirm|eval|settimeout|setinterval|fetch|import|atob|function|top|window|self|parent|this|document|location|globalthis|constructor)\s{0,4}[(`.[=]/
-const DOM_SINK = /document\s{0,4}\.\s{0,4}(?:cookie|domain|write(?:ln)?\s{0,4}\()|(?:window|document|top|self)\s{0,4}\.\s{0,4}location\s{0,4}(?:\.\s{0,4}href\s{0,4})?=[^=]|\.(?:inner|outer)html\s{0,4}=[^=]|string\s{0,4}\.\s{0,4}fromcharcode\s{0,4}\(|\beval\s{0,4}\(\s{0,4}(?:atob|unescape|string|decodeuri|location|name)|\bnew\s{1,4}image\s{0,4}\(\s{0,4}\)\s{0,4}\.\s{0,4}src/
+const DOM_SINK = /document\s{0,4}(?:\??\.|\[\s{0,4}["'`])\s{0,4}(?:cookie|domain|write(?:ln)?\s{0,4}["'`]?\s{0,4}\]?\s{0,4}\()|(?:window|document|top|self)\s{0,4}\.\s{0,4}location\s{0,4}(?:\.\s{0,4}href\s{0,4})?=[^=]|\.(?:inner|outer)html\s{0,4}=[^=]|string\s{0,4}\.\s{0,4}fromcharcode\s{0,4}\(|\beval\s{0,4}\(\s{0,4}(?:atob|unescape|string|decodeuri|location|name)|\bnew\s{1,4}image\s{0,4}\(\s{0,4}\)\s{0,4}\.\s{0,4}src/
 const DIALOG = /\b(?:alert|prompt|confirm)\s{0,2}(?:\(\s{0,4}(?:[\d'"`/]|document|window|this|top|self|origin|location)|`)/
+/**
+ * A dialog or code-running function called in a way only code does: through
+ * `.call`/`.apply`/`.bind`, optional chaining, a parenthesised reference, or a
+ * computed member of a global (`window['al'+'ert'](1)`), or a Function built
+ * from a string and run at once.
+ */
+const INDIRECT_CALL = /\b(?:alert|prompt|confirm|eval|settimeout|setinterval)\s{0,4}(?:\.\s{0,4}(?:call|apply|bind)\s{0,4}\(|\?\.\s{0,4}\()|\(\s{0,4}(?:alert|prompt|confirm|eval)\s{0,4}\)\s{0,4}[(`]|\b(?:window|top|self|parent|frames|globalthis|this|document)\[(?=[^\]]{0,200}['"`+(])[^\]]{1,200}\]\s{0,2}\(|\bfunction\s{0,4}\(\s{0,4}["'`][^"'`]{0,300}["'`]\s{0,4}\)\s{0,4}\(|\[[^\]]{0,40}\]\s{0,4}\.\s{0,4}(?:find|map|filter|some|every|foreach)\s{0,4}\(\s{0,4}(?:alert|prompt|confirm|eval)\s{0,4}\(/
 const DATA_URL = /(?:^\s{0,8}["'`]?|[=(,;[{]\s{0,8}["'`]?\s{0,8}|url\(\s{0,4}["'`]?)data:(?:text\/html|image\/svg\+xml|application\/(?:x-)?(?:javascript|ecmascript|xhtml\+xml)|text\/(?:javascript|xml))|;base64,(?:phnjcmlwd|phn2zy|pgltzy|pglmcmftz)/
 const ANY_HANDLER_PL2 = /(?:^|[^a-z0-9_-])on[a-z]{3,30}\s{0,8}=/
 const ACTIVE_TAG = /<(?:img|svg|video|audio|body|input|textarea|select|details|marquee|math|style|form|button|a|xmp|plaintext|noscript|template|image|source|track|bgsound|layer|ilayer|xml|xss|keygen|table|td|div|animate|set|foreignobject)(?:[\s/>]|$)/
@@ -100,6 +107,7 @@ export const xssRules: readonly ValueRule[] = [
   { kind: 'value', id: 1508, family: 'xss', severity: 'critical', paranoia: 1, where: WHERE, description: 'XSS: DOM sink or cookie access (document.cookie, innerHTML=, fromCharCode)', match: pattern('js', DOM_SINK) },
   { kind: 'value', id: 1509, family: 'xss', severity: 'warning', paranoia: 1, where: WHERE, names: false, description: 'XSS: alert()/prompt()/confirm() probe', match: pattern('js', DIALOG) },
   { kind: 'value', id: 1510, family: 'xss', severity: 'critical', paranoia: 1, where: WHERE, description: 'XSS: data: URL carrying HTML, SVG or script', match: pattern('compact', DATA_URL) },
+  { kind: 'value', id: 1511, family: 'xss', severity: 'critical', paranoia: 1, where: WHERE, description: 'XSS: dialog or eval called indirectly (.call, ?.(), (alert)(), window[…](), Function("…")())', match: pattern('js', INDIRECT_CALL) },
   { kind: 'value', id: 1520, family: 'xss', severity: 'critical', paranoia: 2, where: WHERE, description: 'XSS: any on…= event handler attribute', match: pattern('js', ANY_HANDLER_PL2) },
   { kind: 'value', id: 1521, family: 'xss', severity: 'error', paranoia: 2, where: WHERE, description: 'XSS: HTML tag that can carry script', match: pattern('js', ACTIVE_TAG) },
   { kind: 'value', id: 1522, family: 'xss', severity: 'critical', paranoia: 2, where: WHERE, description: 'XSS: javascript: anywhere', match: pattern('compact', /(?:java|vb)script:/) },
