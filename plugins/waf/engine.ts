@@ -288,6 +288,15 @@ export class RuleSet {
   }
 
   #part (insp: Inspection, rules: readonly ValueRule[], part: Part): void {
+    this.#partOnce(insp, rules, part)
+    if (part.isName || part.file !== undefined || this.#stop(insp)) return
+    // A value that is base64 of text is read as that text too: an application
+    // that decodes it hands the text to whatever it feeds.
+    const text = base64Text(part.value.decoded)
+    if (text !== undefined) this.#partOnce(insp, rules, { ...part, urlEncoded: false, value: new Value(text, false, this.#maxRounds) })
+  }
+
+  #partOnce (insp: Inspection, rules: readonly ValueRule[], part: Part): void {
     const exclusions = this.#exclusions.length === 0 ? undefined : this.#exclusionsFor(part.target)
     for (let i = 0; i < rules.length; i++) {
       const rule = rules[i] as ValueRule
@@ -341,4 +350,27 @@ function isStructured (name: string): boolean {
   if (STRUCTURED_HEADERS.has(name)) return true
   for (const p of STRUCTURED_HEADER_PREFIXES) if (name.startsWith(p)) return true
   return false
+}
+
+const BASE64 = /^[A-Za-z0-9+/]{16,}={0,2}$|^[A-Za-z0-9_-]{16,}={0,2}$/
+const SYNTAX = /[^a-zA-Z0-9\s]/
+
+/**
+ * The text `s` encodes, when `s` is base64 (standard or URL-safe, 16+
+ * characters) of printable text with some punctuation in it; otherwise
+ * undefined. Tokens, hashes and binary decode to bytes that are not text, and
+ * a word made of base64 letters decodes to noise: neither is read twice.
+ */
+export function base64Text (s: string): string | undefined {
+  if (s.length < 16 || s.length > 1_000_000 || !BASE64.test(s)) return undefined
+  const bytes = Buffer.from(s, s.indexOf('-') !== -1 || s.indexOf('_') !== -1 ? 'base64url' : 'base64')
+  if (bytes.length < 12) return undefined
+  let printable = 0
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i] as number
+    if ((b >= 0x20 && b < 0x7f) || b === 0x09 || b === 0x0a || b === 0x0d) printable++
+  }
+  if (printable < bytes.length * 0.95) return undefined
+  const text = bytes.toString('latin1')
+  return SYNTAX.test(text) ? text : undefined
 }

@@ -109,3 +109,18 @@ t.test('form-encoded values in JSON, multipart and the path: + reads as a space 
   const plain = inBody(pl1, 'application/json', JSON.stringify({ note: 'C++ and a+b, 1+1=2' }))
   t.equal(plain.score, 0, `a plus in text that carries no escapes is a plus: ${explain(plain)}`)
 })
+
+t.test('base64 of text is read as that text; tokens, hashes and words are not', async (t) => {
+  const b64 = (s: string, enc: BufferEncoding = 'base64'): string => Buffer.from(s).toString(enc)
+  blocked(t, pl1, `data=${encodeURIComponent(b64('<svg onload=alert(document.domain)>'))}`, 'xss')
+  blocked(t, pl1, `f=${b64('../../../../etc/shadow', 'base64url')}`, 'lfi')
+  blocked(t, pl1, `q=${encodeURIComponent(b64('1\' union select password from users--').replace(/=+$/, ''))}`, 'sqli')
+  for (const benign of [
+    b64('{"cart":[1,2,3],"currency":"EUR"}'), b64('Hello, world! How are you today?'),
+    'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJl', '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
+    'internationalization', Buffer.from(Array.from({ length: 48 }, (_, i) => (i * 37) % 256)).toString('base64'),
+  ]) {
+    const r = request(pl1, { query: `v=${encodeURIComponent(benign)}` })
+    t.equal(r.score, 0, `${benign} → ${explain(r)}`)
+  }
+})
