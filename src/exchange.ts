@@ -338,8 +338,17 @@ export class Exchange implements RequestContext {
     // Only now is the body wanted (RFC 9110 §10.1.1): limits, routing and
     // the request phase had their say without the client uploading it.
     this.#continueSent = true
-    this.res.writeContinue()
-    this.res.shouldKeepAlive = this.#keepAlive
+    const res = this.res
+    if (res.socket === null) {
+      // Queued behind an earlier response on the connection (pipelining):
+      // node would put this response's head ahead of a 100 written now. It
+      // goes out once the response has the socket, unless the final head is
+      // already written by then (the client sent the body without waiting).
+      res.once('socket', () => { if (!res.headersSent) res.writeContinue() })
+    } else {
+      res.writeContinue()
+    }
+    res.shouldKeepAlive = this.#keepAlive
   }
 
   // ---- attempts ----------------------------------------------------------------

@@ -71,7 +71,9 @@ export class ProxyListener {
       // node only looks for expired heads/requests this often (30 s by default),
       // which would stretch a 10 s slowloris guard to 40 s.
       connectionsCheckingInterval: checkingInterval(limits.headersTimeout, limits.requestTimeout),
-      requireHostHeader: true,
+      // readRequestHead checks Host itself (on handshakes too), and its 400
+      // closes the connection: node's own lets a pipelined request through.
+      requireHostHeader: false,
       // Only WebSocket upgrades leave the request path; `h2c` and the rest are
       // served as plain requests with Upgrade stripped (no tunnels past routing).
       shouldUpgradeCallback: isWebSocketUpgrade,
@@ -112,8 +114,16 @@ export class ProxyListener {
     // frames by them: readRequestHead must see every field the parser saw.
     // maxHeaderSize bounds the head anyway.
     this.server.maxHeadersCount = 0
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { this.#upgrade(req, socket, head) })
-    this.server.on('connect', (req: IncomingMessage, socket: Duplex) => { this.#rejectRaw(socket, connectNotAllowed(), req) })
+    // Both leave node's HTTP handling with the raw socket: what they write
+    // waits for the responses still owed to requests pipelined before them.
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      socket.on('error', ignore)
+      afterOwedResponses(socket, () => { this.#upgrade(req, socket, head) })
+    })
+    this.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      socket.on('error', ignore)
+      afterOwedResponses(socket, () => { this.#rejectRaw(socket, connectNotAllowed(), req) })
+    })
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => { this.#clientError(err, socket) })
   }
 
@@ -221,6 +231,7 @@ export class ProxyListener {
     const snapshot = this.current
     const head = h2 ? readH2RequestHead(req) : readRequestHead(req)
     if (head instanceof OutriderError) { this.#reject(snapshot, req, res, head, true); return }
+    if (head.lastHop) { this.#answerLastHop(snapshot, req, res); return }
     const path = normalizePath(head.path)
     if (path !== head.path) head.path = path
     const route = snapshot.router.match({ method: req.method as string, host: head.authority, path, query: head.query, headers: head.headers })
@@ -231,6 +242,19 @@ export class ProxyListener {
     }
     if (route.streamIdleTimeout !== undefined) holdToRouteIdle(req, h2, route.streamIdleTimeout)
     new Exchange(snapshot, route, req, res, head, this.#env, this.#scheme).start()
+  }
+
+  /**
+   * `Max-Forwards: 0` on OPTIONS or TRACE: answered here, as the final
+   * recipient. OPTIONS gets the methods a proxy relays; TRACE is not
+   * reflected (it would echo credentials back to a script, "cross-site tracing").
+   */
+  #answerLastHop (snapshot: Snapshot, req: IncomingMessage, res: ServerResponse): void {
+    req.resume()
+    const status = req.method === 'OPTIONS' ? 200 : 405
+    res.writeHead(status, { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', 'content-length': '0' })
+    res.end()
+    snapshot.unmatched.record(req.method as string, status, 0)
   }
 
   #reject (snapshot: Snapshot, req: IncomingMessage, res: ServerResponse, err: OutriderError, close: boolean): void {
@@ -268,7 +292,6 @@ export class ProxyListener {
    * by http-proxy-3.
    */
   #upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    socket.on('error', ignore)
     if (this.#ws !== undefined) { this.#routeUpgrade(req, socket, head); return }
     // The first handshake waits for the relay to load, then is served by
     // whichever snapshot is current by then.
@@ -280,7 +303,7 @@ export class ProxyListener {
 
   #routeUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const snapshot = this.current
-    if (isClosing(socket)) { socket.destroy(); return }
+    if (isClosing(socket) || !socket.writable) { socket.destroy(); return }
     const parsed = readRequestHead(req)
     if (parsed instanceof OutriderError) { this.#rejectRaw(socket, parsed, req); return }
     const path = normalizePath(parsed.path)
@@ -472,12 +495,15 @@ export class ProxyListener {
   }
 
   /** A response on a raw socket (upgrade/CONNECT paths have no ServerResponse). */
-  #rejectRaw (socket: Duplex, err: OutriderError, req: IncomingMessage | undefined): void {
+  #rejectRaw (socket: Duplex, err: OutriderError, req: IncomingMessage | undefined, head = req?.method === 'HEAD'): void {
     this.#metrics.localReplies.labels('__unmatched__', err.code).inc()
     if (!socket.writable) { socket.destroy(); return }
     const lines = [`HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? ''}`, 'content-type: application/problem+json']
     if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) pushField(lines, k, v)
-    this.#endRaw(socket, lines, undefined, req?.method === 'HEAD' ? '' : problemBody(err, undefined))
+    // A response to HEAD has no content (RFC 9110 §9.3.2); its length is the one GET would get.
+    const body = problemBody(err, undefined)
+    if (head) { lines.push(`content-length: ${Buffer.byteLength(body)}`, 'connection: close', '', ''); socket.end(lines.join('\r\n'), 'latin1'); return }
+    this.#endRaw(socket, lines, undefined, body)
   }
 
   /**
@@ -501,7 +527,7 @@ export class ProxyListener {
         // now would answer the wrong request. Answer those first (RFC 9112
         // §9.3.2); after a `close` response the socket is gone and nothing
         // more is sent (§9.6).
-        last.once('finish', () => { if (socket.writable) this.#rejectRaw(socket, e, undefined) })
+        last.once('finish', () => { if (socket.writable) this.#rejectRaw(socket, e, undefined, false) })
         return
       }
       // The error is inside the last request (its body, or it timed out). It
@@ -510,7 +536,10 @@ export class ProxyListener {
       const current = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
       if (current !== last || last.headersSent) { socket.destroy(); return }
     }
-    this.#rejectRaw(socket, e, undefined)
+    // The parser failed inside this request, so there is no request object.
+    // With nothing owed before it, its bytes start the packet and name its method.
+    const head = (last === undefined || last.writableFinished) && (err as { rawPacket?: Buffer }).rawPacket?.subarray(0, 5).toString('latin1') === 'HEAD '
+    this.#rejectRaw(socket, e, undefined, head)
   }
 }
 
@@ -587,7 +616,32 @@ function onStreamIdle (this: http2.ServerHttp2Stream): void {
   if (!this.destroyed) this.close(http2.constants.NGHTTP2_CANCEL)
 }
 
+/**
+ * Runs `then` once every response still owed on `socket` has gone out (RFC
+ * 9112 §9.3.2: responses in request order), or the connection ended.
+ */
+function afterOwedResponses (socket: Duplex, then: () => void): void {
+  const last = lastResponse(socket)
+  if (last === undefined || last.writableFinished) { then(); return }
+  let done = false
+  const go = (): void => {
+    if (done) return
+    done = true
+    then()
+  }
+  last.once('finish', go)
+  last.once('close', go)
+}
+
+/**
+ * A WebSocket handshake: GET with `Upgrade: websocket`, on HTTP/1.1 (an
+ * HTTP/1.0 Upgrade MUST be ignored, RFC 9110 §7.8) and without a body (a
+ * handshake has none; its bytes would be read as the tunnel's). Anything
+ * else stays a request, and readRequestHead drops its Upgrade.
+ */
 function isWebSocketUpgrade (req: IncomingMessage): boolean {
   const u = req.headers.upgrade
-  return typeof u === 'string' && u.toLowerCase() === 'websocket' && req.method === 'GET'
+  if (typeof u !== 'string' || u.toLowerCase() !== 'websocket' || req.method !== 'GET' || req.httpVersionMinor < 1) return false
+  const h = req.headers
+  return h['transfer-encoding'] === undefined && (h['content-length'] === undefined || h['content-length'] === '0')
 }

@@ -37,6 +37,11 @@ export interface RequestHead {
    * may hold the body back until it sees `100 Continue`.
    */
   expectContinue: boolean
+  /**
+   * An OPTIONS or TRACE whose `Max-Forwards` is 0: the proxy is its final
+   * recipient (RFC 9110 §7.6.2) and must answer it instead of forwarding it.
+   */
+  lastHop: boolean
 }
 
 // Framing headers a client may not nominate as hop-by-hop: removing them would
@@ -44,8 +49,10 @@ export interface RequestHead {
 const PROTECTED = new Set(['host', 'content-length', 'transfer-encoding'])
 
 // `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): an IP literal or a
-// reg-name, never userinfo (RFC 9110 §4.2.4), whitespace, a path or a second host.
-const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/
+// reg-name, never userinfo (RFC 9110 §4.2.4), whitespace, a path or a second
+// host. Never empty, with or without a port: an http(s) URI with an empty host
+// is invalid and MUST be rejected (RFC 9110 §4.2.1).
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?$/
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)(.*)$/i
 /**
  * The last Host value AUTHORITY accepted. Nearly every request on a
@@ -113,9 +120,15 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
     else prev.push(value)
   }
 
-  // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (node only insists on at least
-  // one), and a valid one: a server MUST answer 400 otherwise.
+  // RFC 9112 §3.2: exactly one Host in HTTP/1.1, and a valid one: a server
+  // MUST answer 400 otherwise. Checked here rather than by node
+  // (requireHostHeader), so that a WebSocket handshake is held to it too and
+  // the 400 closes the connection before anything pipelined behind it runs.
   if (hostCount > 1) return new BadRequestError('repeated Host header')
+  const http11 = req.httpVersionMinor >= 1
+  if (host === undefined && http11) return new BadRequestError('missing Host header')
+  // HTTP/1.0 may send an empty Host; it is treated as none.
+  if (host === '' && !http11) host = undefined
   if (host !== undefined && host !== lastValidHost) {
     if (!AUTHORITY.test(host)) return new BadRequestError('invalid Host header')
     lastValidHost = host
@@ -157,7 +170,8 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
       const m = ABSOLUTE_FORM.exec(url)
       if (m === null || m[1] === '' || !AUTHORITY.test(m[1] as string)) return new BadRequestError('malformed request target')
       authority = m[1] as string
-      url = m[2] === '' ? '/' : m[2] as string
+      // An empty path is `/` (RFC 9112 §3.2.1), also before a query: `http://h?q=1`.
+      url = m[2] === '' ? '/' : (m[2] as string).charCodeAt(0) === 63 /* ? */ ? `/${m[2] as string}` : m[2] as string
     }
   }
   if (url.includes('#')) return new BadRequestError('a fragment in the request target')
@@ -176,6 +190,7 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
     contentLength: transferEncoding !== undefined ? -1 : contentLength,
     websocket,
     expectContinue: expect && req.httpVersionMinor === 1,
+    lastHop: (method === 'OPTIONS' || method === 'TRACE') && maxForwards(headers),
     teTrailers,
   }
 }
@@ -239,6 +254,7 @@ export function readH2RequestHead (req: IncomingMessage): RequestHead | Outrider
     contentLength,
     websocket: false,
     expectContinue: false,
+    lastHop: false,
     teTrailers,
   }
 }
@@ -249,5 +265,18 @@ function acceptsTrailers (value: string): boolean {
     const semi = part.indexOf(';')
     if ((semi === -1 ? part : part.slice(0, semi)).trim() === 'trailers') return true
   }
+  return false
+}
+
+/**
+ * RFC 9110 §7.6.2 for OPTIONS and TRACE: a valid Max-Forwards is decremented
+ * in `headers` before forwarding; true when it is 0 (do not forward).
+ */
+function maxForwards (headers: HeaderMap): boolean {
+  const v = headers['max-forwards']
+  if (typeof v !== 'string' || !/^\d{1,10}$/.test(v)) return false
+  const n = Number(v)
+  if (n === 0) return true
+  headers['max-forwards'] = String(n - 1)
   return false
 }

@@ -49,8 +49,12 @@ export async function startRecordingUpstream (): Promise<RecordingUpstream> {
         trailers: req.trailers,
       })
       const body = `#${requests.length} ${req.method} ${req.url}`
-      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
-      res.end(body)
+      // A target with /slow in it is answered 300 ms late: a response still owed
+      // when the client's next pipelined request arrives.
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) })
+        res.end(body)
+      }, req.url?.includes('/slow') === true ? 300 : 0)
     })
   })
   server.on('connection', (socket: net.Socket) => {

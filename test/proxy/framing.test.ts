@@ -520,6 +520,58 @@ const cases: Case[] = [
     status: 400,
   },
   {
+    name: 'empty Host on HTTP/1.1 (RFC 9110 §4.2.1: an empty host is invalid)',
+    send: `GET /a HTTP/1.1\r\nHost: \r\n\r\n`,
+    outcome: 'reject',
+    status: 400,
+  },
+  {
+    name: 'Host with a port and no host',
+    send: `GET /a HTTP/1.1\r\nHost: :80\r\n\r\n`,
+    outcome: 'reject',
+    status: 400,
+  },
+  {
+    name: 'absolute-form target with a port and no host',
+    send: `GET http://:80/a HTTP/1.1\r\n${H}\r\n`,
+    outcome: 'reject',
+    status: 400,
+  },
+  {
+    name: 'absolute-form target with no path before its query: forwarded as /?q=1 (§3.2.1)',
+    send: `GET http://x.test?q=1 HTTP/1.1\r\n${H}\r\n`,
+    outcome: 'forward',
+    check: (t, seen) => { t.equal(seen[0]?.url, '/?q=1') },
+  },
+  {
+    name: 'a WebSocket handshake without Host (§3.2)',
+    send: `GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    outcome: 'reject',
+    status: 400,
+  },
+  {
+    name: 'Upgrade on HTTP/1.0 is ignored (RFC 9110 §7.8): a plain request, no 101',
+    send: `GET /ws HTTP/1.0\r\n${H}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    outcome: 'forward',
+    check: (t, seen) => { t.same(header(seen[0] as RecordedRequest, 'upgrade'), [], 'no Upgrade upstream') },
+  },
+  {
+    name: 'a WebSocket handshake with a body is no handshake: a plain request with its body',
+    send: `GET /ws HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 5\r\n\r\nhello`,
+    outcome: 'forward',
+    check: (t, seen) => {
+      t.same(header(seen[0] as RecordedRequest, 'upgrade'), [], 'no Upgrade upstream')
+      t.equal(seen[0]?.body.toString(), 'hello', 'the body framed by its Content-Length')
+    },
+  },
+  {
+    name: 'HEAD with conflicting framing: 400 with no content (RFC 9110 §9.3.2)',
+    send: `HEAD /a HTTP/1.1\r\n${H}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    methods: ['HEAD'],
+    outcome: 'reject',
+    status: 400,
+  },
+  {
     name: 'Host with a space inside',
     send: 'GET /a HTTP/1.1\r\nHost: x.test evil.test\r\n\r\n',
     outcome: 'reject',
@@ -643,6 +695,12 @@ const cases: Case[] = [
     status: 405,
   },
   {
+    name: 'OPTIONS with Max-Forwards: 2 is forwarded with 1 (RFC 9110 §7.6.2)',
+    send: `OPTIONS /a HTTP/1.1\r\n${H}Max-Forwards: 2\r\n\r\n`,
+    outcome: 'forward',
+    check: (t, seen) => { t.same(header(seen[0] as RecordedRequest, 'max-forwards'), ['1']) },
+  },
+  {
     name: 'TE: trailers (request TE is hop-by-hop)',
     send: `GET /a HTTP/1.1\r\n${H}TE: trailers\r\nConnection: TE\r\n\r\n`,
     outcome: 'forward',
@@ -714,6 +772,39 @@ const cases: Case[] = [
       t.equal(seen[0]?.body.toString(), 'hello')
       t.equal(result.responses[0]?.status, 200, 'the first request gets its own answer')
       t.ok(result.closed, 'then the connection closes')
+    },
+  },
+  {
+    name: 'CONNECT pipelined behind a request still being answered: its 405 waits for that answer (§9.3.2)',
+    send: `GET /slow HTTP/1.1\r\n${H}\r\nCONNECT x.test:443 HTTP/1.1\r\n${H}\r\n`,
+    outcome: 'reject',
+    status: 405,
+    count: 1,
+    check: (t, _seen, result) => { t.equal(result.responses[0]?.body.toString(), '#1 GET /slow', 'the earlier request got its answer first') },
+  },
+  {
+    name: 'a refused WebSocket handshake pipelined behind a request still being answered: answered after it',
+    send: `GET /slow HTTP/1.1\r\n${H}\r\nGET /ws HTTP/1.1\r\n${H}Host: y.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    outcome: 'reject',
+    status: 400,
+    count: 1,
+    check: (t, _seen, result) => { t.equal(result.responses[0]?.body.toString(), '#1 GET /slow', 'the earlier request got its answer first') },
+  },
+  {
+    name: 'a request without Host behind one still being answered: 400, and nothing after it reaches the upstream',
+    send: `GET /slow HTTP/1.1\r\n${H}\r\nGET /a HTTP/1.1\r\nX: 1\r\n\r\n${SMUGGLED}`,
+    outcome: 'reject',
+    status: 400,
+    count: 1,
+  },
+  {
+    name: 'Expect: 100-continue pipelined behind a request still being answered: the 100 never lands inside another response',
+    send: `GET /slow HTTP/1.1\r\n${H}\r\nPOST /b HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 5\r\n\r\nhello`,
+    outcome: 'forward',
+    count: 2,
+    check: (t, seen, result) => {
+      t.same(result.responses.map((r) => r.body.toString().replace(/^#\d+ /, '')), ['GET /slow', 'POST /b'], 'each response whole, in order')
+      t.equal(seen.find((r) => r.url === '/b')?.body.toString(), 'hello')
     },
   },
   {
@@ -822,4 +913,15 @@ t.test('a body that never arrives does not let the next request in', async (t) =
   const result = await rawRequest(proxy.port, [`POST /a HTTP/1.1\r\n${H}Content-Length: 50\r\n\r\nhello`, SMUGGLED], { gapMs: 50, quietMs: 300, expect: 0, maxMs: 1500 })
   for (const r of up.requests) t.notMatch(r.url, /smuggled/)
   t.equal(result.responses.length, 0, 'no answer until the body is complete')
+})
+
+t.test('Max-Forwards: 0 on OPTIONS and TRACE: answered here as the final recipient, not forwarded', async (t) => {
+  up.reset()
+  const options = await rawRequest(proxy.port, `OPTIONS /a HTTP/1.1\r\n${H}Max-Forwards: 0\r\n\r\n`)
+  t.equal(options.responses[0]?.status, 200)
+  t.match(options.responses[0]?.headers.allow, /GET/)
+  const trace = await rawRequest(proxy.port, `TRACE /a HTTP/1.1\r\n${H}Max-Forwards: 0\r\nAuthorization: Bearer secret\r\n\r\n`)
+  t.equal(trace.responses[0]?.status, 405, 'TRACE is not reflected')
+  t.notMatch(trace.responses[0]?.body.toString() ?? '', /secret/)
+  t.equal(up.requests.length, 0, 'neither reached the upstream')
 })
