@@ -51,8 +51,10 @@ const PROTECTED = new Set(['host', 'content-length', 'transfer-encoding'])
 // `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2): an IP literal or a
 // reg-name, never userinfo (RFC 9110 §4.2.4), whitespace, a path or a second
 // host. Never empty, with or without a port: an http(s) URI with an empty host
-// is invalid and MUST be rejected (RFC 9110 §4.2.1).
-const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::[0-9]*)?$/
+// is invalid and MUST be rejected (RFC 9110 §4.2.1). The sub-delims RFC 3986
+// allows in a reg-name (`!$&'()*+,;=`) are refused too: no DNS name has them,
+// and `a.test,b.test` reads as two hosts to some parsers and one to others.
+const AUTHORITY = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%]+)(?::[0-9]*)?$/
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)(.*)$/i
 /**
  * The last Host value AUTHORITY accepted. Nearly every request on a

@@ -526,6 +526,12 @@ const cases: Case[] = [
     status: 400,
   },
   {
+    name: 'Host naming two hosts with a comma',
+    send: `GET /a HTTP/1.1\r\nHost: x.test,evil.test\r\n\r\n`,
+    outcome: 'reject',
+    status: 400,
+  },
+  {
     name: 'Host with a port and no host',
     send: `GET /a HTTP/1.1\r\nHost: :80\r\n\r\n`,
     outcome: 'reject',
