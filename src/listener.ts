@@ -3,7 +3,7 @@ import https from 'node:https'
 import http2 from 'node:http2'
 import type { SecureContextOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
-import type { Socket } from 'node:net'
+import { Socket } from 'node:net'
 import type { ProxyServer, ServerOptions } from 'http-proxy-3'
 import type { Snapshot, CompiledRoute } from './snapshot.ts'
 import type { Config } from './config/schema.ts'
@@ -118,11 +118,11 @@ export class ProxyListener {
     // waits for the responses still owed to requests pipelined before them.
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       socket.on('error', ignore)
-      afterOwedResponses(socket, () => { this.#upgrade(req, socket, head) })
+      afterOwedResponses(socket, this.#streamIdleTimeout, () => { this.#upgrade(req, socket, head) })
     })
     this.server.on('connect', (req: IncomingMessage, socket: Duplex) => {
       socket.on('error', ignore)
-      afterOwedResponses(socket, () => { this.#rejectRaw(socket, connectNotAllowed(), req) })
+      afterOwedResponses(socket, this.#streamIdleTimeout, () => { this.#rejectRaw(socket, connectNotAllowed(), req) })
     })
     this.server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => { this.#clientError(err, socket) })
   }
@@ -231,6 +231,11 @@ export class ProxyListener {
     const snapshot = this.current
     const head = h2 ? readH2RequestHead(req) : readRequestHead(req)
     if (head instanceof OutriderError) { this.#reject(snapshot, req, res, head, true); return }
+    // A request that asked to upgrade reaches here only when it is not one we
+    // relay (h2c, HTTP/1.0, a body): node's parser has stopped at it and drops
+    // what followed in the same read, so the next bytes would be parsed from
+    // the middle of a message. The connection ends with this response.
+    if (head.upgradeRefused && !h2) { markClosing(req.socket); res.shouldKeepAlive = false }
     if (head.lastHop) { this.#answerLastHop(snapshot, req, res); return }
     const path = normalizePath(head.path)
     if (path !== head.path) head.path = path
@@ -620,13 +625,26 @@ function onStreamIdle (this: http2.ServerHttp2Stream): void {
  * Runs `then` once every response still owed on `socket` has gone out (RFC
  * 9112 §9.3.2: responses in request order), or the connection ended.
  */
-function afterOwedResponses (socket: Duplex, then: () => void): void {
+function afterOwedResponses (socket: Duplex, idleMs: number, then: () => void): void {
   const last = lastResponse(socket)
   if (last === undefined || last.writableFinished) { then(); return }
+  // node took its own 'drain' and 'timeout' listeners off the socket when it
+  // handed it over: a response larger than the socket buffer would never be
+  // told to go on, and nothing would end a stalled client.
+  const onDrain = (): void => {
+    const m = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+    if (m != null && m.writableNeedDrain) m.emit('drain')
+  }
+  const onTimeout = (): void => { socket.destroy() }
+  socket.on('drain', onDrain)
+  if (idleMs > 0 && socket instanceof Socket) socket.setTimeout(idleMs, onTimeout)
   let done = false
   const go = (): void => {
     if (done) return
     done = true
+    socket.off('drain', onDrain)
+    if (socket instanceof Socket) { socket.off('timeout', onTimeout); socket.setTimeout(0) }
+    if (socket.destroyed) return
     then()
   }
   last.once('finish', go)

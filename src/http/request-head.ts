@@ -42,6 +42,12 @@ export interface RequestHead {
    * recipient (RFC 9110 §7.6.2) and must answer it instead of forwarding it.
    */
   lastHop: boolean
+  /**
+   * `Connection: upgrade` with an `Upgrade` this request is served despite
+   * (h2c, anything on HTTP/1.0 or with a body): llhttp stops reading the
+   * connection at such a request, so nothing after it may be served.
+   */
+  upgradeRefused: boolean
 }
 
 // Framing headers a client may not nominate as hop-by-hop: removing them would
@@ -146,13 +152,14 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
   }
 
   let websocket = false
+  let upgradeAsked = false
   // Most clients send exactly `keep-alive` or `close`: nothing to split.
   if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close' && connection !== 'Keep-Alive') {
     const tokens = connection.toLowerCase().split(',')
     for (let t of tokens) {
       t = t.trim()
       if (t === '' || t === 'close' || t === 'keep-alive') continue
-      if (t === 'upgrade') { websocket = upgrade !== undefined && upgrade.trim().toLowerCase() === 'websocket'; continue }
+      if (t === 'upgrade') { upgradeAsked = upgrade !== undefined; websocket = upgradeAsked && (upgrade as string).trim().toLowerCase() === 'websocket'; continue }
       if (PROTECTED.has(t)) return new BadFramingError(`Connection names the framing header "${t}"`)
       if (t in headers) delete headers[t]
     }
@@ -193,6 +200,7 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
     websocket,
     expectContinue: expect && req.httpVersionMinor === 1,
     lastHop: (method === 'OPTIONS' || method === 'TRACE') && maxForwards(headers),
+    upgradeRefused: upgradeAsked,
     teTrailers,
   }
 }
@@ -257,6 +265,7 @@ export function readH2RequestHead (req: IncomingMessage): RequestHead | Outrider
     websocket: false,
     expectContinue: false,
     lastHop: false,
+    upgradeRefused: false,
     teTrailers,
   }
 }

@@ -48,7 +48,8 @@ export async function startRecordingUpstream (): Promise<RecordingUpstream> {
         body: Buffer.concat(chunks),
         trailers: req.trailers,
       })
-      const body = `#${requests.length} ${req.method} ${req.url}`
+      // /big: 4 MiB, more than any socket buffer holds.
+      const body = req.url?.includes('/big') === true ? `#${requests.length} ${req.method} ${req.url} ${'.'.repeat(4 << 20)}` : `#${requests.length} ${req.method} ${req.url}`
       // A target with /slow in it is answered 300 ms late: a response still owed
       // when the client's next pipelined request arrives.
       setTimeout(() => {
@@ -95,6 +96,8 @@ export interface RawResult {
   closed: boolean
   /** Bytes left over that did not form a complete response. */
   rest: Buffer
+  /** Everything that came back, interim responses included. */
+  raw: Buffer
 }
 
 export interface RawOptions {
@@ -143,7 +146,7 @@ export async function rawRequest (port: number, data: string | Buffer | Array<st
   }
   socket.destroy()
   const parsed = parseResponses(buf, methods, closed)
-  return { responses: parsed.responses, closed, rest: parsed.rest }
+  return { responses: parsed.responses, closed, rest: parsed.rest, raw: buf }
 }
 
 /**

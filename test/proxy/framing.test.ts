@@ -804,7 +804,7 @@ const cases: Case[] = [
     count: 1,
   },
   {
-    name: 'Expect: 100-continue pipelined behind a request still being answered: the 100 never lands inside another response',
+    name: 'Expect: 100-continue pipelined behind a request still being answered, body sent at once: no 100 inside another response',
     send: `GET /slow HTTP/1.1\r\n${H}\r\nPOST /b HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 5\r\n\r\nhello`,
     outcome: 'forward',
     count: 2,
@@ -930,4 +930,37 @@ t.test('Max-Forwards: 0 on OPTIONS and TRACE: answered here as the final recipie
   t.equal(trace.responses[0]?.status, 405, 'TRACE is not reflected')
   t.notMatch(trace.responses[0]?.body.toString() ?? '', /secret/)
   t.equal(up.requests.length, 0, 'neither reached the upstream')
+})
+
+t.test('Expect: 100-continue pipelined behind a request still being answered: the 100 comes after that answer, before its own', async (t) => {
+  up.reset()
+  // The client holds the body back until well after the first answer, as a
+  // client waiting for its 100 does.
+  const result = await rawRequest(proxy.port, [
+    `GET /slow HTTP/1.1\r\n${H}\r\nPOST /b HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 5\r\n\r\n`, 'hello',
+  ], { gapMs: 700, expect: 2 })
+  const raw = result.raw.toString('latin1')
+  const first = raw.indexOf('#1 GET /slow')
+  const cont = raw.indexOf('HTTP/1.1 100 Continue')
+  const second = raw.indexOf('HTTP/1.1 200', first)
+  t.ok(first !== -1 && cont > first && second > cont, `the 100 sits between the two answers (at ${cont}, answers at ${first} and ${second})`)
+  t.same(result.responses.map((r) => r.body.toString().replace(/^#\d+ /, '')), ['GET /slow', 'POST /b'])
+  t.equal(up.requests.find((r) => r.url === '/b')?.body.toString(), 'hello')
+})
+
+t.test('a handshake pipelined behind a response larger than the socket buffer waits for all of it', async (t) => {
+  up.reset()
+  const result = await rawRequest(proxy.port, `GET /big HTTP/1.1\r\n${H}\r\nGET /ws HTTP/1.1\r\n${H}Host: y.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`, { expect: 2, maxMs: 15_000 })
+  t.equal(result.responses.length, 2, 'both answered')
+  t.equal(result.responses[0]?.body.length, Buffer.byteLength(`#1 GET /big ${'.'.repeat(4 << 20)}`), 'the big answer whole')
+  t.equal(result.responses[1]?.status, 400, 'then the refusal')
+})
+
+t.test('a request asking for an upgrade we do not relay ends the connection: nothing pipelined behind it is served', async (t) => {
+  up.reset()
+  const result = await rawRequest(proxy.port, `GET /a HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: h2c\r\n\r\nPOST /x HTTP/1.1\r\n${H}Content-Length: ${SMUGGLED.length}\r\n\r\n${SMUGGLED}`, { expect: 1 })
+  t.equal(result.responses[0]?.status, 200)
+  t.equal(result.responses[0]?.headers.connection, 'close')
+  t.ok(result.closed, 'closed after it')
+  t.same(up.requests.map((r) => r.url), ['/a'], 'nothing after it reached the upstream')
 })
