@@ -289,7 +289,13 @@ export class RuleSet {
 
   #part (insp: Inspection, rules: readonly ValueRule[], part: Part): void {
     this.#partOnce(insp, rules, part)
-    if (part.isName || part.file !== undefined || this.#stop(insp)) return
+    // A path's `+` is a plus (RFC 3986), and a path is not base64 of anything.
+    if (part.isName || part.file !== undefined || part.location === 'path' || this.#stop(insp)) return
+    const plus = part.value.plusReading()
+    if (plus !== undefined) {
+      this.#partOnce(insp, rules, { ...part, value: plus })
+      if (this.#stop(insp)) return
+    }
     // A value that is base64 of text is read as that text too: an application
     // that decodes it hands the text to whatever it feeds.
     const text = base64Text(part.value.decoded)
@@ -363,14 +369,21 @@ const SYNTAX = /[^a-zA-Z0-9\s]/
  */
 export function base64Text (s: string): string | undefined {
   if (s.length < 16 || s.length > 1_000_000 || !BASE64.test(s)) return undefined
-  const bytes = Buffer.from(s, s.indexOf('-') !== -1 || s.indexOf('_') !== -1 ? 'base64url' : 'base64')
-  if (bytes.length < 12) return undefined
+  const encoding = s.indexOf('-') !== -1 || s.indexOf('_') !== -1 ? 'base64url' : 'base64'
+  // Hex ids, tokens and words fail on their first bytes: decode those first.
+  if (!printable(Buffer.from(s.slice(0, 24), encoding))) return undefined
+  const bytes = Buffer.from(s, encoding)
+  if (bytes.length < 12 || !printable(bytes)) return undefined
+  const text = bytes.toString('latin1')
+  return SYNTAX.test(text) ? text : undefined
+}
+
+/** At least 95 % printable ASCII (tabs and line breaks count). */
+function printable (bytes: Buffer): boolean {
   let printable = 0
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i] as number
     if ((b >= 0x20 && b < 0x7f) || b === 0x09 || b === 0x0a || b === 0x0d) printable++
   }
-  if (printable < bytes.length * 0.95) return undefined
-  const text = bytes.toString('latin1')
-  return SYNTAX.test(text) ? text : undefined
+  return printable >= bytes.length * 0.95
 }

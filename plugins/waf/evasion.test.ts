@@ -98,14 +98,17 @@ t.test('form bodies: + as space, encoded names', async (t) => {
   t.ok(json.score >= 5, `JSON escapes are decoded by the parser: ${explain(json)}`)
 })
 
-t.test('form-encoded values in JSON, multipart and the path: + reads as a space there too', async (t) => {
+t.test('form-encoded values in JSON and multipart are read both ways: + as a plus and as a space', async (t) => {
   const json = inBody(pl1, 'application/json', JSON.stringify({ comment: '%3Csvg+onload%3Dalert(1)%3E', q: '1%27+or+1%3D1--' }))
   t.ok(json.score >= 5 && families(json).includes('xss') && families(json).includes('sqli'), `JSON: ${explain(json)}`)
   const form = `--b\r\nContent-Disposition: form-data; name="host"\r\n\r\n127.0.0.1+%26%26+ls+%2Fetc\r\n--b--\r\n`
   const multipart = inBody(pl1, 'multipart/form-data; boundary=b', form)
   t.ok(multipart.score >= 5 && families(multipart).includes('rce'), `multipart: ${explain(multipart)}`)
-  const path = request(pl1, { path: '/p/%3Cimg+src%3Dx+onerror%3Dalert(1)%3E' })
-  t.ok(path.score >= 5 && families(path).includes('xss'), `path: ${explain(path)}`)
+  // Both readings: with + as a space the string break-out is lost, as a plus it is the attack.
+  const both = inBody(pl1, 'application/json', JSON.stringify({ name: '\'+alert(1)+\'%41' }))
+  t.ok(both.score >= 5 && families(both).includes('xss'), `an escape next to it hides nothing: ${explain(both)}`)
+  const sqli = inBody(pl1, 'application/json', JSON.stringify({ id: '1\'+(select+1)+\'%20' }))
+  t.ok(sqli.score >= 5, `nor here: ${explain(sqli)}`)
   const plain = inBody(pl1, 'application/json', JSON.stringify({ note: 'C++ and a+b, 1+1=2' }))
   t.equal(plain.score, 0, `a plus in text that carries no escapes is a plus: ${explain(plain)}`)
 })

@@ -72,10 +72,13 @@ t.test('undoes shell quoting tricks', async (t) => {
   t.equal(shellView('cat /etc/sh\u2019ad\u2019ow'), 'cat /etc/shadow', 'typographic quotes inside a word')
 })
 
-t.test('+ is a space in what was percent-encoded, also outside forms', async (t) => {
-  t.equal(new Value('%3Csvg+onload%3Dx%3E', false, 3).decoded, '<svg onload=x>', 'a JSON or multipart value that was form-encoded')
-  t.equal(new Value('C++ and a+b', false, 3).decoded, 'C++ and a+b', 'no escapes: a plus is a plus')
-  t.equal(new Value('%252B+x', false, 3).decoded, '+ x', 'an encoded plus stays a plus')
+t.test('a value with escapes and a + outside a form also has a reading with + as a space', async (t) => {
+  const v = new Value('%3Csvg+onload%3Dx%3E', false, 3)
+  t.equal(v.decoded, '<svg+onload=x>', 'as it is: a backend that does not form-decode sees the plus')
+  t.equal(v.plusReading()?.decoded, '<svg onload=x>', 'and as a form-decoding backend reads it')
+  t.equal(new Value('C++ and a+b', false, 3).plusReading(), undefined, 'no escapes: a plus is a plus')
+  t.equal(new Value('%3Cb%3E+x', true, 3).plusReading(), undefined, 'a form value is read so already')
+  t.equal(new Value('%252B+x', false, 3).plusReading()?.decoded, '+ x', 'an encoded plus stays a plus')
 })
 
 t.test('a Value computes its views lazily, each once', async (t) => {

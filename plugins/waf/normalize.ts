@@ -138,19 +138,15 @@ export interface Decoded {
 /**
  * Percent-decodes until nothing changes or `maxRounds` rounds ran: a value
  * encoded twice (`%252e`) is what a backend that decodes twice would read.
- * `+` is a space only in the first round (a `%2B` stays a plus). A value
- * that is not form-encoded (a path, JSON, a multipart field) but carries
- * percent escapes is read with form rules too: whoever encoded it that way
- * spelled spaces as `+`, and a backend that decodes it will read them so.
+ * `+` is a space only in the first round (a `%2B` stays a plus).
  */
 export function decodeRepeatedly (s: string, plusIsSpace: boolean, maxRounds: number): Decoded {
   let value = s
   let rounds = 0
   let invalid = false
   let overlong = false
-  const plusInFirst = plusIsSpace || (s.indexOf('+') !== -1 && hasEscape(s))
   for (let i = 0; i < maxRounds; i++) {
-    const r = percentDecode(value, plusInFirst && i === 0)
+    const r = percentDecode(value, plusIsSpace && i === 0)
     if (i === 0) invalid = r.invalid
     if (r.overlong) overlong = true
     if (!r.changed || r.value === value) break
@@ -344,6 +340,18 @@ export class Value {
   #decode (): Decoded {
     this.#decoded ??= decodeRepeatedly(this.raw, this.#plusIsSpace, this.#rounds)
     return this.#decoded
+  }
+
+  /**
+   * The same text read with form rules (`+` as a space), when it was not
+   * read so but carries percent escapes next to a `+`: whoever encoded it
+   * spelled spaces as `+`, and a backend that form-decodes it reads them so.
+   * Undefined otherwise. Both readings are inspected: one that does not
+   * decode sees the plus.
+   */
+  plusReading (): Value | undefined {
+    if (this.#plusIsSpace || this.raw.indexOf('+') === -1 || !hasEscape(this.raw)) return undefined
+    return new Value(this.raw, true, this.#rounds)
   }
 
   /** Percent-decoded (repeatedly): still with NUL and case. */

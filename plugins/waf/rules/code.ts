@@ -36,15 +36,19 @@ const JS_STRING_CODE = /\b(?:function|settimeout|setinterval)\s{0,4}\(\s{0,4}["'
 const TEMPLATE_EXPRESSION = /\{\{\s{0,8}[a-z_$][\w$]{0,40}\s{0,4}[.([]|\$\{\s{0,8}[a-z_$][\w$]{0,40}\s{0,4}[.([]/
 
 /** A line break followed by an SMTP or IMAP command: a value written into a mail conversation. */
-const MAIL_COMMAND = /[\r\n]\s{0,4}(?:rcpt\s{1,4}to\s{0,4}:|mail\s{1,4}from\s{0,4}:|(?:helo|ehlo)\s{1,4}[a-z0-9.-]{1,60}\s{0,4}(?:[\r\n]|$)|quit\s{0,4}(?:[\r\n]|$)|data\s{0,4}[\r\n]|[a-z]{1,4}\d{1,6}\s{1,4}(?:capability|fetch|login|select|examine|store|copy|logout|list|status|append|uid)\b)/
+const MAIL_COMMAND = /[\r\n]\s{0,4}(?:rcpt\s{1,4}to\s{0,4}:|mail\s{1,4}from\s{0,4}:|(?:helo|ehlo)\s{1,4}[a-z0-9.-]{1,60}\s{0,4}(?:[\r\n]|$)|quit\s{0,4}(?:[\r\n]|$)|data\s{0,4}[\r\n]|[a-z]{1,2}\d{3,6}\s{1,4}(?:capability|fetch|login|select|examine|store|copy|logout|list|status|append|uid)\b)/
+const SMTP_ENVELOPE = /[\r\n]\s{0,4}(?:rcpt\s{1,4}to|mail\s{1,4}from)\s{0,4}:\s{0,4}<?[^\s@<>]{1,64}@/
 /** A mail header slipped in after a line break (`%0aBcc: x@y`): in a single-line field only. */
 const MAIL_HEADER = /[\r\n]\s{0,4}(?:bcc|cc|to|from|reply-to|subject|content-type)\s{0,4}:\s{0,4}[^\r\n]{1,200}/
 
 function mailInjection (v: Value, part: Part): string | undefined {
   const t = v.text
   if (t.indexOf('\n') === -1 && t.indexOf('\r') === -1) return undefined
-  // A textarea's message may well have a "To:" line; a query, cookie or header value may not.
-  return found(MAIL_COMMAND, t) ?? (part.location === 'body' ? undefined : found(MAIL_HEADER, t))
+  // A textarea's message may well have a "To:" line, or one that reads "quit"
+  // or "v2 list"; a query, cookie or header value may not. In a body only
+  // the SMTP envelope commands count.
+  if (part.location === 'body') return found(SMTP_ENVELOPE, t)
+  return found(MAIL_COMMAND, t) ?? found(MAIL_HEADER, t)
 }
 
 function uploadName (v: Value, part: Part): string | undefined {

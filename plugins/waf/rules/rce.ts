@@ -74,8 +74,17 @@ const GLOB_TARGETS = [
 /** A path of two or more segments, some with `?` or `*` in them, where an argument starts. */
 const GLOB_PATH = /(?:^|[\s;|&`'"(<>=])((?:\/[a-z0-9_.?*-]{1,30}){2,6})/g
 
-/** Shell glob matching (`?` one character, `*` any run), greedy with backtracking to the last star: O(glob × path). */
+/** Shell glob matching, segment by segment: `?` and `*` never match a `/`. */
 function globMatches (glob: string, path: string): boolean {
+  const gs = glob.split('/')
+  const ps = path.split('/')
+  if (gs.length !== ps.length) return false
+  for (let i = 0; i < gs.length; i++) if (!segmentMatches(gs[i] as string, ps[i] as string)) return false
+  return true
+}
+
+/** One segment (`?` one character, `*` any run), greedy with backtracking to the last star: O(glob × segment). */
+function segmentMatches (glob: string, path: string): boolean {
   let g = 0
   let p = 0
   let star = -1
@@ -95,8 +104,9 @@ function globbedSystemPath (v: Value): string | undefined {
   for (const m of s.matchAll(GLOB_PATH)) {
     const path = m[1] as string
     if (path.indexOf('?') === -1 && path.indexOf('*') === -1) continue
-    // Something literal besides the slashes: `/*/*` alone is no one's command.
-    if (!/[a-z0-9]/.test(path)) continue
+    // The file itself must be spelled at least in part: `/bin/*` or `/usr/*`
+    // is a whole directory (an rsync exclude list), not a command.
+    if (!/[a-z0-9]/.test(path.slice(path.lastIndexOf('/') + 1))) continue
     for (const target of GLOB_TARGETS) if (globMatches(path, target)) return path
   }
   return undefined

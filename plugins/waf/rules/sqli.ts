@@ -736,10 +736,12 @@ function nosqlKey (v: Value, part: Part): string | undefined {
 
 /**
  * A MongoDB query fragment written into a value that ends up inside a query
- * document or a `$where` string: an operator with its colon (`', $or: [{}`,
- * `true, $where: '1'`), or a shell collection call (`db.users.find(`).
+ * document or a `$where` string: an operator key, unquoted as only script
+ * writes it, after a comma (`', $or: [{}`, `true, $where: '1'`; JSON filters
+ * an API takes, `{"$gte": 1}`, quote their keys), or a shell collection call
+ * (`db.users.find({`).
  */
-const NOSQL_VALUE = /(?:^|[\s,{'"(])\$(?:where|ne|eq|gt|gte|lt|lte|in|nin|regex|or|and|nor|not|exists|expr|function|accumulator|elemmatch)\s{0,4}["']?\s{0,4}:|\bdb\s{0,4}\.\s{0,4}[a-z_][a-z0-9_]{0,60}\s{0,4}\.\s{0,4}(?:insert|insertone|insertmany|find|findone|update|updateone|updatemany|remove|deleteone|deletemany|drop|aggregate|mapreduce)\s{0,4}\(|\bthis\s{0,4}\.\s{0,4}[a-z_]{1,40}\s{0,4}(?:==|!=|>|<)[^;]{0,60};?\s{0,4}(?:sleep|return)\b/
+const NOSQL_VALUE = /,\s{0,4}\$(?:where|ne|eq|gt|gte|lt|lte|in|nin|regex|or|and|nor|not|exists|expr|function|accumulator|elemmatch)\s{0,4}:|\bdb\s{0,4}\.\s{0,4}[a-z_][a-z0-9_]{0,60}\s{0,4}\.\s{0,4}(?:insert|insertone|insertmany|find|findone|update|updateone|updatemany|remove|deleteone|deletemany|drop|aggregate|mapreduce)\s{0,4}\(\s{0,4}\{|\bthis\s{0,4}\.\s{0,4}[a-z_]{1,40}\s{0,4}(?:==|!=|>|<)[^;]{0,60};?\s{0,4}(?:sleep|return)\b/
 
 const ARGS = ['path', 'query', 'body', 'cookie', 'header'] as const
 const VALUES = ['query', 'body', 'cookie', 'header'] as const

@@ -44,7 +44,7 @@ const HANDLER_CALL = new RegExp(`(?:^|[\\s"'/\`;+])on(?:${EV})\\s{0,8}=\\s{0,8}[
  * the URL parser), after `=`, `(` or `url(` (optionally quoted), or followed by
  * a call. A quote alone is not enough: "JavaScript: The Good Parts".
  */
-const SCRIPT_URL = /(?:^\s{0,8}["'`]?|[=(,;>[{]\s{0,8}["'`]?\s{0,8}|url\(\s{0,4}["'`]?)(?:java|vb|live|mocha)script:(?!\s{1,8}[a-z][a-z'-]{0,30}(?:[\s,.:;!?]|$))|(?:java|vb)script:\s{0,8}[a-z_$][\w$.]{0,40}\s{0,4}[(`]/
+const SCRIPT_URL = /(?:^\s{0,8}["'`]?|[=(,;>[{]\s{0,8}["'`]?\s{0,8}|url\(\s{0,4}["'`]?)(?:java|vb|live|mocha)script:(?!\s{1,8}[a-z][a-z'-]{0,30}(?:[\s,.:;!?]|$)(?![^(`=]{0,80}[(`=]))|(?:java|vb)script:\s{0,8}[a-z_$][\w$.]{0,40}\s{0,4}[(`]/
 const DANGEROUS_TAG = /<(?:iframe|frame|frameset|object|embed|applet|base|isindex|portal)(?:[\s/>]|$)|<meta[\s/][^>]{0,200}(?:http-equiv|charset\s{0,3}=\s{0,3}["']?utf-7)|<link[\s/][^>]{0,200}rel\s{0,3}=\s{0,3}["']?import/
 const CSS_CODE = /expression\s{0,4}\(|-moz-binding\s{0,4}:|behavior\s{0,4}:\s{0,4}url\s{0,4}\(|@import\s{0,4}["'(u]/
 const JS_BREAKOUT = /['"`]\s{0,8}[-+*/%;|&,)^]{1,3}\s{0,8}(?:alert|prompt|confirm|eval|settimeout|setinterval|fetch|import|atob|function|top|window|self|parent|this|document|location|globalthis|constructor)\s{0,4}[(`.[=]/
@@ -56,7 +56,7 @@ const DIALOG = /\b(?:alert|prompt|confirm)\s{0,2}(?:\(\s{0,4}(?:[\d'"`/]|documen
  * computed member of a global (`window['al'+'ert'](1)`), or a Function built
  * from a string and run at once.
  */
-const INDIRECT_CALL = /\b(?:alert|prompt|confirm|eval|settimeout|setinterval)\s{0,4}(?:\.\s{0,4}(?:call|apply|bind)\s{0,4}\(|\?\.\s{0,4}\()|\(\s{0,4}(?:alert|prompt|confirm|eval)\s{0,4}\)\s{0,4}[(`]|\b(?:window|top|self|parent|frames|globalthis|this|document)\[(?=[^\]]{0,200}['"`+(])[^\]]{1,200}\]\s{0,2}\(|\bfunction\s{0,4}\(\s{0,4}["'`][^"'`]{0,300}["'`]\s{0,4}\)\s{0,4}\(|\[[^\]]{0,40}\]\s{0,4}\.\s{0,4}(?:find|map|filter|some|every|foreach)\s{0,4}\(\s{0,4}(?:alert|prompt|confirm|eval)\s{0,4}\(/
+const INDIRECT_CALL = /\b(?:alert|prompt|confirm|eval|settimeout|setinterval)\s{0,4}(?:\.\s{0,4}(?:call|apply|bind)\s{0,4}\(|\?\.\s{0,4}\()|\(\s{0,4}(?:alert|prompt|confirm|eval)\s{0,4}\)\s?(?:\(\s{0,4}(?:[\d'"`/)]|document|window|this|top|self|origin|location|null|atob)|`)|\b(?:window|top|self|parent|frames|globalthis|this|document)\[(?=[^\]]{0,200}['"`+(])[^\]]{1,200}\]\s{0,2}\(|\bfunction\s{0,4}\(\s{0,4}["'`][^"'`]{0,300}["'`]\s{0,4}\)\s{0,4}\(|\[[^\]]{0,40}\]\s{0,4}\.\s{0,4}(?:find|map|filter|some|every|foreach)\s{0,4}\(\s{0,4}(?:alert|prompt|confirm|eval)\s{0,4}\(/
 const DATA_URL = /(?:^\s{0,8}["'`]?|[=(,;[{]\s{0,8}["'`]?\s{0,8}|url\(\s{0,4}["'`]?)data:(?:text\/html|image\/svg\+xml|application\/(?:x-)?(?:javascript|ecmascript|xhtml\+xml)|text\/(?:javascript|xml))|;base64,(?:phnjcmlwd|phn2zy|pgltzy|pglmcmftz)/
 const ANY_HANDLER_PL2 = /(?:^|[^a-z0-9_-])on[a-z]{3,30}\s{0,8}=/
 const ACTIVE_TAG = /<(?:img|svg|video|audio|body|input|textarea|select|details|marquee|math|style|form|button|a|xmp|plaintext|noscript|template|image|source|track|bgsound|layer|ilayer|xml|xss|keygen|table|td|div|animate|set|foreignobject)(?:[\s/>]|$)/
