@@ -100,7 +100,7 @@ t.test('text with angle brackets, quotes and HTML without active content passes'
     '<ul><li>one</li><li>two</li></ul>', 'x = y + z; print(x)', 'He said, "on Monday" — then left', 'Confirm (yes/no)',
     'The data: text/html is fine', 'Event: online = true', '<img src="/static/cat.png" alt="a cat">', 'Styles: bold, italic',
     'I\'m going on a trip; once=enough', 'document the cookie policy', '<br/> line break',
-    'JavaScript: Basics of the Language', 'javascript: a beginner\'s guide', 'Function (math): f(x) = 2x', 'window [left] (open)',
+    'JavaScript: Basics of the Language', 'JavaScript:+Basics+of+the+Language', 'javascript: a beginner\'s guide', 'Function (math): f(x) = 2x', 'window [left] (open)',
     'call me (please)', 'Alert: the call is at 5', 'top [10] (list)', 'window[0] (first)', 'this[x] (see note)', 'Enter your password (confirm) (min 8 chars)', 'AI (prompt) (beta)', 'The C++ FAQ', 'x+y+z', 'one + two = three',
   ])
 })

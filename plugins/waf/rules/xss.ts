@@ -44,7 +44,7 @@ const HANDLER_CALL = new RegExp(`(?:^|[\\s"'/\`;+])on(?:${EV})\\s{0,8}=\\s{0,8}[
  * the URL parser), after `=`, `(` or `url(` (optionally quoted), or followed by
  * a call. A quote alone is not enough: "JavaScript: The Good Parts".
  */
-const SCRIPT_URL = /(?:^\s{0,8}["'`]?|[=(,;>[{]\s{0,8}["'`]?\s{0,8}|url\(\s{0,4}["'`]?)(?:java|vb|live|mocha)script:(?!\s{1,8}[a-z][a-z'-]{0,30}(?:[\s,.:;!?]|$)(?![^(`=]{0,80}[(`=]))|(?:java|vb)script:\s{0,8}[a-z_$][\w$.]{0,40}\s{0,4}[(`]/
+const SCRIPT_URL = /(?:^\s{0,8}["'`]?|[=(,;>[{]\s{0,8}["'`]?\s{0,8}|url\(\s{0,4}["'`]?)(?:java|vb|live|mocha)script:(?![\s+]{1,8}[a-z][a-z'-]{0,30}(?:[\s+,.:;!?]|$)(?![^(`=]{0,80}[(`=]))|(?:java|vb)script:\s{0,8}[a-z_$][\w$.]{0,40}\s{0,4}[(`]/
 const DANGEROUS_TAG = /<(?:iframe|frame|frameset|object|embed|applet|base|isindex|portal)(?:[\s/>]|$)|<meta[\s/][^>]{0,200}(?:http-equiv|charset\s{0,3}=\s{0,3}["']?utf-7)|<link[\s/][^>]{0,200}rel\s{0,3}=\s{0,3}["']?import/
 const CSS_CODE = /expression\s{0,4}\(|-moz-binding\s{0,4}:|behavior\s{0,4}:\s{0,4}url\s{0,4}\(|@import\s{0,4}["'(u]/
 const JS_BREAKOUT = /['"`]\s{0,8}[-+*/%;|&,)^]{1,3}\s{0,8}(?:alert|prompt|confirm|eval|settimeout|setinterval|fetch|import|atob|function|top|window|self|parent|this|document|location|globalthis|constructor)\s{0,4}[(`.[=]/
