@@ -10,7 +10,7 @@ import { parseCacheControl, pragmaNoCache, type CacheControl } from './cache-con
 import { currentAge, effectiveCacheControl, refresh, type FreshnessOptions, type StoredResponse } from './stored-response.ts'
 import { varyMatches, varyNames, varyValues } from './vary.ts'
 import { isConditional, notModified, NOT_MODIFIED_FIELDS } from './conditional.ts'
-import { isServerFailure, SAFE_METHODS, staleIfError, storable, usable } from './policy.ts'
+import { isServerFailure, SAFE_METHODS, staleIfError, storable, usable, type NotStorable } from './policy.ts'
 import { acquireStore, metricsFor } from './process-state.ts'
 import { byteRange, ifRangeHolds } from './range.ts'
 import { Capture } from './capture.ts'
@@ -240,6 +240,12 @@ export default definePlugin({
       return c.state.cache as CacheState | undefined
     }
 
+    /** Why a response to `req` may not be stored (RFC 9111 §3, with this config's Set-Cookie and targeted rules); undefined when it may. */
+    function whyNotStored (status: number, headers: HeaderMap, reqCC: CacheControl, req: HeaderMap): NotStorable | undefined {
+      const resCC = effectiveCacheControl(headers, config.targetedCacheControl).cc
+      return storable(status, headers, resCC, reqCC, req.authorization !== undefined, config.setCookie)
+    }
+
     /** Updates a stored response from a 304 (RFC 9111 §3.2, §4.3.4). False when the 304 is about another representation. */
     function freshen (e: StoredResponse, headers: HeaderMap, requestTime: number, now: number): boolean {
       const etag = headers.etag
@@ -293,9 +299,7 @@ export default definePlugin({
         const now = Date.now()
         if (reply.status === 304) { if (!freshen(e, reply.headers, requestTime, now)) l1.remove(e); return }
         if (isServerFailure(reply.status)) return
-        const resCC = effectiveCacheControl(reply.headers, config.targetedCacheControl).cc
-        const why = storable(reply.status, reply.headers, resCC, reqCC, req.authorization !== undefined, config.setCookie)
-        if (why !== undefined || reply.body === undefined) { l1.remove(e); return }
+        if (whyNotStored(reply.status, reply.headers, reqCC, req) !== undefined || reply.body === undefined) { l1.remove(e); return }
         put(makeEntry(e.key, reply.status, reply.headers, reply.body, req, requestTime, now, reply.headers.age), now)
       }, (err: unknown) => {
         ctx.log.debug('background revalidation failed; the stale response stays', { key: e.key, err })
@@ -453,9 +457,8 @@ export default definePlugin({
         finishOutcome(c, res, 'MISS')
         if (c.method === 'HEAD' && e !== undefined && !res.local && res.status === 200) headUpdate(e, res.headers, state.requestTime, now)
         if (res.local || c.method !== 'GET') { release(state); return }
-        const resCC = effectiveCacheControl(res.headers, config.targetedCacheControl).cc
         const req = c.req.headers as HeaderMap
-        if (storable(res.status, res.headers, resCC, state.reqCC, req.authorization !== undefined, config.setCookie) !== undefined) {
+        if (whyNotStored(res.status, res.headers, state.reqCC, req) !== undefined) {
           // A stored copy the origin no longer lets us keep must go (e.g. now no-store).
           if (e !== undefined) l1.remove(e)
           passUntil.set(state.key, true)
@@ -534,9 +537,8 @@ export default definePlugin({
       res.replaceBody(reply.body)
       finishOutcome(c, res, 'MISS')
       const now = Date.now()
-      const resCC = effectiveCacheControl(reply.headers, config.targetedCacheControl).cc
       const req = c.req.headers as HeaderMap
-      if (storable(reply.status, reply.headers, resCC, state.reqCC, req.authorization !== undefined, config.setCookie) === undefined) {
+      if (whyNotStored(reply.status, reply.headers, state.reqCC, req) === undefined) {
         put(makeEntry(state.key, reply.status, reply.headers, reply.body, req, requestTime, now, reply.headers.age), now)
       }
       release(state)
