@@ -472,14 +472,18 @@ export class ProxyListener {
     this.#logUpgrade(route, ctx, sent ? err.status : 499, sent ? err.code : 'CLIENT_CLOSED', err)
   }
 
-  /** Ends a raw socket with a response (status and fields in `lines`, then ours); false if the client is gone. */
-  #endRaw (socket: Duplex, lines: string[], requestId: string | undefined, body: string | Buffer): boolean {
+  /**
+   * Ends a raw socket with a response (status and fields in `lines`, then
+   * ours); false if the client is gone. An answer to HEAD carries no content
+   * (RFC 9110 §9.3.2), only the length GET would get.
+   */
+  #endRaw (socket: Duplex, lines: string[], requestId: string | undefined, body: string | Buffer, head = false): boolean {
     if (!socket.writable) { socket.destroy(); return false }
     if (requestId !== undefined) lines.push(`x-request-id: ${requestId}`)
     lines.push(`content-length: ${Buffer.byteLength(body)}`, 'connection: close', '', '')
     // Field values are octets (RFC 9110 §5.5): latin1, as node writes heads.
     socket.write(lines.join('\r\n'), 'latin1')
-    socket.end(body)
+    socket.end(head ? undefined : body)
     return true
   }
 
@@ -505,10 +509,7 @@ export class ProxyListener {
     if (!socket.writable) { socket.destroy(); return }
     const lines = [`HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? ''}`, 'content-type: application/problem+json']
     if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) pushField(lines, k, v)
-    // A response to HEAD has no content (RFC 9110 §9.3.2); its length is the one GET would get.
-    const body = problemBody(err, undefined)
-    if (head) { lines.push(`content-length: ${Buffer.byteLength(body)}`, 'connection: close', '', ''); socket.end(lines.join('\r\n'), 'latin1'); return }
-    this.#endRaw(socket, lines, undefined, body)
+    this.#endRaw(socket, lines, undefined, problemBody(err, undefined), head)
   }
 
   /**

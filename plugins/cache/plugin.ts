@@ -223,7 +223,7 @@ export default definePlugin({
 
     /** Replaces an upstream (or error) response with a stored one in the response phase. */
     function serveInstead (c: RequestContext, res: ResponseContext, e: StoredResponse, now: number, outcome: Outcome, validated: boolean): void {
-      for (const name in res.headers) if (name !== 'x-request-id') delete res.headers[name]
+      clearHeaders(res)
       if (notModified(st(c)?.clientHeaders ?? {}, e)) {
         res.status = 304
         Object.assign(res.headers, notModifiedHeaders(e, now, outcome))
@@ -234,6 +234,11 @@ export default definePlugin({
         Object.assign(res.headers, servedHeaders(e, now, outcome, validated))
         res.replaceBody(e.body)
       }
+    }
+
+    /** Drops what the upstream's response said before another answer replaces it (the request id stays). */
+    function clearHeaders (res: ResponseContext): void {
+      for (const name in res.headers) if (name !== 'x-request-id') delete res.headers[name]
     }
 
     function st (c: RequestContext): CacheState | undefined {
@@ -521,7 +526,7 @@ export default definePlugin({
       } catch (err) {
         ctx.log.debug('asking again after a 304 for another representation failed', { key: state.key, err })
       }
-      for (const name in res.headers) if (name !== 'x-request-id') delete res.headers[name]
+      clearHeaders(res)
       if (reply === undefined || reply.body === undefined) {
         const why = reply === undefined ? 'could not be had' : `is larger than cache.maxEntrySize (${config.maxEntrySize} bytes)`
         const p = problemResponse(new UpstreamProtocolError(`the origin answered a revalidation with a 304 for another representation, and the full response ${why}`), c.requestId, false)

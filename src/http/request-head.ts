@@ -23,8 +23,6 @@ export interface RequestHead {
   hasBody: boolean
   /** Declared Content-Length, or -1 (chunked or absent). */
   contentLength: number
-  /** The client asked to upgrade to WebSocket (and nothing else). */
-  websocket: boolean
   /**
    * The client's `TE` accepts `trailers` (RFC 9110 §10.1.4). TE is about one
    * connection, so it is not forwarded as such; an HTTP/2 upstream is told
@@ -151,7 +149,6 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
     if (transferEncoding.trim().toLowerCase() !== 'chunked') return new BadFramingError(`unsupported Transfer-Encoding "${transferEncoding}"`)
   }
 
-  let websocket = false
   let upgradeAsked = false
   // Most clients send exactly `keep-alive` or `close`: nothing to split.
   if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close' && connection !== 'Keep-Alive') {
@@ -159,7 +156,7 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
     for (let t of tokens) {
       t = t.trim()
       if (t === '' || t === 'close' || t === 'keep-alive') continue
-      if (t === 'upgrade') { upgradeAsked = upgrade !== undefined; websocket = upgradeAsked && (upgrade as string).trim().toLowerCase() === 'websocket'; continue }
+      if (t === 'upgrade') { upgradeAsked = upgrade !== undefined; continue }
       if (PROTECTED.has(t)) return new BadFramingError(`Connection names the framing header "${t}"`)
       if (t in headers) delete headers[t]
     }
@@ -197,7 +194,6 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
     query: q === -1 ? '' : url.slice(q + 1),
     hasBody: transferEncoding !== undefined || contentLength > 0,
     contentLength: transferEncoding !== undefined ? -1 : contentLength,
-    websocket,
     expectContinue: expect && req.httpVersionMinor === 1,
     lastHop: (method === 'OPTIONS' || method === 'TRACE') && maxForwards(headers),
     upgradeRefused: upgradeAsked,
@@ -262,7 +258,6 @@ export function readH2RequestHead (req: IncomingMessage): RequestHead | Outrider
     query: q === -1 ? '' : url.slice(q + 1),
     hasBody: stream?.endAfterHeaders !== true,
     contentLength,
-    websocket: false,
     expectContinue: false,
     lastHop: false,
     upgradeRefused: false,
@@ -283,9 +278,11 @@ function acceptsTrailers (value: string): boolean {
  * RFC 9110 §7.6.2 for OPTIONS and TRACE: a valid Max-Forwards is decremented
  * in `headers` before forwarding; true when it is 0 (do not forward).
  */
+const DIGITS = /^\d{1,10}$/
+
 function maxForwards (headers: HeaderMap): boolean {
   const v = headers['max-forwards']
-  if (typeof v !== 'string' || !/^\d{1,10}$/.test(v)) return false
+  if (typeof v !== 'string' || !DIGITS.test(v)) return false
   const n = Number(v)
   if (n === 0) return true
   headers['max-forwards'] = String(n - 1)
