@@ -47,6 +47,19 @@ export function notModified (req: HeaderMap, e: StoredResponse): boolean {
   return modified <= since
 }
 
+/**
+ * Does a 304's ETag name the stored response (RFC 9111 §4.3.4)? A strong
+ * tag identifies only a stored response with the same strong tag; a weak
+ * one, compared weakly, any with the same opaque tag. No ETag on either
+ * side (the question was If-Modified-Since): nothing says it is another one.
+ */
+export function sameValidator (fromNotModified: string | string[] | undefined, stored: string | undefined): boolean {
+  if (fromNotModified === undefined || stored === undefined) return true
+  const tag = (typeof fromNotModified === 'string' ? fromNotModified : fromNotModified[0] ?? '').trim()
+  if (!tag.startsWith('W/')) return !stored.startsWith('W/') && stored.trim() === tag
+  return opaque(stored) === tag.slice(2)
+}
+
 /** Does the client ask a conditional question at all? */
 export function isConditional (req: HeaderMap): boolean {
   return req['if-none-match'] !== undefined || req['if-modified-since'] !== undefined

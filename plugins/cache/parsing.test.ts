@@ -2,9 +2,9 @@ import t from 'tap'
 import { parseCacheControl, parseDeltaSeconds } from './cache-control.ts'
 import { parseTargeted } from './targeted.ts'
 import { cacheKey } from './plugin.ts'
-import { byteRange } from './range.ts'
+import { byteRange, storedPart } from './range.ts'
 import { varyNames, varyValue } from './vary.ts'
-import { noneMatchHits } from './conditional.ts'
+import { noneMatchHits, sameValidator } from './conditional.ts'
 import { ageFieldValue } from './stored-response.ts'
 import { parseHttpDate } from '../../src/http/http-date.ts'
 
@@ -95,4 +95,26 @@ t.test('If-None-Match lists compare weakly', async (t) => {
 t.test('cache keys', async (t) => {
   t.equal(cacheKey('Example.COM:80', '/a', 'b=1'), 'example.com/a?b=1')
   t.equal(cacheKey('example.com:8080', '/a', ''), 'example.com:8080/a')
+})
+
+t.test('a 304 names the stored response by its ETag (RFC 9111 §4.3.4)', async (t) => {
+  t.ok(sameValidator('"a"', '"a"'), 'strong and equal')
+  t.notOk(sameValidator('"a"', '"b"'), 'strong and different')
+  t.notOk(sameValidator('"a"', 'W/"a"'), 'a strong tag does not identify a weak one')
+  t.ok(sameValidator('W/"a"', '"a"'), 'a weak tag compares weakly')
+  t.ok(sameValidator('W/"a"', 'W/"a"'))
+  t.notOk(sameValidator('W/"a"', 'W/"b"'))
+  t.ok(sameValidator(' "a" ', '"a"'), 'whitespace around the field value')
+  t.ok(sameValidator(['"a"', '"b"'], '"a"'), 'repeated field: the first')
+  t.ok(sameValidator(undefined, '"a"'), 'no ETag in the 304')
+  t.ok(sameValidator('"a"', undefined), 'nothing stored to compare (validated by date)')
+})
+
+t.test('the part a 206 holds', async (t) => {
+  t.same(storedPart('bytes 4-9/10'), { first: 4, last: 9, length: 10 })
+  t.same(storedPart(' bytes 0-0/1 '), { first: 0, last: 0, length: 1 })
+  for (const bad of ['bytes 0-4/*', 'bytes */10', 'bytes 5-4/10', 'bytes 0-10/10', 'bytes=0-4/10', 'items 0-4/10', 'bytes 0-4/10, 6-7/10', 'bytes -1-4/10', 'bytes 0-9999999999999999/99999999999999999']) {
+    t.equal(storedPart(bad), undefined, bad)
+  }
+  t.equal(storedPart(['bytes 0-1/2', 'bytes 0-1/2']), undefined, 'repeated field')
 })

@@ -187,6 +187,29 @@ t.test('a 304 for another representation updates nothing and never reaches an un
   t.equal(origin.requests.at(-1)?.headers['if-none-match'], '"mine"', 'asked with the client\'s own validator')
 })
 
+t.test('a 304 with a weak ETag updates the stored response it names weakly', async (t) => {
+  // Origins that compress on the fly often weaken their tags (W/"x" for "x").
+  const path = uniquePath('etag-weak')
+  origin.on(path, (req) => req.headers['if-none-match'] === '"x"'
+    ? { status: 304, headers: { etag: 'W/"x"', 'cache-control': 'max-age=100' } }
+    : { headers: { etag: '"x"', 'cache-control': 'max-age=0' }, body: 'x body' })
+  await get(proxy, path)
+  const second = await get(proxy, path)
+  t.same([second.status, second.body, second.headers['x-cache']], [200, 'x body', 'REVALIDATED'])
+  t.equal((await get(proxy, path)).headers['x-cache'], 'HIT', 'fresh again from the 304\'s max-age')
+  t.equal(origin.hits(path), 2)
+
+  // The other way round, a strong tag never names a stored weak one.
+  const strong = uniquePath('etag-strong-for-weak')
+  origin.on(strong, (req) => req.headers['if-none-match'] === 'W/"y"'
+    ? { status: 304, headers: { etag: '"y"', 'cache-control': 'max-age=100' } }
+    : { headers: { etag: 'W/"y"', 'cache-control': 'max-age=0' }, body: 'y body' })
+  await get(proxy, strong)
+  const again = await get(proxy, strong)
+  t.same([again.status, again.body, again.headers['x-cache']], [200, 'y body', 'MISS'], 'asked again as the client did')
+  t.equal(origin.hits(strong), 3)
+})
+
 t.test('validation with Last-Modified', async (t) => {
   const path = uniquePath('lm')
   const lm = httpDate(-1000)
@@ -335,12 +358,80 @@ t.test('bodies over maxEntrySize stream through and are not stored', async (t) =
   t.equal(o.hits('/big'), 2)
 })
 
-t.test('Range requests pass through', async (t) => {
+t.test('a 200 to a range request is stored like any complete response', async (t) => {
   const path = uniquePath('range')
-  origin.on(path, () => ({ headers: { 'cache-control': 'max-age=100' } }))
+  origin.on(path, (req) => ({ headers: { 'cache-control': 'max-age=100', 'x-range-seen': String(req.headers.range) } }))
   const r = await get(proxy, path, { range: 'bytes=0-1' })
-  t.equal(r.headers['x-cache'], 'BYPASS')
-  t.equal((await get(proxy, path)).headers['x-cache'], 'MISS')
+  t.equal(r.status, 200, 'the origin ignored the range')
+  t.equal(r.headers['x-range-seen'], 'bytes=0-1', 'the range went upstream as the client sent it')
+  t.equal(r.headers['x-cache'], 'MISS')
+  const again = await get(proxy, path)
+  t.equal(again.headers['x-cache'], 'HIT')
+  t.equal(again.body, r.body)
+  t.equal((await get(proxy, path, { range: 'bytes=0-1' })).status, 206, 'later ranges are cut from it')
+  t.equal(origin.hits(path), 1)
+})
+
+t.test('a 206 is kept as a part: ranges inside it are served, anything else goes upstream', async (t) => {
+  const path = uniquePath('part')
+  const whole = '0123456789'
+  origin.on(path, (req) => {
+    const m = /^bytes=(\d*)-(\d*)$/.exec(String(req.headers.range ?? ''))
+    if (m === null) return { headers: { 'cache-control': 'max-age=3600', etag: '"v1"' }, body: whole }
+    const first = m[1] === '' ? whole.length - Number(m[2]) : Number(m[1])
+    const last = m[1] === '' || m[2] === '' ? whole.length - 1 : Number(m[2])
+    return { status: 206, headers: { 'cache-control': 'max-age=3600', etag: '"v1"', 'content-range': `bytes ${first}-${last}/${whole.length}` }, body: whole.slice(first, last + 1) }
+  })
+  const first = await get(proxy, path, { range: 'bytes=-5' })
+  t.equal(first.status, 206)
+  t.equal(first.body, '56789')
+  t.equal(first.headers['x-cache'], 'MISS')
+  const cases: Array<[string, string, string]> = [
+    ['bytes=-5', '56789', 'bytes 5-9/10'],
+    ['bytes=6-8', '678', 'bytes 6-8/10'],
+    ['bytes=6-', '6789', 'bytes 6-9/10'],
+    ['bytes=-1', '9', 'bytes 9-9/10'],
+    ['bytes=5-5', '5', 'bytes 5-5/10'],
+  ]
+  for (const [range, body, contentRange] of cases) {
+    const r = await get(proxy, path, { range })
+    t.same([r.status, r.body, r.headers['content-range'], r.headers['x-cache'], r.headers['content-length']], [206, body, contentRange, 'HIT', String(body.length)], range)
+  }
+  t.equal((await get(proxy, path, { range: 'bytes=10-' })).status, 416, 'past the known length: unsatisfiable, from the part')
+  t.equal(origin.hits(path), 1)
+
+  const outside = await get(proxy, path, { range: 'bytes=2-6' })
+  t.same([outside.status, outside.body, outside.headers['x-cache']], [206, '23456', 'MISS'], 'a range reaching outside the part goes upstream')
+  t.equal(origin.hits(path), 2)
+  t.equal((await get(proxy, path, { range: 'bytes=8-9', 'if-range': '"v0"' })).headers['x-cache'], 'MISS', 'If-Range for another representation: not from the part')
+  t.equal(origin.hits(path), 3)
+
+  const full = await get(proxy, path)
+  t.same([full.status, full.body, full.headers['x-cache']], [200, whole, 'MISS'], 'a request without Range is never answered from a part')
+  t.equal((await get(proxy, path)).headers['x-cache'], 'HIT', 'the complete response replaced the part')
+  const cut = await get(proxy, path, { range: 'bytes=0-1' })
+  t.same([cut.status, cut.body, cut.headers['x-cache']], [206, '01', 'HIT'])
+  t.equal(origin.hits(path), 4)
+  await get(proxy, path, { range: 'bytes=0-1', 'cache-control': 'no-cache' })
+  t.equal((await get(proxy, path)).headers['x-cache'], 'HIT', 'a part never replaces a stored complete response')
+})
+
+t.test('parts that cannot be kept: no known length, several ranges, a body that does not match its Content-Range', async (t) => {
+  const cases: Array<[string, Record<string, string>, string]> = [
+    ['unknown complete length', { 'content-range': 'bytes 0-4/*' }, '01234'],
+    ['body shorter than the range', { 'content-range': 'bytes 4-9/10' }, '01234'],
+    ['body longer than the range', { 'content-range': 'bytes 0-1/10' }, '0123'],
+    ['range past the length', { 'content-range': 'bytes 0-10/10' }, '01234567890'],
+    ['no Content-Range', {}, '01'],
+    ['several ranges', { 'content-type': 'multipart/byteranges; boundary=x' }, '--x--'],
+  ]
+  for (const [name, headers, body] of cases) {
+    const path = uniquePath('bad-part')
+    origin.on(path, () => ({ status: 206, headers: { 'cache-control': 'max-age=3600', ...headers }, body }))
+    await get(proxy, path, { range: 'bytes=0-1' })
+    await get(proxy, path, { range: 'bytes=0-1' })
+    t.equal(origin.hits(path), 2, name)
+  }
 })
 
 t.test('private="field" and no-cache="field"', async (t) => {

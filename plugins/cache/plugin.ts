@@ -9,10 +9,10 @@ import { schema, type CacheConfig } from './schema.ts'
 import { parseCacheControl, pragmaNoCache, type CacheControl } from './cache-control.ts'
 import { currentAge, effectiveCacheControl, refresh, type FreshnessOptions, type StoredResponse } from './stored-response.ts'
 import { varyMatches, varyNames, varyValues } from './vary.ts'
-import { isConditional, notModified, NOT_MODIFIED_FIELDS } from './conditional.ts'
+import { isConditional, notModified, NOT_MODIFIED_FIELDS, sameValidator } from './conditional.ts'
 import { isServerFailure, SAFE_METHODS, staleIfError, storable, usable, type NotStorable } from './policy.ts'
 import { acquireStore, metricsFor } from './process-state.ts'
-import { byteRange, ifRangeHolds } from './range.ts'
+import { byteRange, ifRangeHolds, storedPart } from './range.ts'
 import { Capture } from './capture.ts'
 import { RedisLayer } from './redis-layer.ts'
 
@@ -36,6 +36,12 @@ interface CacheState {
   invalidate: boolean
   /** Answered in the request phase (from the cache, or 504 for only-if-cached). */
   served: boolean
+  /**
+   * A range request nothing stored could answer: its 200 is kept as on any
+   * miss, its 206 as a part (when `partOk`: no complete response is stored).
+   */
+  rangeMiss: boolean
+  partOk: boolean
 }
 
 /** Fields never stored: per-message, per-hop, or ours. */
@@ -208,14 +214,19 @@ export default definePlugin({
       const req = c.req.headers as HeaderMap
       if (notModified(req, e)) return { status: 304, headers: notModifiedHeaders(e, now, outcome) }
       const headers = servedHeaders(e, now, outcome, false)
-      if (req.range !== undefined && e.status === 200 && ifRangeHolds(req['if-range'], e)) {
-        const r = byteRange(String(req.range), e.body.length)
+      if (req.range !== undefined && (e.status === 200 || e.status === 206) && ifRangeHolds(req['if-range'], e)) {
+        // A stored part holds [first, last] of `length` bytes; rangeOf only
+        // brings requests for ranges inside it.
+        const part = e.status === 206 ? storedPart(e.headers['content-range']) : undefined
+        const length = part?.length ?? e.body.length
+        const offset = part?.first ?? 0
+        const r = byteRange(String(req.range), length)
         if (r === 'unsatisfiable') {
-          return { status: 416, headers: { 'content-range': `bytes */${e.body.length}`, ...(statusHeader === '' ? {} : { [statusHeader]: outcome }) } }
+          return { status: 416, headers: { 'content-range': `bytes */${length}`, ...(statusHeader === '' ? {} : { [statusHeader]: outcome }) } }
         }
         if (r !== undefined) {
-          headers['content-range'] = `bytes ${r[0]}-${r[1]}/${e.body.length}`
-          return { status: 206, headers, body: e.body.subarray(r[0], r[1] + 1) }
+          headers['content-range'] = `bytes ${r[0]}-${r[1]}/${length}`
+          return { status: 206, headers, body: e.body.subarray(r[0] - offset, r[1] - offset + 1) }
         }
       }
       return { status: e.status, headers, body: e.body }
@@ -246,15 +257,14 @@ export default definePlugin({
     }
 
     /** Why a response to `req` may not be stored (RFC 9111 §3, with this config's Set-Cookie and targeted rules); undefined when it may. */
-    function whyNotStored (status: number, headers: HeaderMap, reqCC: CacheControl, req: HeaderMap): NotStorable | undefined {
+    function whyNotStored (status: number, headers: HeaderMap, reqCC: CacheControl, req: HeaderMap, partial = false): NotStorable | undefined {
       const resCC = effectiveCacheControl(headers, config.targetedCacheControl).cc
-      return storable(status, headers, resCC, reqCC, req.authorization !== undefined, config.setCookie)
+      return storable(status, headers, resCC, reqCC, req.authorization !== undefined, config.setCookie, partial)
     }
 
     /** Updates a stored response from a 304 (RFC 9111 §3.2, §4.3.4). False when the 304 is about another representation. */
     function freshen (e: StoredResponse, headers: HeaderMap, requestTime: number, now: number): boolean {
-      const etag = headers.etag
-      if (etag !== undefined && e.etag !== undefined && String(etag) !== e.etag) return false
+      if (!sameValidator(headers.etag, e.etag)) return false
       for (const name in headers) {
         const v = headers[name]
         if (v === undefined || NOT_UPDATED.has(name) || name === statusHeader) continue
@@ -311,13 +321,36 @@ export default definePlugin({
       }).finally(() => { refreshing.delete(e.key) })
     }
 
-    /** A range of a fresh stored 200 is cut from it; anything else goes upstream untouched (partial responses are not stored). */
+    /**
+     * A range request: cut from a fresh stored 200, or from a stored part
+     * that holds the whole range (RFC 9111 §3.3); anything else goes upstream
+     * as the client sent it, without collapsing or revalidation.
+     */
     function rangeOf (c: RequestContext, state: CacheState, e: StoredResponse | undefined): LocalResponse | undefined {
-      if (e === undefined || e.status !== 200) return undefined
-      const now = Date.now()
-      const verdict = usable(e, state.reqCC, state.reqCC.noCache, now)
-      if (verdict !== 'fresh' && verdict !== 'stale-ok') return undefined
-      return serve(c, state, e, now, verdict === 'fresh' ? 'HIT' : 'STALE')
+      if (e !== undefined && (e.status === 200 || holdsRange(c.req.headers as HeaderMap, e))) {
+        const now = Date.now()
+        const verdict = usable(e, state.reqCC, state.reqCC.noCache, now)
+        if (verdict === 'fresh' || verdict === 'stale-ok') return serve(c, state, e, now, verdict === 'fresh' ? 'HIT' : 'STALE')
+      }
+      state.rangeMiss = true
+      state.requestTime = Date.now()
+      // A part never replaces a complete response, even a stale one (it may yet be revalidated).
+      state.partOk = e?.status !== 200
+      return undefined
+    }
+
+    /** Can the stored part `e` answer this range request (the range inside it, If-Range holding)? */
+    function holdsRange (req: HeaderMap, e: StoredResponse): boolean {
+      if (e.status !== 206 || !ifRangeHolds(req['if-range'], e)) return false
+      const part = storedPart(e.headers['content-range'])
+      if (part === undefined) return false
+      const r = byteRange(String(req.range), part.length)
+      return r === 'unsatisfiable' || (r !== undefined && r[0] >= part.first && r[1] <= part.last)
+    }
+
+    /** A stored part answers range requests only (§3.3): to any other request it is as if nothing were stored. */
+    function complete (e: StoredResponse | undefined): StoredResponse | undefined {
+      return e?.status === 206 ? undefined : e
     }
 
     /** The rest of the request phase once the stored response (or none) is known: serve, revalidate, collapse or fetch. */
@@ -334,7 +367,7 @@ export default definePlugin({
           let timer: NodeJS.Timeout | undefined
           return Promise.race([pending, new Promise<void>((resolve) => { timer = setTimeout(resolve, config.collapseTimeout) })]).then(() => {
             clearTimeout(timer)
-            const again = decide(c, state, select(l1.get(key), req, normaliseAE), noCache)
+            const again = decide(c, state, complete(select(l1.get(key), req, normaliseAE)), noCache)
             if (again === undefined) state.requestTime = Date.now()
             return again
           })
@@ -408,6 +441,8 @@ export default definePlugin({
           leader: undefined,
           invalidate: false,
           served: false,
+          rangeMiss: false,
+          partOk: false,
         }
         c.state.cache = state
         // A WebSocket handshake is a GET, but what it asks for is a tunnel: never a stored response.
@@ -422,8 +457,8 @@ export default definePlugin({
           return l2.get(key, req, normaliseAE).then((e) => rangeOf(c, state, promote(e)))
         }
         state.outcome = 'MISS'
-        if (local !== undefined || l2 === undefined) return afterLookup(c, state, local)
-        return l2.get(key, req, normaliseAE).then((e) => afterLookup(c, state, promote(e)))
+        if (local !== undefined || l2 === undefined) return afterLookup(c, state, complete(local))
+        return l2.get(key, req, normaliseAE).then((e) => afterLookup(c, state, complete(promote(e))))
       },
 
       onResponse (c: RequestContext, res: ResponseContext): void | Promise<void> {
@@ -438,6 +473,7 @@ export default definePlugin({
           finishOutcome(c, res, 'BYPASS')
           return
         }
+        if (state.rangeMiss) { keepAfterRangeMiss(c, res, state); return }
         if (state.outcome === 'BYPASS') { finishOutcome(c, res, 'BYPASS'); return }
         const e = state.entry
         if (e !== undefined && state.revalidating && res.status === 304 && !res.local) {
@@ -470,16 +506,7 @@ export default definePlugin({
           release(state)
           return
         }
-        const length = Number(res.headers['content-length'] ?? -1)
-        if (length > config.maxEntrySize) { release(state); return }
-        const headers = { ...res.headers }
-        const status = res.status
-        const requestTime = state.requestTime
-        res.pipeThrough(new Capture(config.maxEntrySize, (body) => {
-          const at = Date.now()
-          if (body !== undefined) put(makeEntry(state.key, status, headers, body, req, requestTime, at, headers.age), at)
-          release(state)
-        }))
+        keep(res, state, req, undefined)
       },
 
       onLog (c: RequestContext): void {
@@ -547,6 +574,38 @@ export default definePlugin({
         put(makeEntry(state.key, reply.status, reply.headers, reply.body, req, requestTime, now, reply.headers.age), now)
       }
       release(state)
+    }
+
+    /** Stores the response as it streams to the client (`whole`: how long its body must be to be kept). */
+    function keep (res: ResponseContext, state: CacheState, req: HeaderMap, whole: number | undefined): void {
+      const length = Number(res.headers['content-length'] ?? -1)
+      if (length > config.maxEntrySize) { release(state); return }
+      const headers = { ...res.headers }
+      const status = res.status
+      const requestTime = state.requestTime
+      res.pipeThrough(new Capture(config.maxEntrySize, (body) => {
+        const at = Date.now()
+        if (body !== undefined && (whole === undefined || body.length === whole)) put(makeEntry(state.key, status, headers, body, req, requestTime, at, headers.age), at)
+        release(state)
+      }))
+    }
+
+    /**
+     * The answer to a range request nothing stored could serve. A 200 is a
+     * complete response like any other; a 206 with one range of a known
+     * length is kept as a part, for later ranges inside it (RFC 9111 §3.3).
+     * Parts are not combined (§3.4 needs matching strong validators, and a
+     * complete response is one request away).
+     */
+    function keepAfterRangeMiss (c: RequestContext, res: ResponseContext, state: CacheState): void {
+      finishOutcome(c, res, 'MISS')
+      if (res.local || c.method !== 'GET') return
+      const partial = res.status === 206
+      const part = partial && state.partOk ? storedPart(res.headers['content-range']) : undefined
+      if (partial ? part === undefined : res.status !== 200) return
+      const req = c.req.headers as HeaderMap
+      if (whyNotStored(res.status, res.headers, state.reqCC, req, partial) !== undefined) return
+      keep(res, state, req, part === undefined ? undefined : part.last - part.first + 1)
     }
 
     function finishOutcome (c: RequestContext, res: ResponseContext, outcome: Outcome): void {

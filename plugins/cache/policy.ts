@@ -18,10 +18,11 @@ export type NotStorable =
  * Whether it is then worth keeping (fresh, or stale with a validator) is the
  * caller's question.
  */
-export function storable (status: number, res: HeaderMap, resCC: CacheControl, reqCC: CacheControl, authorized: boolean, setCookie: 'bypass' | 'strip' | 'store'): NotStorable | undefined {
-  // Partial content and 304s only ever update what is stored; 1xx never
-  // reach here; 6xx–9xx have no class (RFC 9110 §15), so no caching rules.
-  if (status === 206 || status === 304 || status < 200 || status > 599) return 'status'
+export function storable (status: number, res: HeaderMap, resCC: CacheControl, reqCC: CacheControl, authorized: boolean, setCookie: 'bypass' | 'strip' | 'store', partial = false): NotStorable | undefined {
+  // A 206 is kept only as a part, for range requests (the caller says so:
+  // §3.3); 304s only ever update what is stored; 1xx never reach here;
+  // 6xx–9xx have no class (RFC 9110 §15), so no caching rules.
+  if ((status === 206) !== partial || status === 304 || status < 200 || status > 599) return 'status'
   if (resCC.mustUnderstand) {
     if (!UNDERSTOOD.has(status)) return 'status'
   } else if (resCC.noStore) {

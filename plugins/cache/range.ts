@@ -22,6 +22,26 @@ export function byteRange (header: string, length: number): [number, number] | '
   return [start, end]
 }
 
+/** The one range a stored partial response holds: its `Content-Range: bytes first-last/length`. */
+export interface StoredPart { first: number, last: number, length: number }
+
+const CONTENT_RANGE = /^bytes (\d{1,15})-(\d{1,15})\/(\d{1,15})$/
+
+/**
+ * The range a 206 carries, when it is one this cache can store: a single
+ * range of a representation whose complete length is known (RFC 9110
+ * §14.4). A `*` length or a multipart body is not kept.
+ */
+export function storedPart (contentRange: string | string[] | undefined): StoredPart | undefined {
+  if (typeof contentRange !== 'string') return undefined
+  const m = CONTENT_RANGE.exec(contentRange.trim())
+  if (m === null) return undefined
+  const first = Number(m[1])
+  const last = Number(m[2])
+  const length = Number(m[3])
+  return first <= last && last < length ? { first, last, length } : undefined
+}
+
 /** If-Range (RFC 9110 §13.1.5): the range applies only to the representation the client has. */
 export function ifRangeHolds (ifRange: string | string[] | undefined, e: StoredResponse): boolean {
   if (ifRange === undefined) return true
