@@ -255,11 +255,14 @@ export class ProxyListener {
    * reflected (it would echo credentials back to a script, "cross-site tracing").
    */
   #answerLastHop (snapshot: Snapshot, req: IncomingMessage, res: ServerResponse): void {
+    const start = performance.now()
     req.resume()
     const status = req.method === 'OPTIONS' ? 200 : 405
     res.writeHead(status, { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', 'content-length': '0' })
     res.end()
-    snapshot.unmatched.record(req.method as string, status, 0)
+    const durationMs = performance.now() - start
+    snapshot.unmatched.record(req.method as string, status, durationMs / 1000)
+    this.#logUnrouted(snapshot, req, status, durationMs, undefined, undefined)
   }
 
   #reject (snapshot: Snapshot, req: IncomingMessage, res: ServerResponse, err: OutriderError, close: boolean): void {
@@ -279,16 +282,21 @@ export class ProxyListener {
     // Requests no route took are traced too (a SERVER span of their own):
     // scanners and misrouted callers are what an operator looks for.
     const traceId = this.#env.tracer?.traceRejected(req, this.#scheme, err)
-    if (snapshot.accessLog !== undefined) {
-      const url = req.url ?? ''
-      const q = url.indexOf('?')
-      snapshot.accessLog.write({
-        requestId: typeof id === 'string' ? id : '', traceId, route: '__unmatched__', cluster: undefined, endpoint: undefined,
-        method: req.method as string, path: q === -1 ? url : url.slice(0, q), query: q === -1 ? '' : url.slice(q + 1),
-        status: err.status, bytesIn: 0, bytesOut: 0, durationMs, upstreamMs: undefined, attempts: 0,
-        clientIp: req.socket.remoteAddress ?? '', error: err.code, annotations: undefined,
-      })
-    }
+    this.#logUnrouted(snapshot, req, err.status, durationMs, err.code, traceId)
+  }
+
+  /** The access-log line of a request answered here, before any route took it. */
+  #logUnrouted (snapshot: Snapshot, req: IncomingMessage, status: number, durationMs: number, error: string | undefined, traceId: string | undefined): void {
+    if (snapshot.accessLog === undefined) return
+    const id = req.headers['x-request-id']
+    const url = req.url ?? ''
+    const q = url.indexOf('?')
+    snapshot.accessLog.write({
+      requestId: typeof id === 'string' ? id : '', traceId, route: '__unmatched__', cluster: undefined, endpoint: undefined,
+      method: req.method as string, path: q === -1 ? url : url.slice(0, q), query: q === -1 ? '' : url.slice(q + 1),
+      status, bytesIn: 0, bytesOut: 0, durationMs, upstreamMs: undefined, attempts: 0,
+      clientIp: req.socket.remoteAddress ?? '', error, annotations: undefined,
+    })
   }
 
   /**
