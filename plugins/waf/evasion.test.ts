@@ -127,3 +127,19 @@ t.test('base64 of text is read as that text; tokens, hashes and words are not', 
     t.equal(r.score, 0, `${benign} → ${explain(r)}`)
   }
 })
+
+t.test('line breaks a latin1 conversion makes of wide characters (嘊嘍) before a header', async (t) => {
+  for (const [where, req] of [
+    ['path', { path: '/%E5%98%8A%E5%98%8DSet-Cookie:%20admin=1' }],
+    ['path', { path: '/%e5%98%8dSet-cookie%3acrlf%3dinjection' }],
+    ['query', { query: 'next=%E5%98%8A%E5%98%8DLocation:%20https://evil.example' }],
+    ['query', { query: 'a=%C4%8Dcontent-type:text/html' }],
+  ] as const) {
+    const r = request(pl1, req)
+    t.ok(r.score >= 5 && r.matches.some((m) => m.id === 1005), `${where}: ${JSON.stringify(req)} → ${explain(r)}`)
+  }
+  for (const text of ['好嘍 location: 香港', '搞掂嘍note: ok', 'Počet: 3', 'ČSet-Cookie', '嘍set-cookie', 'Kč content-type: x']) {
+    const r = request(pl1, { query: `q=${encodeURIComponent(text)}` })
+    t.equal(r.score, 0, `${text} → ${explain(r)}`)
+  }
+})

@@ -15,8 +15,20 @@ const CONTROL = /[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]/
 const INVALID_PERCENT = /%(?![0-9a-fA-F]{2}|[uU][0-9a-fA-F]{4})/
 /** `%25` followed by the encoding of a character that matters to an attack. */
 const DOUBLE_ENCODED = /%25(?:2[25ef7]|3[bcde]|5c|00|0[ad]|60|7c|2[89]|c[01]|e0)/i
-const HEADER_INJECTION = /[\r\n]\s{0,4}(?:set-cookie|location|content-(?:type|length|disposition)|refresh|transfer-encoding|x-xss-protection|access-control-allow-[a-z]{1,20}|http\/\d)\s{0,4}[:/]/
+/** Response headers a splitting attack sets, and a status line (`HTTP/1.1`). */
+const INJECTED = String.raw`(?:set-cookie|location|content-(?:type|length|disposition)|refresh|transfer-encoding|x-xss-protection|access-control-allow-[a-z]{1,20}|http\/\d)\s{0,4}[:/]`
+const HEADER_INJECTION = new RegExp(String.raw`[\r\n]\s{0,4}` + INJECTED)
 const ANY_HEADER_LINE = /[\r\n][a-z0-9-]{2,40}\s{0,4}:/
+/**
+ * Characters whose low byte is CR or LF (嘊 U+560A, 嘍 U+560D and the rest of
+ * their kind): a client that writes a string as latin1, one byte per UTF-16
+ * unit (Node's http before 10, CVE-2018-12116), puts a line break on the wire.
+ * Case-sensitive: Č (U+010C) folds to č (U+010D), and Č is a form feed there.
+ */
+const WIDE_LINE_BREAK = new RegExp(`[${Array.from({ length: 0xff }, (_, hi) => `\\u${(hi + 1).toString(16).padStart(2, '0')}0a\\u${(hi + 1).toString(16).padStart(2, '0')}0d`).join('')}]`, 'g')
+/** Right after the break: a new header line starts with its name (a space would fold it into the last one). */
+const INJECTED_AT_START = new RegExp('^' + INJECTED)
+const NOT_LATIN1 = /[^\x00-\xff]/
 const BAD_CHARSET = /charset\s{0,4}=\s{0,4}["']?(?:utf-?7|utf-?16|utf-?32|ucs-?2|ucs-?4|ibm\d{2,4}|cp0?37|cp500|cp875|cp1026|cp1140|ebcdic|x-mac-)/
 const PATH_CHARS = /[^a-zA-Z0-9\-._~!$&'()*+,;=:@%/]/
 const NUMERIC_HOST = /^(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$/i
@@ -54,8 +66,21 @@ function control (v: Value, part: Part): string | undefined {
 
 function crlf (v: Value, part: Part): string | undefined {
   const s = v.text
-  if (s.indexOf('\n') === -1 && s.indexOf('\r') === -1) return undefined
+  if (s.indexOf('\n') === -1 && s.indexOf('\r') === -1) {
+    // Only the header names an attacker aims at: 嘍 is a common Cantonese particle.
+    const d = v.decoded
+    return NOT_LATIN1.test(d) ? wideHeaderLine(d) : undefined
+  }
   return found(HEADER_INJECTION, s) ?? (part.location === 'body' ? undefined : found(ANY_HEADER_LINE, s))
+}
+
+/** A wide line break (see WIDE_LINE_BREAK) followed by a header an attacker sets. */
+function wideHeaderLine (d: string): string | undefined {
+  WIDE_LINE_BREAK.lastIndex = 0
+  for (let m = WIDE_LINE_BREAK.exec(d); m !== null; m = WIDE_LINE_BREAK.exec(d)) {
+    if (INJECTED_AT_START.test(d.slice(m.index + 1, m.index + 64).toLowerCase())) return d.slice(m.index, m.index + 64)
+  }
+  return undefined
 }
 
 function framing (r: RequestFacts): string | undefined {
