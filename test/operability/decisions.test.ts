@@ -88,7 +88,7 @@ t.test('WAF, rate-limit, auth and cache decisions are access-log fields and span
   const valid = await new SignJWT({ sub: 'carol', iat: now, exp: now + 300 }).setProtectedHeader({ alg: 'HS256' }).sign(hmac)
 
   // id → [path, headers, expected status]
-  const cases: Array<[string, string, Record<string, string>, number]> = [
+  const cases: Array<[string, string, Record<string, string>, number, ('GET' | 'OPTIONS')?]> = [
     ['waf-block', `/waf/search?q=${XSS}`, {}, 403],
     ['waf-clean', '/waf/search?q=shoes', {}, 200],
     ['waf-detect', `/detect/search?q=${XSS}`, {}, 200],
@@ -104,10 +104,11 @@ t.test('WAF, rate-limit, auth and cache decisions are access-log fields and span
     ['jwt-ok', '/jwt/x', { authorization: `Bearer ${valid}` }, 200],
     ['cache-miss', '/cached/x', {}, 200],
     ['cache-hit', '/cached/x', {}, 200],
-    ['cache-bypass', '/cached/x', { range: 'bytes=0-0', 'cache-control': 'no-cache' }, 200],
+    // A method the cache does not serve (it would store the answer to a range request now).
+    ['cache-bypass', '/cached/x', {}, 200, 'OPTIONS'],
   ]
-  for (const [id, url, headers, status] of cases) {
-    const res = await request(`${proxy.url}${url}`, { headers: { ...headers, 'x-request-id': id } })
+  for (const [id, url, headers, status, method] of cases) {
+    const res = await request(`${proxy.url}${url}`, { method: method ?? 'GET', headers: { ...headers, 'x-request-id': id } })
     await res.body.text()
     t.equal(res.statusCode, status, `${id}: ${status}`)
   }
