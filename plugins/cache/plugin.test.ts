@@ -308,6 +308,28 @@ t.test('unsafe methods invalidate the URL and the Location it names', async (t) 
   t.equal((await get(proxy, failing)).headers['x-cache'], 'HIT', 'an error response invalidates nothing')
 })
 
+t.test('a POST answered with its own URL in Content-Location and explicit freshness is stored for GETs (RFC 9110 §9.3.3)', async (t) => {
+  const cases: Array<[string, (path: string) => Record<string, string>, boolean]> = [
+    ['relative Content-Location, max-age', (path) => ({ 'content-location': path, 'cache-control': 'max-age=100' }), true],
+    ['absolute Content-Location, Expires', (path) => ({ 'content-location': `${proxy.url}${path}`, expires: httpDate(100), date: httpDate() }), true],
+    ['another URL in Content-Location', (path) => ({ 'content-location': `${path}-other`, 'cache-control': 'max-age=100' }), false],
+    ['another host in Content-Location', (path) => ({ 'content-location': `http://elsewhere.example${path}`, 'cache-control': 'max-age=100' }), false],
+    ['no Content-Location', () => ({ 'cache-control': 'max-age=100' }), false],
+    ['only heuristic freshness', (path) => ({ 'content-location': path, 'last-modified': httpDate(-100_000) }), false],
+    ['no-store', (path) => ({ 'content-location': path, 'cache-control': 'max-age=100, no-store' }), false],
+  ]
+  for (const [name, headers, stored] of cases) {
+    const path = uniquePath('post-stored')
+    origin.on(path, (req, n) => req.method === 'POST'
+      ? { headers: headers(path), body: `posted ${n}` }
+      : { headers: { 'cache-control': 'max-age=100' }, body: `got ${n}` })
+    const post = await get(proxy, path, { 'content-type': 'text/plain' }, 'POST')
+    t.equal(post.headers['x-cache'], 'BYPASS', `${name}: the POST itself went upstream`)
+    const after = await get(proxy, path)
+    t.same([after.headers['x-cache'], after.body], stored ? ['HIT', 'posted 1'] : ['MISS', 'got 2'], name)
+  }
+})
+
 t.test('every method is forwarded; PUT and PATCH invalidate', async (t) => {
   const path = uniquePath('put')
   origin.on(path, (req) => ({ headers: req.method === 'GET' ? { 'cache-control': 'max-age=100' } : {} }))

@@ -449,6 +449,7 @@ export default definePlugin({
         if (c.req.headers.upgrade !== undefined && c.req.headers.connection !== undefined && /upgrade/i.test(c.req.headers.connection)) return undefined
         if (!methods.has(c.method)) {
           state.invalidate = !SAFE_METHODS.has(c.method)
+          state.requestTime = Date.now()
           return undefined
         }
         const local = select(l1.get(key), req, normaliseAE)
@@ -471,6 +472,7 @@ export default definePlugin({
           // §4.4: a successful unsafe request invalidates the URL and the URLs it names on the same host.
           if (!res.local && res.status >= 200 && res.status < 400) invalidate(c, res.headers)
           finishOutcome(c, res, 'BYPASS')
+          if (c.method === 'POST' && !res.local && isOwnRepresentation(c, res.headers)) keepPostResponse(c, res, state)
           return
         }
         if (state.rangeMiss) { keepAfterRangeMiss(c, res, state); return }
@@ -606,6 +608,30 @@ export default definePlugin({
       const req = c.req.headers as HeaderMap
       if (whyNotStored(res.status, res.headers, state.reqCC, req, partial) !== undefined) return
       keep(res, state, req, part === undefined ? undefined : part.last - part.first + 1)
+    }
+
+    /**
+     * A 200 to a POST with explicit freshness whose Content-Location is the
+     * request's own URL is that resource's current representation (RFC 9110
+     * §9.3.3): stored for later GETs, after the POST invalidated the old one.
+     */
+    function keepPostResponse (c: RequestContext, res: ResponseContext, state: CacheState): void {
+      if (res.status !== 200) return
+      const cc = effectiveCacheControl(res.headers, config.targetedCacheControl).cc
+      if (cc.maxAge === undefined && cc.sMaxage === undefined && res.headers.expires === undefined) return
+      const req = c.req.headers as HeaderMap
+      if (whyNotStored(res.status, res.headers, state.reqCC, req) !== undefined) return
+      keep(res, state, req, undefined)
+    }
+
+    /** Does the response's Content-Location name the request's own URL? */
+    function isOwnRepresentation (c: RequestContext, headers: HeaderMap): boolean {
+      const loc = headers['content-location']
+      if (typeof loc !== 'string') return false
+      let u: URL
+      try { u = new URL(loc, `http://${c.authority}${c.path}`) } catch { return false }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') return false
+      return cacheKey(u.host, u.pathname, u.search.slice(1)) === st(c)?.key
     }
 
     function finishOutcome (c: RequestContext, res: ResponseContext, outcome: Outcome): void {
