@@ -49,15 +49,17 @@ export function notModified (req: HeaderMap, e: StoredResponse): boolean {
 
 /**
  * Does a 304's ETag name the stored response (RFC 9111 §4.3.4)? A strong
- * tag identifies only a stored response with the same strong tag; a weak
- * one, compared weakly, any with the same opaque tag. No ETag on either
- * side (the question was If-Modified-Since): nothing says it is another one.
+ * tag identifies only a stored response with the same strong tag: 'strong'.
+ * A weak one, compared weakly, any with the same opaque tag: 'weak', and the
+ * stored bytes may be another encoding of it. No ETag on either side (the
+ * question was If-Modified-Since): nothing says it is another one, 'strong'.
+ * Undefined: the 304 is about another representation.
  */
-export function sameValidator (fromNotModified: string | string[] | undefined, stored: string | undefined): boolean {
-  if (fromNotModified === undefined || stored === undefined) return true
+export function sameValidator (fromNotModified: string | string[] | undefined, stored: string | undefined): 'strong' | 'weak' | undefined {
+  if (fromNotModified === undefined || stored === undefined) return 'strong'
   const tag = (typeof fromNotModified === 'string' ? fromNotModified : fromNotModified[0] ?? '').trim()
-  if (!tag.startsWith('W/')) return !stored.startsWith('W/') && stored.trim() === tag
-  return opaque(stored) === tag.slice(2)
+  if (!tag.startsWith('W/')) return !stored.startsWith('W/') && stored.trim() === tag ? 'strong' : undefined
+  return opaque(stored) === tag.slice(2) ? 'weak' : undefined
 }
 
 /** Does the client ask a conditional question at all? */

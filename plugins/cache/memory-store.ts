@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import type { StoredResponse } from './stored-response.ts'
 
@@ -19,6 +20,8 @@ const MAX_VARIANTS = 32
  * purge-by-tag without a scan.
  */
 export class MemoryStore {
+  /** Tells this store's purge broadcasts from others' (see RedisLayerEnv.sender). */
+  readonly id = randomUUID()
   readonly #lru: LRUCache<string, Variants>
   readonly #tags = new Map<string, Set<string>>()
 

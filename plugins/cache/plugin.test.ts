@@ -210,6 +210,18 @@ t.test('a 304 with a weak ETag updates the stored response it names weakly', asy
   t.equal(origin.hits(strong), 3)
 })
 
+t.test('a weak 304 refreshes freshness but never relabels the stored bytes', async (t) => {
+  const path = uniquePath('weak-encoding')
+  origin.on(path, (req) => req.headers['if-none-match'] === '"z"'
+    ? { status: 304, headers: { etag: 'W/"z"', 'cache-control': 'max-age=100', 'content-encoding': 'gzip', 'content-type': 'application/octet-stream' } }
+    : { headers: { etag: '"z"', 'cache-control': 'max-age=0', 'content-type': 'text/plain' }, body: 'plain bytes' })
+  await get(proxy, path)
+  const revalidated = await get(proxy, path)
+  t.same([revalidated.headers['x-cache'], revalidated.headers['content-encoding'], revalidated.headers['content-type'], revalidated.body], ['REVALIDATED', undefined, 'text/plain', 'plain bytes'])
+  const hit = await get(proxy, path)
+  t.same([hit.headers['x-cache'], hit.headers['content-encoding']], ['HIT', undefined], 'fresh from the 304, still identity')
+})
+
 t.test('validation with Last-Modified', async (t) => {
   const path = uniquePath('lm')
   const lm = httpDate(-1000)
@@ -330,6 +342,23 @@ t.test('a POST answered with its own URL in Content-Location and explicit freshn
   }
 })
 
+t.test('a POST on a route that rewrites the path is not stored: its Content-Location is in the origin\'s URL space', async (t) => {
+  const o = await ScriptedOrigin.start()
+  const { startTestProxy } = await import('../../test/helpers/proxy.ts')
+  const p = await startTestProxy({
+    clusters: [{ name: 'up', endpoints: [{ url: o.upstream.url }] }],
+    routes: [{ name: 'api', match: { pathPrefix: '/api/' }, rewrite: { pathPrefix: '/api/v2/' }, cluster: 'up', plugins: [{ name: 'cache', config: {} }] }],
+  })
+  t.teardown(async () => { await p.shutdown(); await o.close() })
+  // The origin's own /api/items (v1) is another resource than the client's /api/items (v2 here).
+  o.on('/api/v2/items', (req, n) => req.method === 'POST'
+    ? { headers: { 'content-location': '/api/items', 'cache-control': 'max-age=100' }, body: 'v1 list' }
+    : { headers: { 'cache-control': 'max-age=100' }, body: `v2 list ${n}` })
+  await get(p, '/api/items', {}, 'POST')
+  const after = await get(p, '/api/items')
+  t.same([after.headers['x-cache'], after.body], ['MISS', 'v2 list 2'])
+})
+
 t.test('every method is forwarded; PUT and PATCH invalidate', async (t) => {
   const path = uniquePath('put')
   origin.on(path, (req) => ({ headers: req.method === 'GET' ? { 'cache-control': 'max-age=100' } : {} }))
@@ -436,6 +465,54 @@ t.test('a 206 is kept as a part: ranges inside it are served, anything else goes
   t.equal(origin.hits(path), 4)
   await get(proxy, path, { range: 'bytes=0-1', 'cache-control': 'no-cache' })
   t.equal((await get(proxy, path)).headers['x-cache'], 'HIT', 'a part never replaces a stored complete response')
+})
+
+t.test('a part never replaces a complete response: not one stored while the part was on its way, not one with another Vary', async (t) => {
+  const raced = uniquePath('part-race')
+  origin.on(raced, (req) => req.headers.range !== undefined
+    ? { status: 206, headers: { 'cache-control': 'max-age=3600', 'content-range': 'bytes 0-1/10' }, body: '01', delayMs: 300 }
+    : { headers: { 'cache-control': 'max-age=3600' }, body: '0123456789' })
+  const slowPart = get(proxy, raced, { range: 'bytes=0-1' })
+  await sleep(50)
+  await get(proxy, raced)
+  t.equal((await get(proxy, raced)).headers['x-cache'], 'HIT', 'the complete response is stored')
+  t.equal((await slowPart).status, 206)
+  await sleep(50)
+  const after = await get(proxy, raced)
+  t.same([after.headers['x-cache'], after.body], ['HIT', '0123456789'], 'the late part did not replace it')
+
+  // nginx's gzip adds Vary only to what it compresses: the 206 comes without.
+  const varied = uniquePath('part-vary')
+  origin.on(varied, (req) => req.headers.range !== undefined
+    ? { status: 206, headers: { 'cache-control': 'max-age=3600', 'content-range': 'bytes 0-1/10' }, body: '01' }
+    : { headers: { 'cache-control': 'max-age=3600', vary: 'accept-encoding' }, body: '0123456789' })
+  await get(proxy, varied, { 'accept-encoding': 'gzip' })
+  await get(proxy, varied, { 'accept-encoding': 'identity', range: 'bytes=0-1' })
+  t.equal((await get(proxy, varied, { 'accept-encoding': 'gzip' })).headers['x-cache'], 'HIT', 'the Vary-ed variant stays')
+})
+
+t.test('parts: If-Range, only-if-cached, no generated ETag', async (t) => {
+  const o = await ScriptedOrigin.start()
+  const p = await startCachingProxy(o, { generateEtag: true })
+  t.teardown(async () => { await p.shutdown(); await o.close() })
+  o.on('/part', () => ({ status: 206, headers: { 'cache-control': 'max-age=3600', 'content-range': 'bytes 0-4/10' }, body: '01234' }))
+  await get(p, '/part', { range: 'bytes=0-4' })
+  const hit = await get(p, '/part', { range: 'bytes=1-2' })
+  t.same([hit.status, hit.body, hit.headers['x-cache']], [206, '12', 'HIT'])
+  t.equal(hit.headers.etag, undefined, 'a part gets no ETag of its own')
+  t.equal(o.hits('/part'), 1)
+
+  o.on('/tagged', () => ({ status: 206, headers: { 'cache-control': 'max-age=3600', 'content-range': 'bytes 0-4/10', etag: '"t1"' }, body: '01234' }))
+  await get(p, '/tagged', { range: 'bytes=0-4' })
+  const holds = await get(p, '/tagged', { range: 'bytes=2-3', 'if-range': '"t1"' })
+  t.same([holds.status, holds.body, holds.headers['x-cache']], [206, '23', 'HIT'], 'If-Range naming the part\'s tag: served from it')
+  t.equal(o.hits('/tagged'), 1)
+
+  const none = await get(p, '/tagged', { range: 'bytes=6-7', 'cache-control': 'only-if-cached' })
+  t.same([none.status, none.headers['x-cache']], [504, 'MISS'], 'only-if-cached and a range nothing stored holds: 504, not the origin')
+  t.equal(o.hits('/tagged'), 1)
+  t.equal((await get(p, '/nothing', { range: 'bytes=0-1', 'cache-control': 'only-if-cached' })).status, 504)
+  t.equal(o.hits('/nothing'), 0)
 })
 
 t.test('parts that cannot be kept: no known length, several ranges, a body that does not match its Content-Range', async (t) => {

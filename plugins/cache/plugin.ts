@@ -38,7 +38,7 @@ interface CacheState {
   served: boolean
   /**
    * A range request nothing stored could answer: its 200 is kept as on any
-   * miss, its 206 as a part (when `partOk`: no complete response is stored).
+   * miss, its 206 as a part (when `partOk`: no complete response was stored).
    */
   rangeMiss: boolean
   partOk: boolean
@@ -116,6 +116,7 @@ export default definePlugin({
         log: ctx.log,
         onError: (op) => { metrics.l2Errors.labels(route, op).inc() },
         onRemotePurge: (selector) => { purgeLocal(selector) },
+        sender: l1.id,
       }, fresh)
     const normaliseAE = config.normaliseAcceptEncoding
     const statusHeader = config.statusHeader.toLowerCase()
@@ -171,7 +172,8 @@ export default definePlugin({
         tags: tagHeader === undefined ? [] : tagsOf(headers[tagHeader]),
         size: 0,
       }
-      if (config.generateEtag && stored.etag === undefined && stored['last-modified'] === undefined) {
+      // A part's hash would be a tag of its own, not the representation's (RFC 9110 §8.8.3).
+      if (config.generateEtag && status !== 206 && stored.etag === undefined && stored['last-modified'] === undefined) {
         stored.etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`
       }
       refresh(e, ageHeader, fresh)
@@ -185,7 +187,9 @@ export default definePlugin({
       const keep = keepFor(e, now)
       if (keep <= 0) return
       if (e.size <= config.maxSize) l1.put(e, keep, now)
-      l2?.put(e, keep)
+      // Parts stay in this process: in Redis one would replace another
+      // sidecar's complete response, which the L2 script cannot tell apart.
+      if (e.status !== 206) l2?.put(e, keep)
     }
 
     /** The headers a stored response goes out with. */
@@ -264,10 +268,13 @@ export default definePlugin({
 
     /** Updates a stored response from a 304 (RFC 9111 §3.2, §4.3.4). False when the 304 is about another representation. */
     function freshen (e: StoredResponse, headers: HeaderMap, requestTime: number, now: number): boolean {
-      if (!sameValidator(headers.etag, e.etag)) return false
+      const match = sameValidator(headers.etag, e.etag)
+      if (match === undefined) return false
       for (const name in headers) {
         const v = headers[name]
         if (v === undefined || NOT_UPDATED.has(name) || name === statusHeader) continue
+        // Matched weakly: the 304 may describe other bytes (another Content-Encoding, say) than the stored ones.
+        if (match === 'weak' && name.startsWith('content-')) continue
         e.headers[name] = v
       }
       e.requestTime = requestTime
@@ -332,10 +339,12 @@ export default definePlugin({
         const verdict = usable(e, state.reqCC, state.reqCC.noCache, now)
         if (verdict === 'fresh' || verdict === 'stale-ok') return serve(c, state, e, now, verdict === 'fresh' ? 'HIT' : 'STALE')
       }
+      if (state.reqCC.onlyIfCached) return onlyIfCachedMiss(state)
       state.rangeMiss = true
       state.requestTime = Date.now()
-      // A part never replaces a complete response, even a stale one (it may yet be revalidated).
-      state.partOk = e?.status !== 200
+      // A part never replaces a complete response, even a stale one (it may
+      // yet be revalidated); checked again when the part has arrived.
+      state.partOk = e === undefined || e.status === 206
       return undefined
     }
 
@@ -346,6 +355,11 @@ export default definePlugin({
       if (part === undefined) return false
       const r = byteRange(String(req.range), part.length)
       return r === 'unsatisfiable' || (r !== undefined && r[0] >= part.first && r[1] <= part.last)
+    }
+
+    /** Is a complete response stored for this URL (any variant: a part without Vary would drop them all)? */
+    function holdsComplete (key: string): boolean {
+      return l1.get(key)?.some((e) => e.status !== 206) === true
     }
 
     /** A stored part answers range requests only (§3.3): to any other request it is as if nothing were stored. */
@@ -389,6 +403,14 @@ export default definePlugin({
       return e
     }
 
+    /** §5.2.1.7: nothing usable stored, and the client will not wait for the origin. */
+    function onlyIfCachedMiss (state: CacheState): LocalResponse {
+      state.outcome = 'MISS'
+      state.served = true
+      counts.MISS.inc()
+      return { status: 504, headers: statusHeader === '' ? {} : { [statusHeader]: 'MISS' } }
+    }
+
     /** The request phase once a stored response (or none) is known. */
     function decide (c: RequestContext, state: CacheState, e: StoredResponse | undefined, noCache: boolean): LocalResponse | undefined {
       const now = Date.now()
@@ -401,13 +423,7 @@ export default definePlugin({
           return serve(c, state, e, now, 'STALE')
         }
       }
-      if (state.reqCC.onlyIfCached) {
-        // §5.2.1.7: nothing usable stored, and the client will not wait for the origin.
-        state.outcome = 'MISS'
-        state.served = true
-        counts.MISS.inc()
-        return { status: 504, headers: statusHeader === '' ? {} : { [statusHeader]: 'MISS' } }
-      }
+      if (state.reqCC.onlyIfCached) return onlyIfCachedMiss(state)
       state.entry = e
       if (e !== undefined && (e.etag !== undefined || e.lastModified !== undefined) && c.method === 'GET') {
         // Ask with our validators; the client's own conditionals are answered from the result.
@@ -454,8 +470,9 @@ export default definePlugin({
         }
         const local = select(l1.get(key), req, normaliseAE)
         if (req.range !== undefined) {
-          if (local !== undefined || l2 === undefined) return rangeOf(c, state, local)
-          return l2.get(key, req, normaliseAE).then((e) => rangeOf(c, state, promote(e)))
+          // A part here that cannot answer: L2 may hold the complete response.
+          if (l2 === undefined || (local !== undefined && (local.status !== 206 || holdsRange(req, local)))) return rangeOf(c, state, local)
+          return l2.get(key, req, normaliseAE).then((e) => rangeOf(c, state, promote(e) ?? local))
         }
         state.outcome = 'MISS'
         if (local !== undefined || l2 === undefined) return afterLookup(c, state, complete(local))
@@ -587,7 +604,9 @@ export default definePlugin({
       const requestTime = state.requestTime
       res.pipeThrough(new Capture(config.maxEntrySize, (body) => {
         const at = Date.now()
-        if (body !== undefined && (whole === undefined || body.length === whole)) put(makeEntry(state.key, status, headers, body, req, requestTime, at, headers.age), at)
+        // A part never replaces a complete response, even one stored while it was on its way.
+        const kept = body !== undefined && (whole === undefined || (body.length === whole && !holdsComplete(state.key)))
+        if (kept) put(makeEntry(state.key, status, headers, body, req, requestTime, at, headers.age), at)
         release(state)
       }))
     }
@@ -628,8 +647,13 @@ export default definePlugin({
     function isOwnRepresentation (c: RequestContext, headers: HeaderMap): boolean {
       const loc = headers['content-location']
       if (typeof loc !== 'string') return false
+      // Content-Location is in the origin's URL space: only when the path went
+      // upstream as the client sent it is that the cache's too (a rewrite may
+      // map another resource onto this URL).
+      const own = c.query === '' ? c.path : `${c.path}?${c.query}`
+      if (c.upstreamPath !== own) return false
       let u: URL
-      try { u = new URL(loc, `http://${c.authority}${c.path}`) } catch { return false }
+      try { u = new URL(loc, `http://${c.authority}${own}`) } catch { return false }
       if (u.protocol !== 'http:' && u.protocol !== 'https:') return false
       return cacheKey(u.host, u.pathname, u.search.slice(1)) === st(c)?.key
     }

@@ -63,8 +63,14 @@ type CacheRedis = (Redis | Cluster) & {
 export interface RedisLayerEnv {
   readonly log: Logger
   readonly onError: (op: 'get' | 'put' | 'purge') => void
-  /** Another sidecar (or this one) purged: drop the same from L1. */
+  /** Another sidecar (or another store in this process) purged: drop the same from L1. */
   readonly onRemotePurge: (selector: PurgeSelector) => void
+  /**
+   * Names the L1 store this layer fronts. Its own purges are applied to it
+   * before they are broadcast; heard back later, they would drop what was
+   * stored since (a POST's new representation), so they are not applied again.
+   */
+  readonly sender: string
 }
 
 /** Subscribers for purge broadcasts: one per Redis and channel, shared by every cache instance using them. */
@@ -128,7 +134,7 @@ export class RedisLayer {
     if (typeof client.outriderCachePut !== 'function') client.defineCommand('outriderCachePut', { numberOfKeys: 1, lua: PUT_SCRIPT })
     if (typeof client.outriderCacheTag !== 'function') client.defineCommand('outriderCacheTag', { numberOfKeys: 1, lua: TAG_SCRIPT })
     this.#client = client
-    this.#unsubscribe = subscribe(conn, `${config.keyPrefix}:purge`, env.onRemotePurge, this.#log)
+    this.#unsubscribe = subscribe(conn, `${config.keyPrefix}:purge`, (s) => { if ((s as { from?: string }).from !== env.sender) env.onRemotePurge(s) }, this.#log)
   }
 
   static async open (config: L2Config, env: RedisLayerEnv, freshness: FreshnessOptions): Promise<RedisLayer> {
@@ -240,7 +246,7 @@ export class RedisLayer {
       } else {
         n = await this.#purgePrefix(selector.prefix)
       }
-      await this.#client.publish(`${this.#config.keyPrefix}:purge`, JSON.stringify(selector))
+      await this.#client.publish(`${this.#config.keyPrefix}:purge`, JSON.stringify({ ...selector, from: this.#env.sender }))
     } catch (err) {
       this.#failed('purge', err)
       throw err
