@@ -128,18 +128,30 @@ t.test('base64 of text is read as that text; tokens, hashes and words are not', 
   }
 })
 
-t.test('line breaks a latin1 conversion makes of wide characters (嘊嘍) before a header', async (t) => {
+t.test('a CR LF a latin1 conversion makes of wide characters (嘍嘊), then a header, a request or a status line', async (t) => {
+  const wide = (text: string): string => [...text].map((c) => String.fromCharCode(0x5600 | c.charCodeAt(0))).join('')
   for (const [where, req] of [
-    ['path', { path: '/%E5%98%8A%E5%98%8DSet-Cookie:%20admin=1' }],
-    ['path', { path: '/%e5%98%8dSet-cookie%3acrlf%3dinjection' }],
-    ['query', { query: 'next=%E5%98%8A%E5%98%8DLocation:%20https://evil.example' }],
-    ['query', { query: 'a=%C4%8Dcontent-type:text/html' }],
+    ['path', { path: '/%E5%98%8D%E5%98%8ASet-Cookie:%20admin=1' }],
+    ['query', { query: `next=${encodeURIComponent('/x\u010d\u010aLocation: https://evil.example')}` }],
+    ['query, request splitting (CVE-2018-12116)', { query: `u=${encodeURIComponent('/x\u0120HTTP/1.1\u010d\u010aHost: a\u010d\u010a\u010d\u010aGET\u0120/admin\u0120HTTP/1.1')}` }],
+    ['query, a real CR and a wide LF', { query: `q=${encodeURIComponent('a\r\u560aContent-Type: text/html')}` }],
+    ['query, after a real line break', { query: `q=${encodeURIComponent('a\n x\u560d\u560aLocation: https://evil.example')}` }],
+    ['query, the header spelt wide too', { query: `q=${encodeURIComponent('\u560d\u560a' + wide('Set-Cookie: a=1'))}` }],
+    ['query, a status line', { query: `q=${encodeURIComponent('\u560d\u560aHTTP/1.1 200 OK')}` }],
   ] as const) {
     const r = request(pl1, req)
     t.ok(r.score >= 5 && r.matches.some((m) => m.id === 1005), `${where}: ${JSON.stringify(req)} → ${explain(r)}`)
   }
-  for (const text of ['好嘍 location: 香港', '搞掂嘍note: ok', 'Počet: 3', 'ČSet-Cookie', '嘍set-cookie', 'Kč content-type: x']) {
-    const r = request(pl1, { query: `q=${encodeURIComponent(text)}` })
-    t.equal(r.score, 0, `${text} → ${explain(r)}`)
+  for (const text of [
+    '在响应头上Content-Type:application/json', '为什么不Set-Cookie: 生效', '「上传」Content-Type: multipart', '《Location: Unknown》电影',
+    '勤務地－Location: 東京', '好嘍 location: 香港', '搞掂嘍note: ok', 'Počet: 3', 'ČSet-Cookie', 'Kč content-type: x',
+    '嘍Set-cookie:crlf=injection', '跟不上 Host: 的变化', 'ชญ Location: กรุงเทพ', '👩\u200d💻 Host: me', '上不上HTTP/2 的问题',
+  ]) {
+    for (const req of [{ query: `q=${encodeURIComponent(text)}` }, { path: `/${encodeURIComponent(text)}` }]) {
+      const r = request(pl1, req)
+      t.equal(r.score, 0, `${JSON.stringify(req)} → ${explain(r)}`)
+    }
+    const body = inBody(pl1, 'application/x-www-form-urlencoded', `comment=${encodeURIComponent(text)}`)
+    t.equal(body.score, 0, `body: ${text} → ${explain(body)}`)
   }
 })

@@ -20,14 +20,10 @@ const INJECTED = String.raw`(?:set-cookie|location|content-(?:type|length|dispos
 const HEADER_INJECTION = new RegExp(String.raw`[\r\n]\s{0,4}` + INJECTED)
 const ANY_HEADER_LINE = /[\r\n][a-z0-9-]{2,40}\s{0,4}:/
 /**
- * Characters whose low byte is CR or LF (嘊 U+560A, 嘍 U+560D and the rest of
- * their kind): a client that writes a string as latin1, one byte per UTF-16
- * unit (Node's http before 10, CVE-2018-12116), puts a line break on the wire.
- * Case-sensitive: Č (U+010C) folds to č (U+010D), and Č is a form feed there.
+ * What follows a line break that splits a message: a header an attacker sets,
+ * a request line or Host (request splitting), a status line (response splitting).
  */
-const WIDE_LINE_BREAK = new RegExp(`[${Array.from({ length: 0xff }, (_, hi) => `\\u${(hi + 1).toString(16).padStart(2, '0')}0a\\u${(hi + 1).toString(16).padStart(2, '0')}0d`).join('')}]`, 'g')
-/** Right after the break: a new header line starts with its name (a space would fold it into the last one). */
-const INJECTED_AT_START = new RegExp('^' + INJECTED)
+const SPLIT_AT_START = new RegExp('^(?:' + INJECTED + String.raw`|host\s{0,4}:|(?:get|post|put|delete|head|options|patch|connect|trace)\s\S{1,2048}\shttp\/\d|http\/\d(?:\.\d)?\s\d{3}\b)`)
 const NOT_LATIN1 = /[^\x00-\xff]/
 const BAD_CHARSET = /charset\s{0,4}=\s{0,4}["']?(?:utf-?7|utf-?16|utf-?32|ucs-?2|ucs-?4|ibm\d{2,4}|cp0?37|cp500|cp875|cp1026|cp1140|ebcdic|x-mac-)/
 const PATH_CHARS = /[^a-zA-Z0-9\-._~!$&'()*+,;=:@%/]/
@@ -66,21 +62,39 @@ function control (v: Value, part: Part): string | undefined {
 
 function crlf (v: Value, part: Part): string | undefined {
   const s = v.text
-  if (s.indexOf('\n') === -1 && s.indexOf('\r') === -1) {
-    // Only the header names an attacker aims at: 嘍 is a common Cantonese particle.
-    const d = v.decoded
-    return NOT_LATIN1.test(d) ? wideHeaderLine(d) : undefined
+  if (s.indexOf('\n') !== -1 || s.indexOf('\r') !== -1) {
+    const r = found(HEADER_INJECTION, s) ?? (part.location === 'body' ? undefined : found(ANY_HEADER_LINE, s))
+    if (r !== undefined) return r
   }
-  return found(HEADER_INJECTION, s) ?? (part.location === 'body' ? undefined : found(ANY_HEADER_LINE, s))
+  const d = v.decoded
+  return NOT_LATIN1.test(d) ? wideLineBreak(d) : undefined
 }
 
-/** A wide line break (see WIDE_LINE_BREAK) followed by a header an attacker sets. */
-function wideHeaderLine (d: string): string | undefined {
-  WIDE_LINE_BREAK.lastIndex = 0
-  for (let m = WIDE_LINE_BREAK.exec(d); m !== null; m = WIDE_LINE_BREAK.exec(d)) {
-    if (INJECTED_AT_START.test(d.slice(m.index + 1, m.index + 64).toLowerCase())) return d.slice(m.index, m.index + 64)
+/**
+ * A CR LF made of characters whose low bytes are CR and LF (嘍嘊 is U+560D
+ * U+560A), at least one of them wide, then what splits a message. A client
+ * that writes a string as latin1, one byte per UTF-16 unit (Node's http
+ * before 10, CVE-2018-12116), puts a real line break on the wire, and writes
+ * what follows by low bytes too. Only the pair: 上 (U+4E0A) and 不 (U+4E0D)
+ * alone are among the commonest Chinese characters.
+ */
+function wideLineBreak (d: string): string | undefined {
+  for (let i = 0; i + 1 < d.length; i++) {
+    const a = d.charCodeAt(i)
+    if ((a & 0xff) !== 0x0d) continue
+    const b = d.charCodeAt(i + 1)
+    if ((b & 0xff) !== 0x0a || (a <= 0xff && b <= 0xff)) continue
+    if (SPLIT_AT_START.test(lowBytes(d.slice(i + 2, i + 2100)).toLowerCase())) return d.slice(i, i + 64)
   }
   return undefined
+}
+
+/** `s` as a latin1 writer puts it on the wire: each character by its low byte. */
+function lowBytes (s: string): string {
+  if (!NOT_LATIN1.test(s)) return s
+  let out = ''
+  for (let i = 0; i < s.length; i++) out += String.fromCharCode(s.charCodeAt(i) & 0xff)
+  return out
 }
 
 function framing (r: RequestFacts): string | undefined {
