@@ -18,47 +18,19 @@
  * against the first target. Linux only (taskset, /proc).
  */
 import { execFileSync } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
-import { parseArgs } from 'node:util'
-import { children, intFlag, startChild, stopChild } from './child.ts'
+import { children, startChild, stopChild } from './child.ts'
 import { runLoad } from './load.ts'
 import { median } from './stats.ts'
 import { processCpu } from './proc-cpu.ts'
+import { benchScript as script, LOAD_CPU, parseRounds, PROXY_CPU, type Target } from './rounds.ts'
 
-const { values } = parseArgs({
-  options: {
-    size: { type: 'string' },
-    requests: { type: 'string' },
-    warmup: { type: 'string' },
-    rounds: { type: 'string' },
-    connections: { type: 'string' },
-    only: { type: 'string' },
-  },
-})
-const size = intFlag(values.size, 'size', 65_536)
-const requests = intFlag(values.requests, 'requests', 60_000)
-const warmup = intFlag(values.warmup, 'warmup', 10_000)
-const rounds = Math.max(1, intFlag(values.rounds, 'rounds', 5))
-const connections = Math.max(1, intFlag(values.connections, 'connections', 50))
-const only = (values.only ?? 'b,b0,p').split(',')
+const { size, requests, warmup, rounds, connections, targets: TARGETS } = parseRounds({ size: 65_536, requests: 60_000, warmup: 10_000, rounds: 5, only: 'b,b0,p' })
 
-const PROXY_CPU = '0'
-const LOAD_CPU = '1'
-
-const TARGETS = [
-  { key: 'b', name: 'outrider', file: 'outrider-proc.ts', env: {} },
-  { key: 'b0', name: 'outrider, no compile cache', file: 'outrider-proc.ts', env: { NODE_DISABLE_COMPILE_CACHE: '1' } },
-  { key: 'c', name: 'undici-min', file: 'undici-min.ts', env: {} },
-  { key: 'p', name: 'peer-undici-min', file: 'peer-undici-min.ts', env: {} },
-].filter((t) => only.includes(t.key))
-if (TARGETS.length === 0) throw new Error(`--only ${values.only ?? ''} names no target (b, b0, c, p)`)
-
-const script = (name: string): string => fileURLToPath(new URL(name, import.meta.url))
 const progress = (msg: string): void => { process.stderr.write(`${msg}\n`) }
 /** CPU microseconds per request. */
 interface Sample { user: number, system: number }
 
-async function measure (target: typeof TARGETS[number], upstream: string): Promise<Sample> {
+async function measure (target: Target, upstream: string): Promise<Sample> {
   const { child, ready } = await startChild(['taskset', '-c', PROXY_CPU, process.execPath, script(target.file), '--upstream', upstream], target.name, 30_000, target.env)
   try {
     const url = `http://127.0.0.1:${ready.port}/`

@@ -9,7 +9,7 @@
  *   node bench/cpu-profile.ts [--size 1024] [--requests 40000] [--warmup 15000]
  *                             [--rounds 2] [--connections 50] [--only b,c] [--top 30]
  *
- * Targets as in cpu-per-request.ts: b = Outrider, c = our undici-min,
+ * Targets (rounds.ts): b = Outrider, b0 = Outrider without the compile cache, c = our undici-min,
  * p = the peer-bench's undici-min-dispatch. Each round starts every target
  * afresh with `--perf-basic-prof` (so JIT frames have names), pinned alone on
  * CPU 0; the origin and the load share CPU 1. Function names are shown
@@ -20,42 +20,14 @@ import { execFile, execFileSync, spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { parseArgs, promisify } from 'node:util'
-import { children, intFlag, startChild, stopChild } from './child.ts'
+import { promisify } from 'node:util'
+import { children, startChild, stopChild } from './child.ts'
 import { runLoad } from './load.ts'
+import { benchScript as script, LOAD_CPU, parseRounds, PROXY_CPU, type Target } from './rounds.ts'
 
 const run = promisify(execFile)
-const { values } = parseArgs({
-  options: {
-    size: { type: 'string' },
-    requests: { type: 'string' },
-    warmup: { type: 'string' },
-    rounds: { type: 'string' },
-    connections: { type: 'string' },
-    only: { type: 'string' },
-    top: { type: 'string' },
-  },
-})
-const size = intFlag(values.size, 'size', 1024)
-const requests = intFlag(values.requests, 'requests', 40_000)
-const warmup = intFlag(values.warmup, 'warmup', 15_000)
-const rounds = Math.max(1, intFlag(values.rounds, 'rounds', 2))
-const connections = Math.max(1, intFlag(values.connections, 'connections', 50))
-const top = intFlag(values.top, 'top', 30)
-const only = (values.only ?? 'b,c').split(',')
+const { size, requests, warmup, rounds, connections, top, targets: TARGETS } = parseRounds({ size: 1024, requests: 40_000, warmup: 15_000, rounds: 2, only: 'b,c' })
 
-const PROXY_CPU = '0'
-const LOAD_CPU = '1'
-
-const TARGETS = [
-  { key: 'b', name: 'outrider', file: 'outrider-proc.ts' },
-  { key: 'c', name: 'undici-min', file: 'undici-min.ts' },
-  { key: 'p', name: 'peer-undici-min', file: 'peer-undici-min.ts' },
-].filter((t) => only.includes(t.key))
-if (TARGETS.length === 0) throw new Error(`--only ${values.only ?? ''} names no target (b, c, p)`)
-
-const script = (name: string): string => fileURLToPath(new URL(name, import.meta.url))
 const progress = (msg: string): void => { process.stderr.write(`${msg}\n`) }
 
 /** µs per request by function name. */
@@ -87,8 +59,8 @@ function kind (name: string): string {
   return 'kernel, libc, other'
 }
 
-async function profile (target: typeof TARGETS[number], upstream: string, dir: string): Promise<Profile> {
-  const { child, ready } = await startChild(['taskset', '-c', PROXY_CPU, process.execPath, '--perf-basic-prof', '--interpreted-frames-native-stack', script(target.file), '--upstream', upstream], target.name, 30_000)
+async function profile (target: Target, upstream: string, dir: string): Promise<Profile> {
+  const { child, ready } = await startChild(['taskset', '-c', PROXY_CPU, process.execPath, '--perf-basic-prof', '--interpreted-frames-native-stack', script(target.file), '--upstream', upstream], target.name, 30_000, target.env)
   const pid = ready.pids[0] as number
   const data = join(dir, `${target.key}-${pid}.data`)
   try {
