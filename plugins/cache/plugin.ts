@@ -475,7 +475,8 @@ export default definePlugin({
           return l2.get(key, req, normaliseAE).then((e) => rangeOf(c, state, promote(e) ?? local))
         }
         state.outcome = 'MISS'
-        if (local !== undefined || l2 === undefined) return afterLookup(c, state, complete(local))
+        // A part here answers nothing but ranges: L2 may hold the complete response.
+        if (l2 === undefined || (local !== undefined && local.status !== 206)) return afterLookup(c, state, complete(local))
         return l2.get(key, req, normaliseAE).then((e) => afterLookup(c, state, complete(promote(e))))
       },
 

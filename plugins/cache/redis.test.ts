@@ -112,7 +112,8 @@ t.test('L2: parts stay in their process; a part in L1 that cannot answer looks i
   t.teardown(() => origin.close())
   const l2 = { type: 'redis', url: redis.url }
   const a = await startCachingProxy(origin, { l2 }, t)
-  const b = await startCachingProxy(origin, { l2 }, t)
+  // Another maxSize: another L1 store, as another process would have (one per route and size).
+  const b = await startCachingProxy(origin, { l2, maxSize: 50_000_000 }, t)
   const host = `127.0.0.1:${a.port}`
   const key = `outrider:cache:u:${host}`
   const whole = '0123456789'
@@ -136,6 +137,18 @@ t.test('L2: parts stay in their process; a part in L1 that cannot answer looks i
   t.same(await viaB({ range: 'bytes=5-6' }), { cache: 'HIT', body: '56' }, 'b\'s part cannot answer: the complete response from L2 does')
   t.equal(origin.hits(path), 2)
   t.same(await viaB({}), { cache: 'HIT', body: whole })
+
+  // And a request without Range, where L1 holds only a part, asks L2 too.
+  const second = uniquePath('l2-part-full')
+  origin.on(second, (req) => req.headers.range !== undefined
+    ? { status: 206, headers: { 'cache-control': 'max-age=100', 'content-range': 'bytes 0-1/10' }, body: '01' }
+    : { headers: { 'cache-control': 'max-age=100' }, body: whole })
+  await request(`${b.url}${second}`, { headers: { host, range: 'bytes=0-1' } }).then((r) => r.body.text())
+  await get(a, second)
+  t.ok(await eventually(async () => Number(await redis.command('EXISTS', `${key}${second}`)) === 1))
+  const full = await request(`${b.url}${second}`, { headers: { host } })
+  t.same([full.headers['x-cache'], await full.body.text()], ['HIT', whole], 'from L2, past b\'s part')
+  t.equal(origin.hits(second), 2)
 
   // A POST answered with its own new representation: stored after the purge it sent.
   const posted = uniquePath('l2-post')
