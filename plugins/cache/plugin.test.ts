@@ -222,6 +222,29 @@ t.test('a weak 304 refreshes freshness but never relabels the stored bytes', asy
   t.same([hit.headers['x-cache'], hit.headers['content-encoding']], ['HIT', undefined], 'fresh from the 304, still identity')
 })
 
+t.test('a 304 to a revalidation: its Set-Cookie and private fields go to the client that asked, never into the shared copy', async (t) => {
+  const path = uniquePath('reval-cookie')
+  origin.on(path, (req) => req.headers['if-none-match'] === '"c1"'
+    ? { status: 304, headers: { etag: '"c1"', 'cache-control': 'max-age=100, private="x-user"', 'set-cookie': 'session=BOB', 'x-user': 'bob' } }
+    : { headers: { etag: '"c1"', 'cache-control': 'max-age=0' }, body: 'shared' })
+  await get(proxy, path)
+  const bob = await get(proxy, path)
+  t.same([bob.headers['x-cache'], bob.headers['set-cookie'], bob.body], ['REVALIDATED', 'session=BOB', 'shared'], 'Bob gets his cookie')
+  const next = await get(proxy, path)
+  t.same([next.headers['x-cache'], next.headers['set-cookie'], next.headers['x-user']], ['HIT', undefined, undefined], 'the next client gets neither')
+
+  const now = uniquePath('reval-private')
+  origin.on(now, (req) => req.headers['if-none-match'] === '"p1"'
+    ? { status: 304, headers: { etag: '"p1"', 'cache-control': 'private, max-age=100', 'x-user': 'bob' } }
+    : { headers: { etag: '"p1"', 'cache-control': 'max-age=0' }, body: 'was shared' })
+  await get(proxy, now)
+  const first = await get(proxy, now)
+  t.same([first.headers['x-cache'], first.headers['x-user'], first.body], ['REVALIDATED', 'bob', 'was shared'], 'the client that asked gets the answer')
+  const after = await get(proxy, now)
+  t.equal(after.headers['x-cache'], 'MISS', 'a response now private is not kept for others')
+  t.equal(after.headers['x-user'], undefined)
+})
+
 t.test('validation with Last-Modified', async (t) => {
   const path = uniquePath('lm')
   const lm = httpDate(-1000)

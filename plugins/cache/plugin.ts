@@ -270,16 +270,21 @@ export default definePlugin({
     function freshen (e: StoredResponse, headers: HeaderMap, requestTime: number, now: number): boolean {
       const match = sameValidator(headers.etag, e.etag)
       if (match === undefined) return false
+      const cc = effectiveCacheControl(headers, config.targetedCacheControl).cc
       for (const name in headers) {
         const v = headers[name]
         if (v === undefined || NOT_UPDATED.has(name) || name === statusHeader) continue
         // Matched weakly: the 304 may describe other bytes (another Content-Encoding, say) than the stored ones.
         if (match === 'weak' && name.startsWith('content-')) continue
+        // One client's fields never go into the shared copy (that client still gets its cookie: see onResponse).
+        if ((name === 'set-cookie' && config.setCookie !== 'store') || cc.privateFields?.includes(name) === true) continue
         e.headers[name] = v
       }
       e.requestTime = requestTime
       e.responseTime = now
       refresh(e, headers.age, fresh)
+      // The origin no longer lets a shared cache keep it: this answer is served once, not kept.
+      if (cc.private || cc.noStore) { l1.remove(e); return true }
       const keep = keepFor(e, now)
       l1.touch(e, Math.max(1, keep), now)
       l2?.put(e, Math.max(1, keep))
@@ -497,8 +502,10 @@ export default definePlugin({
         if (state.outcome === 'BYPASS') { finishOutcome(c, res, 'BYPASS'); return }
         const e = state.entry
         if (e !== undefined && state.revalidating && res.status === 304 && !res.local) {
+          const cookie = res.headers['set-cookie']
           if (freshen(e, res.headers, state.requestTime, now)) {
             serveInstead(c, res, e, now, 'REVALIDATED', true)
+            if (cookie !== undefined) res.headers['set-cookie'] = cookie
             count(c, 'REVALIDATED')
             release(state)
             return
