@@ -138,6 +138,7 @@ t.test('a CR LF a latin1 conversion makes of wide characters (嘍嘊), then a he
     ['query, after a real line break', { query: `q=${encodeURIComponent('a\n x\u560d\u560aLocation: https://evil.example')}` }],
     ['query, the header spelt wide too', { query: `q=${encodeURIComponent('\u560d\u560a' + wide('Set-Cookie: a=1'))}` }],
     ['query, a status line', { query: `q=${encodeURIComponent('\u560d\u560aHTTP/1.1 200 OK')}` }],
+    ['query, any header line', { query: `q=${encodeURIComponent('\u560d\u560aX-Forwarded-For: 127.0.0.1')}` }],
   ] as const) {
     const r = request(pl1, req)
     t.ok(r.score >= 5 && r.matches.some((m) => m.id === 1005), `${where}: ${JSON.stringify(req)} → ${explain(r)}`)
@@ -151,7 +152,18 @@ t.test('a CR LF a latin1 conversion makes of wide characters (嘍嘊), then a he
       const r = request(pl1, req)
       t.equal(r.score, 0, `${JSON.stringify(req)} → ${explain(r)}`)
     }
-    const body = inBody(pl1, 'application/x-www-form-urlencoded', `comment=${encodeURIComponent(text)}`)
-    t.equal(body.score, 0, `body: ${text} → ${explain(body)}`)
+    const form = inBody(pl1, 'application/x-www-form-urlencoded', `comment=${encodeURIComponent(text)}`)
+    t.equal(form.score, 0, `form: ${text} → ${explain(form)}`)
+    const json = inBody(pl1, 'application/json', JSON.stringify({ comment: text }))
+    t.equal(json.score, 0, `json: ${text} → ${explain(json)}`)
+  }
+})
+
+t.test('in a body, a real line break after a character whose low byte is CR is text (Czech "host" is a guest)', async (t) => {
+  for (const text of ['Moderuje: Petr Kovač\nHost: MUDr. Jana Nováková', '请大家帮忙回复\nGET /api/v1/users HTTP/1.1', '他說：對\nLocation: 台北']) {
+    const form = inBody(pl1, 'application/x-www-form-urlencoded', `comment=${encodeURIComponent(text)}`)
+    t.equal(form.score, 0, `form: ${text} → ${explain(form)}`)
+    const json = inBody(pl1, 'application/json', JSON.stringify({ comment: text }))
+    t.equal(json.score, 0, `json: ${text} → ${explain(json)}`)
   }
 })

@@ -18,6 +18,12 @@ const DOUBLE_ENCODED = /%25(?:2[25ef7]|3[bcde]|5c|00|0[ad]|60|7c|2[89]|c[01]|e0)
 /** Response headers a splitting attack sets, and a status line (`HTTP/1.1`). */
 const INJECTED = String.raw`(?:set-cookie|location|content-(?:type|length|disposition)|refresh|transfer-encoding|x-xss-protection|access-control-allow-[a-z]{1,20}|http\/\d)\s{0,4}[:/]`
 const HEADER_INJECTION = new RegExp(String.raw`[\r\n]\s{0,4}` + INJECTED)
+/**
+ * In a body, text has lines of its own ("Location: Room 101", "Content-Type:
+ * fragile"): only lines no prose starts with count there.
+ */
+const BODY_INJECTED = String.raw`(?:set-cookie|content-length|transfer-encoding|x-xss-protection|access-control-allow-[a-z]{1,20})\s{0,4}:|http\/\d(?:\.\d)?\s\d{3}\b`
+const BODY_HEADER_INJECTION = new RegExp(String.raw`[\r\n]\s{0,4}(?:` + BODY_INJECTED + ')')
 const ANY_HEADER_LINE = /[\r\n][a-z0-9-]{2,40}\s{0,4}:/
 /**
  * What follows a line break that splits a message: a header an attacker sets,
@@ -25,6 +31,7 @@ const ANY_HEADER_LINE = /[\r\n][a-z0-9-]{2,40}\s{0,4}:/
  */
 const SPLIT_AT_START = new RegExp('^(?:' + INJECTED + String.raw`|host\s{0,4}:|(?:get|post|put|delete|head|options|patch|connect|trace)\s\S{1,2048}\shttp\/\d|http\/\d(?:\.\d)?\s\d{3}\b)`)
 const NOT_LATIN1 = /[^\x00-\xff]/
+const ANY_HEADER_AT_START = /^[a-z0-9-]{2,40}\s{0,4}:/
 const BAD_CHARSET = /charset\s{0,4}=\s{0,4}["']?(?:utf-?7|utf-?16|utf-?32|ucs-?2|ucs-?4|ibm\d{2,4}|cp0?37|cp500|cp875|cp1026|cp1140|ebcdic|x-mac-)/
 const PATH_CHARS = /[^a-zA-Z0-9\-._~!$&'()*+,;=:@%/]/
 const NUMERIC_HOST = /^(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$/i
@@ -63,28 +70,30 @@ function control (v: Value, part: Part): string | undefined {
 function crlf (v: Value, part: Part): string | undefined {
   const s = v.text
   if (s.indexOf('\n') !== -1 || s.indexOf('\r') !== -1) {
-    const r = found(HEADER_INJECTION, s) ?? (part.location === 'body' ? undefined : found(ANY_HEADER_LINE, s))
+    const r = part.location === 'body' ? found(BODY_HEADER_INJECTION, s) : found(HEADER_INJECTION, s) ?? found(ANY_HEADER_LINE, s)
     if (r !== undefined) return r
   }
   const d = v.decoded
-  return NOT_LATIN1.test(d) ? wideLineBreak(d) : undefined
+  return NOT_LATIN1.test(d) ? wideLineBreak(d, part.location !== 'body') : undefined
 }
 
 /**
- * A CR LF made of characters whose low bytes are CR and LF (嘍嘊 is U+560D
- * U+560A), at least one of them wide, then what splits a message. A client
- * that writes a string as latin1, one byte per UTF-16 unit (Node's http
- * before 10, CVE-2018-12116), puts a real line break on the wire, and writes
- * what follows by low bytes too. Only the pair: 上 (U+4E0A) and 不 (U+4E0D)
- * alone are among the commonest Chinese characters.
+ * A CR LF whose LF is a wide character with low byte LF (嘍嘊 is U+560D
+ * U+560A), then what splits a message; outside a body (where text has line
+ * breaks of its own), any header line. A client that writes a string as
+ * latin1, one byte per UTF-16 unit (Node's http before 10, CVE-2018-12116),
+ * puts a real line break on the wire, and writes what follows by low bytes
+ * too. Only the pair: 上 (U+4E0A) and 不 (U+4E0D) alone are among the
+ * commonest Chinese characters, and a real LF after 對 or č (low byte CR)
+ * is an ordinary line break, for the checks above.
  */
-function wideLineBreak (d: string): string | undefined {
+function wideLineBreak (d: string, anyHeader: boolean): string | undefined {
   for (let i = 0; i + 1 < d.length; i++) {
-    const a = d.charCodeAt(i)
-    if ((a & 0xff) !== 0x0d) continue
-    const b = d.charCodeAt(i + 1)
-    if ((b & 0xff) !== 0x0a || (a <= 0xff && b <= 0xff)) continue
-    if (SPLIT_AT_START.test(lowBytes(d.slice(i + 2, i + 2100)).toLowerCase())) return d.slice(i, i + 64)
+    if ((d.charCodeAt(i) & 0xff) !== 0x0d) continue
+    const lf = d.charCodeAt(i + 1)
+    if ((lf & 0xff) !== 0x0a || lf <= 0xff) continue
+    const next = lowBytes(d.slice(i + 2, i + 2100)).toLowerCase()
+    if (SPLIT_AT_START.test(next) || (anyHeader && ANY_HEADER_AT_START.test(next))) return d.slice(i, i + 64)
   }
   return undefined
 }
