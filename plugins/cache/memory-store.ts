@@ -71,12 +71,17 @@ export class MemoryStore {
     }
   }
 
-  /** Updates a variant in place (a 304 refreshed it); `keepMs` as in put. */
-  touch (entry: StoredResponse, keepMs: number, now: number): void {
+  /**
+   * Updates a variant in place (a 304 refreshed it); `keepMs` as in put.
+   * False, and nothing stored, when the variant is no longer here: purged or
+   * replaced while it was being revalidated, it must not come back.
+   */
+  touch (entry: StoredResponse, keepMs: number, now: number): boolean {
     const v = this.#lru.get(entry.key)
-    if (v === undefined || !v.entries.includes(entry)) { this.put(entry, keepMs, now); return }
+    if (v === undefined || !v.entries.includes(entry)) return false
     v.until = Math.max(v.until, now + keepMs)
     this.#lru.set(entry.key, v, { ttl: Math.max(1, v.until - now) })
+    return true
   }
 
   /** Removes one variant (e.g. it turned out unusable). */

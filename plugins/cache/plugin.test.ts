@@ -245,6 +245,21 @@ t.test('a 304 to a revalidation: its Set-Cookie and private fields go to the cli
   t.equal(after.headers['x-user'], undefined)
 })
 
+t.test('a purge while a revalidation is on its way is not undone by its 304', async (t) => {
+  const path = uniquePath('purge-during-revalidation')
+  origin.on(path, (req) => req.headers['if-none-match'] === '"g1"'
+    ? { status: 304, headers: { etag: '"g1"', 'cache-control': 'max-age=100' }, delayMs: 300 }
+    : { headers: { etag: '"g1"', 'cache-control': 'max-age=0' }, body: 'purged by the operator' })
+  await get(proxy, path)
+  const revalidation = get(proxy, path)
+  await sleep(100)
+  const purge = await request(`${proxy.adminUrl}/cache/purge`, { method: 'POST', body: JSON.stringify({ url: `127.0.0.1:${proxy.port}${path}` }) })
+  t.equal(purge.statusCode, 200)
+  await purge.body.text()
+  t.equal((await revalidation).body, 'purged by the operator', 'the client that asked is still answered')
+  t.equal((await get(proxy, path, { 'cache-control': 'only-if-cached' })).status, 504, 'and the purge stands')
+})
+
 t.test('validation with Last-Modified', async (t) => {
   const path = uniquePath('lm')
   const lm = httpDate(-1000)

@@ -285,9 +285,10 @@ export default definePlugin({
       refresh(e, headers.age, fresh)
       // The origin no longer lets a shared cache keep it: this answer is served once, not kept.
       if (cc.private || cc.noStore) { l1.remove(e); return true }
-      const keep = keepFor(e, now)
-      l1.touch(e, Math.max(1, keep), now)
-      l2?.put(e, Math.max(1, keep))
+      const keep = Math.max(1, keepFor(e, now))
+      // Not in L1 any more: purged (or replaced) meanwhile, so not written
+      // back anywhere; unless it never fitted in L1 and lives in L2 only.
+      if (l1.touch(e, keep, now) || e.size > config.maxSize) l2?.put(e, keep)
       return true
     }
 
