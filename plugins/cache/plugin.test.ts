@@ -229,7 +229,7 @@ t.test('a 304 to a revalidation: its Set-Cookie and private fields go to the cli
     : { headers: { etag: '"c1"', 'cache-control': 'max-age=0' }, body: 'shared' })
   await get(proxy, path)
   const bob = await get(proxy, path)
-  t.same([bob.headers['x-cache'], bob.headers['set-cookie'], bob.body], ['REVALIDATED', 'session=BOB', 'shared'], 'Bob gets his cookie')
+  t.same([bob.headers['x-cache'], bob.headers['set-cookie'], bob.headers['x-user'], bob.body], ['REVALIDATED', 'session=BOB', 'bob', 'shared'], 'Bob gets his cookie and his private field')
   const next = await get(proxy, path)
   t.same([next.headers['x-cache'], next.headers['set-cookie'], next.headers['x-user']], ['HIT', undefined, undefined], 'the next client gets neither')
 
@@ -243,6 +243,23 @@ t.test('a 304 to a revalidation: its Set-Cookie and private fields go to the cli
   const after = await get(proxy, now)
   t.equal(after.headers['x-cache'], 'MISS', 'a response now private is not kept for others')
   t.equal(after.headers['x-user'], undefined)
+})
+
+t.test('two revalidations at once: one client\'s private 304 never reaches the other', async (t) => {
+  const path = uniquePath('reval-race')
+  origin.on(path, (req) => {
+    if (req.headers['if-none-match'] !== '"r1"') return { headers: { etag: '"r1"', 'cache-control': 'max-age=0' }, body: 'shared' }
+    return req.headers['x-who'] === 'bob'
+      ? { status: 304, headers: { etag: '"r1"', 'cache-control': 'private, max-age=100', 'x-user': 'bob' } }
+      : { status: 304, headers: { etag: '"r1"', 'cache-control': 'max-age=100' }, delayMs: 250 }
+  })
+  await get(proxy, path)
+  const alice = get(proxy, path, { 'x-who': 'alice' })
+  await sleep(50)
+  const bob = await get(proxy, path, { 'x-who': 'bob' })
+  t.equal(bob.headers['x-user'], 'bob')
+  const a = await alice
+  t.same([a.headers['x-cache'], a.headers['x-user'], a.body], ['REVALIDATED', undefined, 'shared'], 'Alice gets nothing of Bob\'s')
 })
 
 t.test('a purge while a revalidation is on its way is not undone by its 304', async (t) => {

@@ -267,29 +267,40 @@ export default definePlugin({
     }
 
     /** Updates a stored response from a 304 (RFC 9111 §3.2, §4.3.4). False when the 304 is about another representation. */
-    function freshen (e: StoredResponse, headers: HeaderMap, requestTime: number, now: number): boolean {
+    function freshen (e: StoredResponse, headers: HeaderMap, requestTime: number, now: number): StoredResponse | undefined {
       const match = sameValidator(headers.etag, e.etag)
-      if (match === undefined) return false
+      if (match === undefined) return undefined
       const cc = effectiveCacheControl(headers, config.targetedCacheControl).cc
+      // The origin no longer lets a shared cache keep it: a copy answers this
+      // client once (with its fields), and the shared object stays untouched
+      // for requests still holding it.
+      const shared = !cc.private && !cc.noStore
+      const out = shared ? e : { ...e, headers: { ...e.headers } }
       for (const name in headers) {
         const v = headers[name]
         if (v === undefined || NOT_UPDATED.has(name) || name === statusHeader) continue
         // Matched weakly: the 304 may describe other bytes (another Content-Encoding, say) than the stored ones.
         if (match === 'weak' && name.startsWith('content-')) continue
-        // One client's fields never go into the shared copy (that client still gets its cookie: see onResponse).
-        if ((name === 'set-cookie' && config.setCookie !== 'store') || cc.privateFields?.includes(name) === true) continue
-        e.headers[name] = v
+        // One client's fields never go into the shared copy (that client still gets them: see clientFields).
+        if (shared && ((name === 'set-cookie' && config.setCookie !== 'store') || cc.privateFields?.includes(name) === true)) continue
+        out.headers[name] = v
       }
-      e.requestTime = requestTime
-      e.responseTime = now
-      refresh(e, headers.age, fresh)
-      // The origin no longer lets a shared cache keep it: this answer is served once, not kept.
-      if (cc.private || cc.noStore) { l1.remove(e); return true }
+      if (shared && cc.privateFields !== undefined) for (const f of cc.privateFields) delete out.headers[f]
+      out.requestTime = requestTime
+      out.responseTime = now
+      refresh(out, headers.age, fresh)
+      if (!shared) { l1.remove(e); return out }
+      // Not in L1 any more (purged, replaced or evicted meanwhile): not written back anywhere.
       const keep = Math.max(1, keepFor(e, now))
-      // Not in L1 any more: purged (or replaced) meanwhile, so not written
-      // back anywhere; unless it never fitted in L1 and lives in L2 only.
-      if (l1.touch(e, keep, now) || e.size > config.maxSize) l2?.put(e, keep)
-      return true
+      if (l1.touch(e, keep, now)) l2?.put(e, keep)
+      return e
+    }
+
+    /** What a 304 says to the client that asked only, kept out of the shared copy: its cookie and its `private="…"` fields. */
+    function clientFields (res: ResponseContext, from: HeaderMap): void {
+      if (from['set-cookie'] !== undefined) res.headers['set-cookie'] = from['set-cookie']
+      const named = effectiveCacheControl(from, config.targetedCacheControl).cc.privateFields
+      if (named !== undefined) for (const f of named) if (from[f] !== undefined) res.headers[f] = from[f]
     }
 
     /**
@@ -325,7 +336,7 @@ export default definePlugin({
       const reqCC = st(c)?.reqCC ?? parseCacheControl(undefined)
       ctx.upstream.request({ method: 'GET', path: c.upstreamPath, headers, maxBodySize: config.maxEntrySize }).then((reply) => {
         const now = Date.now()
-        if (reply.status === 304) { if (!freshen(e, reply.headers, requestTime, now)) l1.remove(e); return }
+        if (reply.status === 304) { if (freshen(e, reply.headers, requestTime, now) === undefined) l1.remove(e); return }
         if (isServerFailure(reply.status)) return
         if (whyNotStored(reply.status, reply.headers, reqCC, req) !== undefined || reply.body === undefined) { l1.remove(e); return }
         put(makeEntry(e.key, reply.status, reply.headers, reply.body, req, requestTime, now, reply.headers.age), now)
@@ -503,10 +514,11 @@ export default definePlugin({
         if (state.outcome === 'BYPASS') { finishOutcome(c, res, 'BYPASS'); return }
         const e = state.entry
         if (e !== undefined && state.revalidating && res.status === 304 && !res.local) {
-          const cookie = res.headers['set-cookie']
-          if (freshen(e, res.headers, state.requestTime, now)) {
-            serveInstead(c, res, e, now, 'REVALIDATED', true)
-            if (cookie !== undefined) res.headers['set-cookie'] = cookie
+          const from304 = { ...res.headers }
+          const answer = freshen(e, res.headers, state.requestTime, now)
+          if (answer !== undefined) {
+            serveInstead(c, res, answer, now, 'REVALIDATED', true)
+            clientFields(res, from304)
             count(c, 'REVALIDATED')
             release(state)
             return
