@@ -19,10 +19,11 @@ const DOUBLE_ENCODED = /%25(?:2[25ef7]|3[bcde]|5c|00|0[ad]|60|7c|2[89]|c[01]|e0)
 const INJECTED = String.raw`(?:set-cookie|location|content-(?:type|length|disposition)|refresh|transfer-encoding|x-xss-protection|access-control-allow-[a-z]{1,20}|http\/\d)\s{0,4}[:/]`
 const HEADER_INJECTION = new RegExp(String.raw`[\r\n]\s{0,4}` + INJECTED)
 /**
- * In a body, text has lines of its own ("Location: Room 101", "Content-Type:
- * fragile"): only lines no prose starts with count there.
+ * In a body, text has lines of its own ("Location: Berlin", "Content-Type:
+ * fragile goods"): there a line counts when no prose starts so, or when its
+ * value has the header's own shape (a URL, a delay, a media type, a disposition).
  */
-const BODY_INJECTED = String.raw`(?:set-cookie|content-length|transfer-encoding|x-xss-protection|access-control-allow-[a-z]{1,20})\s{0,4}:|http\/\d(?:\.\d)?\s\d{3}\b`
+const BODY_INJECTED = String.raw`(?:set-cookie|content-length|transfer-encoding|x-xss-protection|access-control-allow-[a-z]{1,20})\s{0,4}:|http\/\d(?:\.\d)?\s\d{3}\b|location\s{0,4}:\s{0,4}(?:[a-z][a-z0-9+.-]{0,20}:|\/)|refresh\s{0,4}:\s{0,4}\d{1,9}\s{0,4}[;,]|content-type\s{0,4}:\s{0,4}[a-z]{1,20}\/[\w.+-]{1,80}|content-disposition\s{0,4}:\s{0,4}(?:attachment|inline)\b`
 const BODY_HEADER_INJECTION = new RegExp(String.raw`[\r\n]\s{0,4}(?:` + BODY_INJECTED + ')')
 const ANY_HEADER_LINE = /[\r\n][a-z0-9-]{2,40}\s{0,4}:/
 /**
@@ -31,7 +32,6 @@ const ANY_HEADER_LINE = /[\r\n][a-z0-9-]{2,40}\s{0,4}:/
  */
 const SPLIT_AT_START = new RegExp('^(?:' + INJECTED + String.raw`|host\s{0,4}:|(?:get|post|put|delete|head|options|patch|connect|trace)\s\S{1,2048}\shttp\/\d|http\/\d(?:\.\d)?\s\d{3}\b)`)
 const NOT_LATIN1 = /[^\x00-\xff]/
-const ANY_HEADER_AT_START = /^[a-z0-9-]{2,40}\s{0,4}:/
 const BAD_CHARSET = /charset\s{0,4}=\s{0,4}["']?(?:utf-?7|utf-?16|utf-?32|ucs-?2|ucs-?4|ibm\d{2,4}|cp0?37|cp500|cp875|cp1026|cp1140|ebcdic|x-mac-)/
 const PATH_CHARS = /[^a-zA-Z0-9\-._~!$&'()*+,;=:@%/]/
 const NUMERIC_HOST = /^(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?$|^\[[0-9a-f:.]+\](?::\d{1,5})?$/i
@@ -74,26 +74,24 @@ function crlf (v: Value, part: Part): string | undefined {
     if (r !== undefined) return r
   }
   const d = v.decoded
-  return NOT_LATIN1.test(d) ? wideLineBreak(d, part.location !== 'body') : undefined
+  return NOT_LATIN1.test(d) ? wideLineBreak(d) : undefined
 }
 
 /**
  * A CR LF whose LF is a wide character with low byte LF (嘍嘊 is U+560D
- * U+560A), then what splits a message; outside a body (where text has line
- * breaks of its own), any header line. A client that writes a string as
+ * U+560A), then what splits a message. A client that writes a string as
  * latin1, one byte per UTF-16 unit (Node's http before 10, CVE-2018-12116),
  * puts a real line break on the wire, and writes what follows by low bytes
- * too. Only the pair: 上 (U+4E0A) and 不 (U+4E0D) alone are among the
- * commonest Chinese characters, and a real LF after 對 or č (low byte CR)
- * is an ordinary line break, for the checks above.
+ * too. Only the pair, and only what splits: 上 (U+4E0A) and 不 (U+4E0D) are
+ * among the commonest Chinese characters ("赶不上10:30" is a missed train),
+ * and a real LF after 對 or č (low byte CR) is an ordinary line break.
  */
-function wideLineBreak (d: string, anyHeader: boolean): string | undefined {
+function wideLineBreak (d: string): string | undefined {
   for (let i = 0; i + 1 < d.length; i++) {
     if ((d.charCodeAt(i) & 0xff) !== 0x0d) continue
     const lf = d.charCodeAt(i + 1)
     if ((lf & 0xff) !== 0x0a || lf <= 0xff) continue
-    const next = lowBytes(d.slice(i + 2, i + 2100)).toLowerCase()
-    if (SPLIT_AT_START.test(next) || (anyHeader && ANY_HEADER_AT_START.test(next))) return d.slice(i, i + 64)
+    if (SPLIT_AT_START.test(lowBytes(d.slice(i + 2, i + 2100)).toLowerCase())) return d.slice(i, i + 64)
   }
   return undefined
 }
