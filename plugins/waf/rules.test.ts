@@ -267,7 +267,7 @@ t.test('multi-line text in a body: agenda lines, "quit", "data" and list items a
 })
 
 t.test('multi-line text in a body: lines that start like response headers are text; splitting lines are not', async (t) => {
-  for (const text of ['Job title: Engineer\nLocation: Berlin', 'Parcel\r\nContent-Type: fragile goods', 'Dashboard\nRefresh: every 5 minutes', 'Attachment\nContent-Disposition: see the PDF', 'Hi all\nCc: the team\nThanks']) {
+  for (const text of ['Job title: Engineer\nLocation: Berlin', 'Parcel\r\nContent-Type: fragile goods', 'Dashboard\nRefresh: every 5 minutes', 'Attachment\nContent-Disposition: see the PDF', 'Hi all\nCc: the team\nThanks', 'Venue\nLocation: London: Canary Wharf']) {
     for (const [type, body] of [['application/json', JSON.stringify({ message: text })], ['application/x-www-form-urlencoded', `message=${encodeURIComponent(text)}`]] as const) {
       const r = inBody(pl1, type, body)
       t.equal(r.score, 0, `${type}: ${JSON.stringify(text)} → ${explain(r)}`)
@@ -275,7 +275,7 @@ t.test('multi-line text in a body: lines that start like response headers are te
   }
   for (const text of [
     'x\r\nSet-Cookie: admin=1', 'x\r\nHTTP/1.1 200 OK\r\n', 'x\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK',
-    '/next\r\nLocation: https://evil.example/', 'x\r\nLocation: //evil.example', 'x\r\nRefresh: 0;url=https://evil.example',
+    '/next\r\nLocation: https://evil.example/', 'x\r\nLocation: //evil.example', 'x\r\nLocation: javascript:alert(1)', 'x\r\nRefresh: 0;url=https://evil.example',
     'x\r\nContent-Type: text/html\r\n\r\n<h1>hi</h1>', 'x\r\nContent-Disposition: attachment; filename=invoice.exe',
   ]) {
     const r = inBody(pl1, 'application/json', JSON.stringify({ message: text }))

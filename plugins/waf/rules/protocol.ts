@@ -23,7 +23,7 @@ const HEADER_INJECTION = new RegExp(String.raw`[\r\n]\s{0,4}` + INJECTED)
  * fragile goods"): there a line counts when no prose starts so, or when its
  * value has the header's own shape (a URL, a delay, a media type, a disposition).
  */
-const BODY_INJECTED = String.raw`(?:set-cookie|content-length|transfer-encoding|x-xss-protection|access-control-allow-[a-z]{1,20})\s{0,4}:|http\/\d(?:\.\d)?\s\d{3}\b|location\s{0,4}:\s{0,4}(?:[a-z][a-z0-9+.-]{0,20}:|\/)|refresh\s{0,4}:\s{0,4}\d{1,9}\s{0,4}[;,]|content-type\s{0,4}:\s{0,4}[a-z]{1,20}\/[\w.+-]{1,80}|content-disposition\s{0,4}:\s{0,4}(?:attachment|inline)\b`
+const BODY_INJECTED = String.raw`(?:set-cookie|content-length|transfer-encoding|x-xss-protection|access-control-allow-[a-z]{1,20})\s{0,4}:|http\/\d(?:\.\d)?\s\d{3}\b|location\s{0,4}:\s{0,4}(?:[a-z][a-z0-9+.-]{0,20}:\/\/|\/|(?:javascript|data|vbscript):)|refresh\s{0,4}:\s{0,4}\d{1,9}\s{0,4}[;,]|content-type\s{0,4}:\s{0,4}[a-z]{1,20}\/[\w.+-]{1,80}|content-disposition\s{0,4}:\s{0,4}(?:attachment|inline)\b`
 const BODY_HEADER_INJECTION = new RegExp(String.raw`[\r\n]\s{0,4}(?:` + BODY_INJECTED + ')')
 const ANY_HEADER_LINE = /[\r\n][a-z0-9-]{2,40}\s{0,4}:/
 /**
