@@ -10,7 +10,7 @@ import { parseCacheControl, pragmaNoCache, type CacheControl } from './cache-con
 import { currentAge, effectiveCacheControl, refresh, type FreshnessOptions, type StoredResponse } from './stored-response.ts'
 import { varyMatches, varyNames, varyValues } from './vary.ts'
 import { isConditional, notModified, NOT_MODIFIED_FIELDS, sameValidator } from './conditional.ts'
-import { isServerFailure, SAFE_METHODS, staleIfError, storable, usable, type NotStorable } from './policy.ts'
+import { explicitLifetime, isServerFailure, SAFE_METHODS, staleIfError, storable, usable, type NotStorable } from './policy.ts'
 import { acquireStore, metricsFor } from './process-state.ts'
 import { byteRange, ifRangeHolds, storedPart } from './range.ts'
 import { Capture } from './capture.ts'
@@ -38,10 +38,9 @@ interface CacheState {
   served: boolean
   /**
    * A range request nothing stored could answer: its 200 is kept as on any
-   * miss, its 206 as a part (when `partOk`: no complete response was stored).
+   * miss, its 206 as a part (unless a complete response is stored by then).
    */
   rangeMiss: boolean
-  partOk: boolean
 }
 
 /** Fields never stored: per-message, per-hop, or ours. */
@@ -359,9 +358,6 @@ export default definePlugin({
       if (state.reqCC.onlyIfCached) return onlyIfCachedMiss(state)
       state.rangeMiss = true
       state.requestTime = Date.now()
-      // A part never replaces a complete response, even a stale one (it may
-      // yet be revalidated); checked again when the part has arrived.
-      state.partOk = e === undefined || e.status === 206
       return undefined
     }
 
@@ -475,7 +471,6 @@ export default definePlugin({
           invalidate: false,
           served: false,
           rangeMiss: false,
-          partOk: false,
         }
         c.state.cache = state
         // A WebSocket handshake is a GET, but what it asks for is a tunnel: never a stored response.
@@ -625,7 +620,8 @@ export default definePlugin({
       const requestTime = state.requestTime
       res.pipeThrough(new Capture(config.maxEntrySize, (body) => {
         const at = Date.now()
-        // A part never replaces a complete response, even one stored while it was on its way.
+        // A part never replaces a complete response (even a stale one, which
+        // may yet be revalidated; or one stored while the part was on its way).
         const kept = body !== undefined && (whole === undefined || (body.length === whole && !holdsComplete(state.key)))
         if (kept) put(makeEntry(state.key, status, headers, body, req, requestTime, at, headers.age), at)
         release(state)
@@ -643,7 +639,7 @@ export default definePlugin({
       finishOutcome(c, res, 'MISS')
       if (res.local || c.method !== 'GET') return
       const partial = res.status === 206
-      const part = partial && state.partOk ? storedPart(res.headers['content-range']) : undefined
+      const part = partial ? storedPart(res.headers['content-range']) : undefined
       if (partial ? part === undefined : res.status !== 200) return
       const req = c.req.headers as HeaderMap
       if (whyNotStored(res.status, res.headers, state.reqCC, req, partial) !== undefined) return
@@ -657,8 +653,7 @@ export default definePlugin({
      */
     function keepPostResponse (c: RequestContext, res: ResponseContext, state: CacheState): void {
       if (res.status !== 200) return
-      const cc = effectiveCacheControl(res.headers, config.targetedCacheControl).cc
-      if (cc.maxAge === undefined && cc.sMaxage === undefined && res.headers.expires === undefined) return
+      if (!explicitLifetime(res.headers, effectiveCacheControl(res.headers, config.targetedCacheControl).cc)) return
       const req = c.req.headers as HeaderMap
       if (whyNotStored(res.status, res.headers, state.reqCC, req) !== undefined) return
       keep(res, state, req, undefined)
@@ -667,16 +662,20 @@ export default definePlugin({
     /** Does the response's Content-Location name the request's own URL? */
     function isOwnRepresentation (c: RequestContext, headers: HeaderMap): boolean {
       const loc = headers['content-location']
-      if (typeof loc !== 'string') return false
       // Content-Location is in the origin's URL space: only when the path went
       // upstream as the client sent it is that the cache's too (a rewrite may
       // map another resource onto this URL).
       const own = c.query === '' ? c.path : `${c.path}?${c.query}`
-      if (c.upstreamPath !== own) return false
+      return c.upstreamPath === own && sameHostKey(c, loc) === st(c)?.key
+    }
+
+    /** The cache key of a URL a response names (Location, Content-Location), when it is on the request's host. */
+    function sameHostKey (c: RequestContext, ref: string | string[] | undefined): string | undefined {
+      if (typeof ref !== 'string') return undefined
       let u: URL
-      try { u = new URL(loc, `http://${c.authority}${own}`) } catch { return false }
-      if (u.protocol !== 'http:' && u.protocol !== 'https:') return false
-      return cacheKey(u.host, u.pathname, u.search.slice(1)) === st(c)?.key
+      try { u = new URL(ref, `http://${c.authority}${c.query === '' ? c.path : `${c.path}?${c.query}`}`) } catch { return undefined }
+      if ((u.protocol !== 'http:' && u.protocol !== 'https:') || u.host.toLowerCase() !== c.authority.toLowerCase()) return undefined
+      return cacheKey(u.host, u.pathname, u.search.slice(1))
     }
 
     function finishOutcome (c: RequestContext, res: ResponseContext, outcome: Outcome): void {
@@ -696,13 +695,9 @@ export default definePlugin({
     function invalidate (c: RequestContext, headers: HeaderMap): void {
       const keys = [cacheKey(c.authority, c.path, c.query)]
       for (const field of ['location', 'content-location']) {
-        const v = headers[field]
-        if (typeof v !== 'string') continue
-        let u: URL
-        try { u = new URL(v, `http://${c.authority}${c.path}`) } catch { continue }
         // Only the same host: another origin's entries are not this response's to invalidate.
-        if (u.host.toLowerCase() !== c.authority.toLowerCase()) continue
-        keys.push(cacheKey(u.host, u.pathname, u.search.slice(1)))
+        const k = sameHostKey(c, headers[field])
+        if (k !== undefined) keys.push(k)
       }
       for (const k of keys) {
         l1.delete(k)

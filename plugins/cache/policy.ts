@@ -34,13 +34,17 @@ export function storable (status: number, res: HeaderMap, resCC: CacheControl, r
   if (authorized && !resCC.public && !resCC.mustRevalidate && resCC.sMaxage === undefined) return 'authorization'
   if (res.vary !== undefined && String(res.vary).split(',').some((v) => v.trim() === '*')) return 'vary-star'
   if (res['set-cookie'] !== undefined && setCookie === 'bypass') return 'set-cookie'
-  const explicit = resCC.public || resCC.maxAge !== undefined || resCC.sMaxage !== undefined || res.expires !== undefined
-  if (explicit) return undefined
+  if (resCC.public || explicitLifetime(res, resCC)) return undefined
   if (!HEURISTICALLY_CACHEABLE.has(status)) return 'no-freshness'
   // No lifetime, no Last-Modified for a heuristic, no validator to revalidate
   // with: such a copy could never be reused, so it is not worth its memory.
   if (res['last-modified'] === undefined && res.etag === undefined) return 'no-freshness'
   return undefined
+}
+
+/** Does the response give its freshness lifetime itself (s-maxage, max-age or Expires), no heuristic needed? */
+export function explicitLifetime (res: HeaderMap, resCC: CacheControl): boolean {
+  return resCC.maxAge !== undefined || resCC.sMaxage !== undefined || res.expires !== undefined
 }
 
 /** RFC 5861 §4: the failures stale-if-error may hide. */
