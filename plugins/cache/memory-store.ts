@@ -24,6 +24,8 @@ export class MemoryStore {
   readonly id = randomUUID()
   readonly #lru: LRUCache<string, Variants>
   readonly #tags = new Map<string, Set<string>>()
+  /** When a variant was last taken out on purpose (purge, removal): memory pressure does not count. */
+  #withdrawnAt = 0
 
   constructor (maxBytes: number) {
     this.#lru = new LRUCache<string, Variants>({
@@ -73,12 +75,18 @@ export class MemoryStore {
 
   /**
    * Updates a variant in place (a 304 refreshed it); `keepMs` as in put.
-   * False, and nothing stored, when the variant is no longer here: purged or
-   * replaced while it was being revalidated, it must not come back.
+   * A variant the LRU evicted while its revalidation (sent at `since`) was on
+   * its way is stored again, as the fresh response it now is. False, and
+   * nothing stored, when it may not come back: something was purged or
+   * removed since then, or the URL holds a newer response for its request.
    */
-  touch (entry: StoredResponse, keepMs: number, now: number): boolean {
+  touch (entry: StoredResponse, keepMs: number, now: number, since: number): boolean {
     const v = this.#lru.get(entry.key)
-    if (v === undefined || !v.entries.includes(entry)) return false
+    if (v === undefined || !v.entries.includes(entry)) {
+      if (this.#withdrawnAt >= since || v?.entries.some((e) => !sameList(e.varyNames, entry.varyNames) || sameList(e.varyValues, entry.varyValues)) === true) return false
+      this.put(entry, keepMs, now)
+      return true
+    }
     v.until = Math.max(v.until, now + keepMs)
     this.#lru.set(entry.key, v, { ttl: Math.max(1, v.until - now) })
     return true
@@ -86,6 +94,7 @@ export class MemoryStore {
 
   /** Removes one variant (e.g. it turned out unusable). */
   remove (entry: StoredResponse): void {
+    this.#withdrawnAt = Date.now()
     const v = this.#lru.get(entry.key)
     if (v === undefined) return
     const i = v.entries.indexOf(entry)
@@ -98,6 +107,7 @@ export class MemoryStore {
 
   /** Drops every variant of a URL; how many went. */
   delete (key: string): number {
+    this.#withdrawnAt = Date.now()
     const v = this.#lru.get(key)
     if (v === undefined) return 0
     this.#lru.delete(key)
@@ -105,12 +115,14 @@ export class MemoryStore {
   }
 
   deletePrefix (prefix: string): number {
+    this.#withdrawnAt = Date.now()
     let n = 0
     for (const key of [...this.#lru.keys()]) if (key.startsWith(prefix)) n += this.delete(key)
     return n
   }
 
   deleteTag (tag: string): number {
+    this.#withdrawnAt = Date.now()
     const keys = this.#tags.get(tag)
     if (keys === undefined) return 0
     this.#tags.delete(tag)
@@ -123,7 +135,7 @@ export class MemoryStore {
     return n
   }
 
-  clear (): void { this.#lru.clear(); this.#tags.clear() }
+  clear (): void { this.#withdrawnAt = Date.now(); this.#lru.clear(); this.#tags.clear() }
 
   #untag (key: string, v: Variants): void {
     for (const e of v.entries) {

@@ -277,6 +277,26 @@ t.test('a purge while a revalidation is on its way is not undone by its 304', as
   t.equal((await get(proxy, path, { 'cache-control': 'only-if-cached' })).status, 504, 'and the purge stands')
 })
 
+t.test('an entry evicted for room while its revalidation is on its way is stored again by the 304', async (t) => {
+  const small = await startCachingProxy(origin, { maxSize: 6000 }, t)
+  const path = uniquePath('evicted-during-revalidation')
+  origin.on(path, (req) => req.headers['if-none-match'] === '"e1"'
+    ? { status: 304, headers: { etag: '"e1"', 'cache-control': 'max-age=100' }, delayMs: 300 }
+    : { headers: { etag: '"e1"', 'cache-control': 'max-age=0' }, body: 'kept after all' })
+  const filler = uniquePath('filler')
+  origin.on(filler, () => ({ headers: { 'cache-control': 'max-age=100' }, body: 'x'.repeat(4000) }))
+  await get(small, path)
+  const revalidation = get(small, path)
+  await sleep(100)
+  t.equal((await get(small, filler)).status, 200)
+  t.equal((await get(small, filler, { 'cache-control': 'only-if-cached' })).status, 200, 'the filler is stored')
+  t.equal((await get(small, `${filler}?again`, {})).status, 200)
+  t.equal((await revalidation).headers['x-cache'], 'REVALIDATED')
+  const after = await get(small, path, { 'cache-control': 'only-if-cached' })
+  t.same([after.status, after.body], [200, 'kept after all'], 'the refreshed response is in the cache again')
+  t.equal(origin.hits(path), 2)
+})
+
 t.test('validation with Last-Modified', async (t) => {
   const path = uniquePath('lm')
   const lm = httpDate(-1000)

@@ -289,9 +289,9 @@ export default definePlugin({
       out.responseTime = now
       refresh(out, headers.age, fresh)
       if (!shared) { l1.remove(e); return out }
-      // Not in L1 any more (purged, replaced or evicted meanwhile): not written back anywhere.
+      // Purged or replaced while the 304 was on its way: not written back anywhere (evicted is stored again).
       const keep = Math.max(1, keepFor(e, now))
-      if (l1.touch(e, keep, now)) l2?.put(e, keep)
+      if (l1.touch(e, keep, now, requestTime)) l2?.put(e, keep)
       return e
     }
 
