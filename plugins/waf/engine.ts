@@ -289,13 +289,16 @@ export class RuleSet {
 
   #part (insp: Inspection, rules: readonly ValueRule[], part: Part): void {
     this.#partOnce(insp, rules, part)
-    // A path's `+` is a plus (RFC 3986), and a path is not base64 of anything.
-    if (part.isName || part.file !== undefined || part.location === 'path' || this.#stop(insp)) return
+    if (part.isName || part.file !== undefined || this.#stop(insp)) return
+    // A path's `+` is a plus (RFC 3986), but a backend that decodes it as a
+    // form (and CRS's urlDecode) reads a space: both readings count.
     const plus = part.value.plusReading()
     if (plus !== undefined) {
       this.#partOnce(insp, rules, { ...part, value: plus })
       if (this.#stop(insp)) return
     }
+    // A path is not base64 of anything.
+    if (part.location === 'path') return
     // A value that is base64 of text is read as that text too: an application
     // that decodes it hands the text to whatever it feeds.
     const text = base64Text(part.value.decoded)

@@ -12,6 +12,7 @@ import { found, type Part, type RequestFacts, type RequestRule, type ValueRule }
  */
 
 const CONTROL = /[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]/
+const LINE_BREAK = /[\r\n]/
 const INVALID_PERCENT = /%(?![0-9a-fA-F]{2}|[uU][0-9a-fA-F]{4})/
 /** `%25` followed by the encoding of a character that matters to an attack. */
 const DOUBLE_ENCODED = /%25(?:2[25ef7]|3[bcde]|5c|00|0[ad]|60|7c|2[89]|c[01]|e0)/i
@@ -167,6 +168,7 @@ export const protocolRules: ReadonlyArray<ValueRule | RequestRule> = [
   { kind: 'value', id: 1003, family: 'protocol', severity: 'warning', paranoia: 1, where: ['path', 'query', 'body'], description: 'Invalid percent-encoding', match: invalidPercent },
   { kind: 'value', id: 1004, family: 'protocol', severity: 'warning', paranoia: 1, where: ['path', 'query', 'body'], description: 'Double-encoded special character (%25XX)', match: doubleEncoded },
   { kind: 'value', id: 1005, family: 'protocol', severity: 'critical', paranoia: 1, where: ['path', 'query', 'cookie', 'header', 'body'], headers: 'all', description: 'CRLF injection: a header line inside a value (response splitting)', match: crlf },
+  { kind: 'value', id: 1009, family: 'protocol', severity: 'critical', paranoia: 1, where: ['path'], description: 'Line break (CR or LF) in the path: no resource is named so; it splits whatever the path is written into', match: (v) => found(LINE_BREAK, v.decoded) },
   { kind: 'value', id: 1006, family: 'protocol', severity: 'error', paranoia: 1, where: ['path'], description: 'Control character in the path', match: control },
   { kind: 'value', id: 1007, family: 'protocol', severity: 'critical', paranoia: 1, where: ['header'], headers: ['content-type'], description: 'Content-Type charset that hides content from inspection (UTF-7, UTF-16, EBCDIC …)', match: (v) => found(BAD_CHARSET, v.text) },
   { kind: 'value', id: 1008, family: 'protocol', severity: 'critical', paranoia: 1, where: ['header'], headers: ['range', 'request-range'], description: 'Range header with many ranges', match: rangeAbuse },
