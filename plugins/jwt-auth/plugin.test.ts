@@ -187,6 +187,24 @@ t.test('keeps validating with cached keys while the IdP is down', async (t) => {
   t.match(unknown.headers['www-authenticate'], /no known key/)
 })
 
+t.test('a reload keeps the fetched keys: one JWKS per URL and process, shared by routes and snapshots', async (t) => {
+  const idp = await startJwksServer([k1.jwk])
+  t.teardown(idp.close)
+  const up = await startUpstream()
+  t.teardown(up.close)
+  const route = (name: string, prefix: string): Record<string, unknown> => ({ name, match: { pathPrefix: prefix }, cluster: 'up', plugins: [{ name: 'jwt-auth', config: { jwksUrl: idp.url, issuer: ISS, audience: AUD } }] })
+  const doc = (): Record<string, unknown> => ({ ...simpleDoc(up.url), routes: [route('a', '/a'), route('b', '/b')] })
+  const proxy = await startTestProxy(doc(), t)
+  const token = bearer(await sign(k1, good))
+  t.equal((await get(proxy, token, '/a')).status, 200)
+  t.equal((await get(proxy, token, '/b')).status, 200)
+  t.equal(idp.hits, 1, 'two routes naming one JWKS fetch it once')
+  idp.failWith = 503
+  await proxy.reload(doc())
+  t.equal((await get(proxy, token, '/a')).status, 200, 'a reload during an IdP outage still verifies with the keys it had')
+  t.equal(idp.hits, 1, 'and did not fetch again')
+})
+
 t.test('a refresh revalidates with If-None-Match; a 304 keeps the keys', async (t) => {
   const { idp, proxy } = await setup(t, { jwks: { minRefresh: '1s' } }, [k1])
   idp.cacheControl = 'max-age=1'

@@ -3,7 +3,7 @@ import { definePlugin, type HeaderMap, type RequestContext } from '../../src/plu
 import { BadRequestError, ForbiddenError, UnauthorizedError } from '../../src/errors.ts'
 import { schema, localKeyJwk, JWKS_DEFAULTS, type JwtAuthConfig } from './schema.ts'
 import { buildKeyIndex, type Algorithm } from './keys.ts'
-import { KeysUnavailableError, RemoteKeySet } from './remote-jwks.ts'
+import { KeysUnavailableError, acquireKeySet, type HeldKeySet } from './remote-jwks.ts'
 import { fromBearer, fromCookie, fromHeader, removeCookie, MISSING, INVALID_REQUEST, type Extracted } from './token.ts'
 import { claimHeaderValue, compileRequirements, meetsRequirements, scopesOf } from './claims.ts'
 
@@ -125,10 +125,10 @@ export default definePlugin({
   async create (config: JwtAuthConfig, ctx) {
     const algorithms = config.algorithms as Algorithm[]
     let source: KeySource
-    let remote: RemoteKeySet | undefined
+    let remote: HeldKeySet | undefined
     if (config.jwksUrl !== undefined) {
       const o = config.jwks ?? JWKS_DEFAULTS
-      remote = new RemoteKeySet(config.jwksUrl, {
+      remote = acquireKeySet(config.jwksUrl, {
         algorithms,
         cooldownMs: o.cooldown,
         timeoutMs: o.timeout,
@@ -137,8 +137,7 @@ export default definePlugin({
         defaultRefreshMs: o.defaultRefresh,
         log: ctx.log,
       })
-      remote.start()
-      source = remote
+      source = remote.keys
     } else {
       const index = await buildKeyIndex((config.keys ?? []).map(localKeyJwk), algorithms, (jwk, reason) => {
         // The schema checked every key; reaching this is a bug, not a config error.
@@ -285,7 +284,7 @@ export default definePlugin({
       },
 
       close () {
-        remote?.close()
+        remote?.release()
       },
     }
   },

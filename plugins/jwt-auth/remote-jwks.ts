@@ -218,3 +218,42 @@ export class RemoteKeySet {
     this.#abort.abort()
   }
 }
+
+/** A process-wide key set held by one route's plugin; `release` once, when the plugin closes. */
+export interface HeldKeySet {
+  readonly keys: RemoteKeySet
+  release (): void
+}
+
+/**
+ * Key sets by URL and options, reference-counted. Every route that names the
+ * same JWKS (and the next snapshot, built before the old one closes) gets the
+ * same set: one fetch per IdP and process, and a reload inherits the keys, so
+ * a config push during an IdP outage does not lock every client out. The last
+ * release stops its refresh timer.
+ */
+const shared = new Map<string, { keys: RemoteKeySet, refs: number }>()
+
+export function acquireKeySet (url: string, options: RemoteKeySetOptions): HeldKeySet {
+  const { log: _log, ...rest } = options
+  const id = JSON.stringify([url, rest])
+  let entry = shared.get(id)
+  if (entry === undefined) {
+    entry = { keys: new RemoteKeySet(url, options), refs: 0 }
+    shared.set(id, entry)
+    entry.keys.start()
+  }
+  entry.refs++
+  const held = entry
+  let released = false
+  return {
+    keys: held.keys,
+    release: () => {
+      if (released) return
+      released = true
+      if (--held.refs > 0) return
+      held.keys.close()
+      if (shared.get(id) === held) shared.delete(id)
+    },
+  }
+}
