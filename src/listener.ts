@@ -9,7 +9,7 @@ import type { Snapshot, CompiledRoute } from './snapshot.ts'
 import type { Config } from './config/schema.ts'
 import { Exchange, rewritePath, type ExchangeEnv } from './exchange.ts'
 import { connectNotAllowed, readH2RequestHead, readRequestHead, type RequestHead } from './http/request-head.ts'
-import { normalizePath } from './http/normalize-path.ts'
+import { AMBIGUOUS_PATH, normalizePath } from './http/normalize-path.ts'
 import { problemBody, sendProblem } from './http/problem.ts'
 import { UpgradeRequest } from './upgrade-request.ts'
 import type { LocalResponse } from './plugin.ts'
@@ -238,6 +238,7 @@ export class ProxyListener {
     if (head.upgradeRefused && !h2) { markClosing(req.socket); res.shouldKeepAlive = false }
     if (head.lastHop) { this.#answerLastHop(snapshot, req, res); return }
     const path = normalizePath(head.path)
+    if (path === undefined) { this.#reject(snapshot, req, res, new BadRequestError(AMBIGUOUS_PATH), head.expectContinue); return }
     if (path !== head.path) head.path = path
     const route = snapshot.router.match({ method: req.method as string, host: head.authority, path, query: head.query, headers: head.headers })
     if (route === undefined) {
@@ -320,6 +321,7 @@ export class ProxyListener {
     const parsed = readRequestHead(req)
     if (parsed instanceof OutriderError) { this.#rejectRaw(socket, parsed, req); return }
     const path = normalizePath(parsed.path)
+    if (path === undefined) { this.#rejectRaw(socket, new BadRequestError(AMBIGUOUS_PATH), req); return }
     const route = snapshot.router.match({ method: req.method as string, host: parsed.authority, path, query: parsed.query, headers: parsed.headers })
     if (route === undefined) { this.#rejectRaw(socket, new NoRouteError('no route matches this request'), req); return }
     const tracer = this.#env.tracer

@@ -254,7 +254,7 @@ t.test('paths are normalised before routing', async (t) => {
       { name: 'admin', match: { pathPrefix: '/admin' }, cluster: 'admin' },
     ],
   }, t)
-  const cases: Array<[string, 'pub' | 'admin' | 404, string?]> = [
+  const cases: Array<[string, 'pub' | 'admin' | 404 | 400, string?]> = [
     ['/public/../admin', 'admin', '/admin'],
     ['/public/%2e%2e/admin', 'admin', '/admin'],
     ['/public/%2E%2E/admin/users?x=1', 'admin', '/admin/users?x=1'],
@@ -264,13 +264,27 @@ t.test('paths are normalised before routing', async (t) => {
     ['/public/../../../../admin', 'admin', '/admin'],
     ['/public/a/..', 'pub', '/public/'],
     ['/public/..', 404],
+    ['/%61dmin/users', 'admin', '/admin/users'],
+    ['/adm%69n', 'admin', '/admin'],
+    ['/public/%7Euser/%2D%5F', 'pub', '/public/~user/-_'],
+    ['/public/a%2Fb%3F', 'pub', '/public/a%2Fb%3F'],
+    ['/public/%252e%252e/admin', 'pub', '/public/%252e%252e/admin'],
+    ['/public/..%2fadmin', 400],
+    ['/public/..%5Cadmin', 400],
+    ['/public/..\\admin', 400],
+    ['/public/%2e%2e%2Fadmin', 400],
+    ['/public/..;/admin', 400],
+    ['/public/.;x/admin', 400],
+    ['/public/v1;jsessionid=1/x', 'pub', '/public/v1;jsessionid=1/x'],
+    ['/public/a..b%2Fc', 'pub', '/public/a..b%2Fc'],
   ]
   for (const [sent, where, upstreamPath] of cases) {
     pub.seen.length = 0
     admin.seen.length = 0
     const r = await rawRequest(proxy.port, `GET ${sent} HTTP/1.1\r\n${H}\r\n`)
-    if (where === 404) {
-      t.equal(r.responses[0]?.status, 404, `${sent} → no route`)
+    if (where === 404 || where === 400) {
+      t.equal(r.responses[0]?.status, where, `${sent} → ${where === 404 ? 'no route' : 'refused'}`)
+      t.same([pub.seen.length, admin.seen.length], [0, 0], `${sent} reached no upstream`)
       continue
     }
     t.equal(r.responses[0]?.status, 200, `${sent} answered`)
