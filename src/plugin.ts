@@ -6,7 +6,9 @@ import type { Logger } from './log.ts'
 
 /**
  * Headers as Outrider passes them between phases: lower-case names; repeated
- * headers as arrays. Plugins mutate these objects in place.
+ * headers as arrays. Plugins mutate these objects in place, but replace an
+ * array value rather than push to it: the array may be shared (a cached
+ * response's, say).
  */
 export type HeaderMap = Record<string, string | string[] | undefined>
 

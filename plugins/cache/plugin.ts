@@ -63,7 +63,7 @@ function storedHeaders (from: HeaderMap, drop: readonly string[] | undefined, se
     if (v === undefined || NOT_STORED.has(name) || name === statusHeader) continue
     if (name === 'set-cookie' && setCookie !== 'store') continue
     if (drop !== undefined && drop.includes(name)) continue
-    out[name] = v
+    out[name] = Array.isArray(v) ? [...v] : v
   }
   return out
 }
@@ -193,7 +193,9 @@ export default definePlugin({
 
     /** The headers a stored response goes out with. */
     function servedHeaders (e: StoredResponse, now: number, outcome: Outcome, validated: boolean): HeaderMap {
-      const h: HeaderMap = { ...e.headers }
+      const h: HeaderMap = {}
+      // Arrays copied too: a later plugin that appends must not grow the stored response.
+      for (const name in e.headers) { const v = e.headers[name]; h[name] = Array.isArray(v) ? [...v] : v }
       if (!validated && e.cc.noCacheFields !== undefined) for (const f of e.cc.noCacheFields) delete h[f]
       h.age = String(Math.floor(currentAge(e, now)))
       if (statusHeader !== '') h[statusHeader] = outcome

@@ -135,3 +135,28 @@ t.test('a phase without edits gets no hook', async (t) => {
   t.equal(resOnly.onRequest, undefined)
   t.type(resOnly.onResponse, 'function')
 })
+
+t.test('adding to a cached response\'s repeated field does not grow the stored copy', async (t) => {
+  const up = await startUpstream((_req, res) => {
+    res.setHeader('cache-control', 'public, max-age=600')
+    res.setHeader('link', ['</a.css>; rel=preload', '</b.js>; rel=preload'])
+    res.end('cached')
+  })
+  t.teardown(up.close)
+  for (const order of [['cache', 'headers'], ['headers', 'cache']]) {
+    const plugins = order.map((name) => name === 'cache' ? { name } : { name, config: { response: { add: { link: '</c.png>; rel=preload' } } } })
+    const proxy = await startTestProxy(simpleDoc(up.url, { plugins }), t)
+    const counts: number[] = []
+    for (let i = 0; i < 4; i++) {
+      const res = await request(`${proxy.url}/page`)
+      await res.body.dump()
+      const link = res.headers.link
+      counts.push(link === undefined ? 0 : Array.isArray(link) ? link.length : 1)
+    }
+    // Listed after the cache, the plugin's line is in the stored copy and is
+    // added again to a hit (local responses see every response hook): one
+    // more line, but the same on every hit.
+    const each = order[0] === 'headers' ? 3 : 4
+    t.same(counts, [3, each, each, each], `${order.join(' then ')}: the stored copy does not grow`)
+  }
+})

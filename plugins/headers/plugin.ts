@@ -33,9 +33,9 @@ function apply (edits: Edits, headers: HeaderMap, ctx: RequestContext): void {
     const prev = headers[name]
     // Repeats travel as separate field lines: the only form that is right for
     // Set-Cookie too (RFC 9110 §5.3 lets lists be split or joined).
+    // A new array, never a push: the one there may be shared (a cached response's).
     if (prev === undefined) headers[name] = value
-    else if (typeof prev === 'string') headers[name] = [prev, value]
-    else prev.push(value)
+    else headers[name] = typeof prev === 'string' ? [prev, value] : [...prev, value]
   }
 }
 

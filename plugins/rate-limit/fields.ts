@@ -29,7 +29,7 @@ export function limitItem (name: string, remaining: number, resetMs: number): st
 /** Appends a list member to a response field, keeping what the upstream sent (draft §7.2: never more permissive). */
 export function appendField (headers: Record<string, string | string[] | undefined>, name: string, value: string): void {
   const prev = headers[name]
+  // A new array, never a push: the one there may be shared (a cached response's).
   if (prev === undefined) headers[name] = value
-  else if (typeof prev === 'string') headers[name] = [prev, value]
-  else prev.push(value)
+  else headers[name] = typeof prev === 'string' ? [prev, value] : [...prev, value]
 }
