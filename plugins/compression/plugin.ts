@@ -59,12 +59,14 @@ export default definePlugin({
     /**
      * RFC 9110 §15.4.5: a 304 carries the Vary and ETag its 200 would. It
      * rarely has a Content-Type; then only If-None-Match naming the weak form
-     * of its ETag tells that the client holds a coded variant.
+     * of its ETag tells that the asker holds a coded variant. The asker may be
+     * the cache revalidating on its own: its validator is in the request that
+     * went upstream, not in the client's.
      */
-    function revalidated (req: IncomingHttpHeaders, h: HeaderMap, kind: MediaKind): void {
+    function revalidated (req: IncomingHttpHeaders, sent: HeaderMap, h: HeaderMap, kind: MediaKind): void {
       if (kind === 'skip' && h['content-type'] !== undefined) return
       const coding = negotiate(req['accept-encoding'], offered)
-      const coded = coding !== undefined && coding !== 'identity' && namesWeakForm(req['if-none-match'], h.etag)
+      const coded = coding !== undefined && coding !== 'identity' && namesWeakForm(sent['if-none-match'], h.etag)
       if (coded) weakenEtag(h)
       if (coded || kind !== 'skip') varyOnAcceptEncoding(h)
     }
@@ -77,14 +79,15 @@ export default definePlugin({
         const h = res.headers
         if (h['content-range'] !== undefined || isEncoded(h['content-encoding']) || noTransform(h['cache-control'])) return
         const kind = types.kind(h['content-type'])
-        if (status === 304) { revalidated(ctx.req.headers, h, kind); return }
+        if (status === 304) { revalidated(ctx.req.headers, ctx.upstreamHeaders, h, kind); return }
         if (kind === 'skip' || (kind === 'event-stream' && !flushEvents)) return
         const size = contentLength(h)
         if (size === 0 || (size > 0 && size < minSize)) return
 
         const coding = negotiate(ctx.req.headers['accept-encoding'], offered)
         varyOnAcceptEncoding(h)
-        if (coding === undefined || coding === 'identity') { metrics.responses.identity.inc(); return }
+        // A client's `no-transform` asks intermediaries to leave the content alone (RFC 9111 §5.2.1.6).
+        if (coding === undefined || coding === 'identity' || noTransform(ctx.req.headers['cache-control'])) { metrics.responses.identity.inc(); return }
         metrics.responses[coding].inc()
         h['content-encoding'] = coding
         delete h['content-length']
