@@ -20,7 +20,10 @@ export function clientAddress (req: IncomingMessage): string {
  * request id: the client's `x-request-id` if it is one well-formed value, a
  * fresh UUID otherwise. `X-Forwarded-For` and `Via` (RFC 9110 §7.6.3) are
  * appended to; `X-Forwarded-Proto`/`-Host` are ours alone (a client's claim is
- * replaced). Shared by the HTTP exchange and the WebSocket relay.
+ * replaced). The client's `Forwarded` (RFC 7239), `X-Forwarded-Port`,
+ * `X-Forwarded-Prefix` and `X-Real-IP` are the same claims in other spellings
+ * (Spring, for one, builds absolute URLs from `Forwarded`'s host and proto):
+ * dropped. Shared by the HTTP exchange and the WebSocket relay.
  */
 export function setForwardingHeaders (headers: HeaderMap, req: IncomingMessage, clientIp: string, scheme: string, authority: string, via: string): string {
   const incomingId = headers['x-request-id']
@@ -32,6 +35,11 @@ export function setForwardingHeaders (headers: HeaderMap, req: IncomingMessage, 
   // An HTTP/1.0 request without Host has no authority to report.
   headers['x-forwarded-host'] = authority === '' ? undefined : authority
   appendVia(headers, req.httpVersion === '1.1' ? via11(via) : `${req.httpVersion} ${via}`)
+  // Checked first: nearly every request has none, and a delete costs the object its fast shape.
+  if (headers.forwarded !== undefined) delete headers.forwarded
+  if (headers['x-forwarded-port'] !== undefined) delete headers['x-forwarded-port']
+  if (headers['x-forwarded-prefix'] !== undefined) delete headers['x-forwarded-prefix']
+  if (headers['x-real-ip'] !== undefined) delete headers['x-real-ip']
   return requestId
 }
 

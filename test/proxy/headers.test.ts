@@ -114,6 +114,10 @@ t.test('X-Forwarded-* and Via on the request', async (t) => {
       'x-forwarded-host', 'spoofed.test',
       'via', '1.1 edge-cdn',
       'host', 'api.example.test:8443',
+      'forwarded', 'for=6.6.6.6;proto=https;host=evil.example',
+      'x-forwarded-port', '443',
+      'x-forwarded-prefix', '/evil',
+      'x-real-ip', '6.6.6.6',
     ],
   })).body.dump()
   const h = up.seen[0]?.rawHeaders ?? []
@@ -122,6 +126,7 @@ t.test('X-Forwarded-* and Via on the request', async (t) => {
   t.same(values(h, 'x-forwarded-host'), ['api.example.test:8443'], 'the Host the client sent us')
   t.same(values(h, 'via'), ['1.1 edge-cdn, 1.1 outrider'], 'Via appended (RFC 9110 §7.6.3)')
   t.same(values(h, 'host'), ['api.example.test:8443'], 'Host preserved')
+  t.same(['forwarded', 'x-forwarded-port', 'x-forwarded-prefix', 'x-real-ip'].flatMap((n) => values(h, n)), [], 'the same claims in other spellings are dropped')
 
   // An HTTP/1.0 client gets `1.0` in Via: the protocol of the hop it came on.
   await rawRequest(proxy.port, `GET /f HTTP/1.0\r\n${H}\r\n`)
