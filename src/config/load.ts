@@ -17,6 +17,8 @@ interface Source {
   value: unknown
   /** Paths whose value came from the environment: never echoed back (they may be secrets). */
   fromEnv: Set<string>
+  /** Those values themselves: a schema may move them (a lower-cased key) and an alias copies them. */
+  envValues: Set<string>
   /** Lazily built for JSON, which is parsed by JSON.parse for its stricter grammar. */
   lines: () => { doc: Document, counter: LineCounter }
 }
@@ -59,7 +61,7 @@ export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv 
     throw new ConfigError(file, result.error.issues.flatMap((issue) => toIssues(issue, source)), { cause: result.error })
   }
   const config = deepFreeze(result.data)
-  rememberEnvPaths(config, source.fromEnv)
+  rememberEnvPaths(config, source.fromEnv, source.envValues)
   return config
 }
 
@@ -69,13 +71,13 @@ function readYaml (text: string, file: string, env: NodeJS.ProcessEnv): Source {
   const counter = new LineCounter()
   const doc = parseDocument(text, { lineCounter: counter })
   if (doc.errors.length > 0) throw new ConfigError(file, doc.errors.map(yamlIssue(text)), { cause: doc.errors[0] })
-  const fromEnv = new Set<string>()
+  const seen: EnvSeen = { fromEnv: new Set(), envValues: new Set() }
   const issues: ConfigIssue[] = []
   expandNode(doc.contents, [], env, (path, offset, error) => {
     issues.push({ path: configPath(path), expected: error, line: lineOfOffset(counter, offset) })
-  }, fromEnv)
+  }, seen)
   if (issues.length > 0) throw new ConfigError(file, issues)
-  return { value: doc.toJS(), fromEnv, lines: () => ({ doc, counter }) }
+  return { value: doc.toJS(), ...seen, lines: () => ({ doc, counter }) }
 }
 
 function readJson (text: string, file: string, env: NodeJS.ProcessEnv): Source {
@@ -89,6 +91,7 @@ function readJson (text: string, file: string, env: NodeJS.ProcessEnv): Source {
   const source: Source = {
     value,
     fromEnv: new Set(),
+    envValues: new Set(),
     lines: () => {
       if (lines !== undefined) return lines
       // JSON is YAML too: its nodes carry the source ranges JSON.parse does not keep.
@@ -98,7 +101,7 @@ function readJson (text: string, file: string, env: NodeJS.ProcessEnv): Source {
     },
   }
   const issues: ConfigIssue[] = []
-  source.value = expandValue(value, [], env, (path, error) => issues.push(located(source, path, error)), source.fromEnv)
+  source.value = expandValue(value, [], env, (path, error) => issues.push(located(source, path, error)), source)
   if (issues.length > 0) throw new ConfigError(file, issues)
   return source
 }
@@ -126,34 +129,38 @@ function jsonIssue (err: Error): ConfigIssue {
  * keys). A plain, unquoted scalar that is one reference gets the type YAML would
  * give the literal: `port: ${PORT:-8080}` is a number, `'${PORT}'` a string.
  */
-function expandNode (node: unknown, path: Path, env: NodeJS.ProcessEnv, onError: (path: Path, offset: number | undefined, error: string) => void, fromEnv: Set<string>): void {
+/** What substitution recorded: where environment values went, and the values. */
+type EnvSeen = Pick<Source, 'fromEnv' | 'envValues'>
+
+function expandNode (node: unknown, path: Path, env: NodeJS.ProcessEnv, onError: (path: Path, offset: number | undefined, error: string) => void, seen: EnvSeen): void {
   if (isMap(node)) {
-    for (const pair of node.items) expandNode(pair.value, [...path, keyOf(pair.key)], env, onError, fromEnv)
+    for (const pair of node.items) expandNode(pair.value, [...path, keyOf(pair.key)], env, onError, seen)
   } else if (isSeq(node)) {
-    node.items.forEach((item, i) => expandNode(item, [...path, i], env, onError, fromEnv))
+    node.items.forEach((item, i) => expandNode(item, [...path, i], env, onError, seen))
   } else if (isScalar(node) && typeof node.value === 'string') {
     const r = expandEnv(node.value, env)
     if ('error' in r) return onError(path, node.range?.[0], r.error)
     if (r.value === node.value) return
-    fromEnv.add(configPath(path))
+    seen.fromEnv.add(configPath(path))
+    seen.envValues.add(r.value)
     node.value = node.type === 'PLAIN' && isWholeReference(node.value) ? plainScalar(r.value) : r.value
   }
 }
 
 /** The same for a JSON value, where every string is quoted and so stays a string. */
-function expandValue (value: unknown, path: Path, env: NodeJS.ProcessEnv, onError: (path: Path, error: string) => void, fromEnv: Set<string>): unknown {
+function expandValue (value: unknown, path: Path, env: NodeJS.ProcessEnv, onError: (path: Path, error: string) => void, seen: EnvSeen): unknown {
   if (typeof value === 'string') {
     const r = expandEnv(value, env)
     if ('error' in r) { onError(path, r.error); return value }
-    if (r.value !== value) fromEnv.add(configPath(path))
+    if (r.value !== value) { seen.fromEnv.add(configPath(path)); seen.envValues.add(r.value) }
     return r.value
   }
   if (Array.isArray(value)) {
-    value.forEach((v, i) => { value[i] = expandValue(v, [...path, i], env, onError, fromEnv) })
+    value.forEach((v, i) => { value[i] = expandValue(v, [...path, i], env, onError, seen) })
   } else if (typeof value === 'object' && value !== null) {
     // In place: assigning an own `__proto__` key on a fresh object would set its prototype.
     const obj = value as Record<string, unknown>
-    for (const k of Object.keys(obj)) obj[k] = expandValue(obj[k], [...path, k], env, onError, fromEnv)
+    for (const k of Object.keys(obj)) obj[k] = expandValue(obj[k], [...path, k], env, onError, seen)
   }
   return value
 }

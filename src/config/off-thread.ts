@@ -31,7 +31,7 @@ export interface ValidationJob {
 }
 
 export type ValidationReply =
-  | { ok: true, config: Config, envPaths: string[] }
+  | { ok: true, config: Config, envPaths: string[], envValues: string[] }
   | { ok: false, file: string, issues: ConfigIssue[] }
   | { ok: false, file?: undefined, message: string }
 
@@ -88,7 +88,7 @@ export function validateOffThread (job: ValidationJob, bounds: ValidationBounds 
     child.once('message', (reply: ValidationReply) => {
       if (reply.ok) {
         const config = deepFreeze(reply.config)
-        rememberEnvPaths(config, new Set(reply.envPaths))
+        rememberEnvPaths(config, new Set(reply.envPaths), new Set(reply.envValues))
         settle(undefined, config)
       } else if (reply.file !== undefined) {
         settle(new ConfigError(reply.file, reply.issues))

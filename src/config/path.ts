@@ -20,6 +20,7 @@ export function configPath (path: ReadonlyArray<string | number>): string {
 }
 
 const ENV_PATHS = new WeakMap<Config, ReadonlySet<string>>()
+const ENV_VALUES = new WeakMap<Config, ReadonlySet<string>>()
 
 /**
  * Paths (as in ConfigError, e.g. `routes[0].plugins[1].config.secret`) whose
@@ -30,9 +31,19 @@ export function envPaths (config: Config): ReadonlySet<string> {
   return ENV_PATHS.get(config) ?? new Set()
 }
 
-/** Records `paths` as the environment-sourced paths of `config`. */
-export function rememberEnvPaths (config: Config, paths: ReadonlySet<string>): void {
+/**
+ * The values substituted from the environment, wherever the schema put them
+ * (a record's keys may be lower-cased, a YAML alias copies a value): what a
+ * path cannot follow, the value still tells.
+ */
+export function envValues (config: Config): ReadonlySet<string> {
+  return ENV_VALUES.get(config) ?? new Set()
+}
+
+/** Records the environment-sourced paths and values of `config`. */
+export function rememberEnvPaths (config: Config, paths: ReadonlySet<string>, values: ReadonlySet<string>): void {
   if (paths.size > 0) ENV_PATHS.set(config, paths)
+  if (values.size > 0) ENV_VALUES.set(config, values)
 }
 
 /** Freezes plain objects and arrays only: a frozen RegExp or Map would break its own methods. */

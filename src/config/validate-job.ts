@@ -1,6 +1,6 @@
 import { ConfigError } from '../errors.ts'
 import { loadConfigFile, parseConfig } from './load.ts'
-import { envPaths } from './path.ts'
+import { envPaths, envValues } from './path.ts'
 import type { ValidationJob, ValidationReply } from './off-thread.ts'
 
 /**
@@ -11,7 +11,7 @@ import type { ValidationJob, ValidationReply } from './off-thread.ts'
 export async function validateJob (job: ValidationJob): Promise<ValidationReply> {
   try {
     const config = job.text === undefined ? await loadConfigFile(job.file, job.env) : parseConfig(job.text, job.file, job.env)
-    return { ok: true, config, envPaths: [...envPaths(config)] }
+    return { ok: true, config, envPaths: [...envPaths(config)], envValues: [...envValues(config)] }
   } catch (err) {
     if (err instanceof ConfigError) return { ok: false, file: err.file, issues: err.issues }
     return { ok: false, message: err instanceof Error ? err.message : String(err) }

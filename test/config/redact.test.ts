@@ -29,3 +29,42 @@ t.test('credential-named fields and URL passwords', async (t) => {
   t.equal(out.a.url, 'redis://user:redacted@host:6379/0')
   t.equal(out.a.plain, 'x')
 })
+
+t.test('a value from the environment stays hidden where the schema moved it or an alias copied it', async (t) => {
+  const yaml = `
+clusters: [{ name: c, endpoints: [{ url: "http://127.0.0.1:9" }] }]
+routes:
+  - name: r
+    cluster: c
+    match:
+      headers:
+        X-Shared-Secret-Value: "\${HDR}"
+    plugins:
+      - name: headers
+        config:
+          request:
+            set:
+              Authorization: &auth "Bearer \${UP_TOKEN}"
+              Cookie: "session=\${UP_TOKEN}"
+  - name: r2
+    cluster: c
+    plugins:
+      - name: headers
+        config: { request: { set: { x-auth-copy: *auth } } }
+`
+  const config = parseConfig(yaml, 'x.yaml', { UP_TOKEN: 's3cr3t-bearer', HDR: 'hunter2' })
+  const shown = JSON.stringify(redactConfig(config))
+  t.notOk(shown.includes('s3cr3t'), 'not under a lower-cased key, not in a cookie, not through an alias')
+  t.notOk(shown.includes('hunter2'), 'not in a header match')
+})
+
+t.test('literal credentials: an Authorization or Cookie a plugin sends, a JWK\'s secret members', async (t) => {
+  const out = redactConfig({
+    set: { authorization: 'Bearer literal', cookie: 'session=abc', 'x-plain': 'x' },
+    hashOn: { by: 'cookie', cookie: 'session' },
+    keys: [{ type: 'jwk', jwk: { kty: 'oct', k: 'c2VjcmV0', kid: 'hs' } }, { type: 'jwk', jwk: { kty: 'RSA', n: 'modulus', e: 'AQAB', d: 'private' } }],
+  } as never) as { set: Record<string, string>, hashOn: Record<string, string>, keys: Array<{ jwk: Record<string, string> }> }
+  t.same(out.set, { authorization: '[redacted]', cookie: '[redacted]', 'x-plain': 'x' })
+  t.equal(out.hashOn.cookie, 'session', 'a cookie\'s name is not a secret')
+  t.same([out.keys[0]?.jwk.k, out.keys[0]?.jwk.kid, out.keys[1]?.jwk.d, out.keys[1]?.jwk.n], ['[redacted]', 'hs', '[redacted]', 'modulus'])
+})
