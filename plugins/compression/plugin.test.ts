@@ -314,6 +314,30 @@ t.test('event streams: skipped by default, or flushed per chunk', async (t) => {
   }
 })
 
+t.test('a streamed body (no Content-Length) is flushed per upstream chunk, not held until it ends', async (t) => {
+  const held = { open: false, release: (): void => {} }
+  const { proxy } = await setup(t, {}, (req, res) => {
+    req.resume()
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.write('[{"row":1},')
+    held.open = true
+    held.release = () => { held.open = false; res.end('{"row":2}]') }
+  })
+  for (const coding of ['gzip', 'br', 'zstd']) {
+    const res = await request(`${proxy.url}/rows`, { headers: { 'accept-encoding': coding } })
+    t.equal(res.headers['content-encoding'], coding)
+    const text = (res.body as Readable).pipe(decompressor(coding))
+    text.setEncoding('utf8')
+    const rows = text[Symbol.asyncIterator]() as AsyncIterator<string>
+    t.equal((await rows.next()).value, '[{"row":1},', `${coding}: the first chunk arrives while the upstream holds the stream open`)
+    t.ok(held.open)
+    held.release()
+    let rest = ''
+    for (let r = await rows.next(); r.done !== true; r = await rows.next()) rest += r.value
+    t.equal(rest, '{"row":2}]')
+  }
+})
+
 t.test('local responses are compressed too', async (t) => {
   // A closed port: the proxy answers 502 problem+json itself.
   const dead = await startUpstream()

@@ -29,6 +29,7 @@ import { contentLength, isEncoded, namesWeakForm, noTransform, varyOnAcceptEncod
  *
  * text/event-stream is skipped unless `eventStreams: flush`, which flushes
  * the compressor after every chunk so each event is delivered as written.
+ * Any body without Content-Length is flushed the same way.
  *
  * Route order matters, since onResponse hooks run in reverse and each adds
  * its transform after the ones before it: put `compression` after `cache`
@@ -98,7 +99,11 @@ export default definePlugin({
         delete h['content-md5']
         weakenEtag(h)
         if (ctx.method === 'HEAD') return
-        res.pipeThrough(encoders.create(coding, size, kind === 'text' || kind === 'event-stream', kind === 'event-stream'))
+        // A body of unknown length may be a stream the client reads as it
+        // comes (a streamed JSON or text answer, a long poll): flushed after
+        // every upstream chunk, as Envoy's compressor does, so coding never
+        // holds it back. A known length arrives whole and is not flushed.
+        res.pipeThrough(encoders.create(coding, size, kind === 'text' || kind === 'event-stream', kind === 'event-stream' || size < 0))
       },
     }
   },
