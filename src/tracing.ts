@@ -144,6 +144,8 @@ export class Tracing {
   readonly #provider: TracerProvider
   readonly #tracer: Tracer
   readonly #propagator: TextMapPropagator
+  /** W3C Trace Context is among the propagators: it owns `tracestate`. */
+  readonly #w3c: boolean
   /** Endpoints are parsed once, not per attempt. */
   readonly #endpoints = new WeakMap<Endpoint, { address: string, port: number }>()
 
@@ -174,6 +176,7 @@ export class Tracing {
       if (p === 'tracecontext') propagators.push(new W3CTraceContextPropagator())
       else propagators.push(new B3Propagator({ injectEncoding: p === 'b3multi' ? B3InjectEncoding.MULTI_HEADER : B3InjectEncoding.SINGLE_HEADER }))
     }
+    this.#w3c = config.propagators.includes('tracecontext')
     // Extraction runs in the listed order and a later match wins.
     this.#propagator = propagators.length === 1 ? propagators[0] as TextMapPropagator : new CompositePropagator({ propagators })
   }
@@ -249,6 +252,10 @@ export class Tracing {
   startAttempt (server: Span, endpoint: Endpoint, method: string, upstreamPath: string, retry: number, hedge: boolean, headers: HeaderMap): Span {
     const known = KNOWN_METHODS.has(method) ? method : '_OTHER'
     const span = this.#tracer.startSpan(known === '_OTHER' ? 'HTTP' : known, { kind: SpanKind.CLIENT }, trace.setSpan(ROOT_CONTEXT, server))
+    // The client's tracestate belongs to its traceparent: injection writes it
+    // back when that parent was valid, and without one it MUST be discarded
+    // (W3C Trace Context §3.3.1.1), not sent beside a trace started here.
+    if (this.#w3c && headers.tracestate !== undefined) delete headers.tracestate
     this.#propagator.inject(trace.setSpan(ROOT_CONTEXT, span), headers, headerSetter)
     if (!span.isRecording()) return span
     setMethod(span, known, method)

@@ -75,6 +75,13 @@ t.test('refuses hop-by-hop and framing headers in every operation', async (t) =>
   }
 })
 
+t.test('expect may not be set or added on requests (the proxy answers it; undici refuses to send it)', async (t) => {
+  t.same(paths({ request: { set: { Expect: '100-continue' } } }), [['request', 'set', 'Expect']])
+  t.same(paths({ request: { add: { expect: 'x' } } }), [['request', 'add', 'expect']])
+  t.ok(schema.safeParse({ request: { remove: ['expect'] } }).success)
+  t.ok(schema.safeParse({ response: { set: { expect: 'x' } } }).success, 'a response field of that name is only odd')
+})
+
 t.test('host may be set on requests, never added, removed or touched on responses', async (t) => {
   t.ok(schema.safeParse({ request: { set: { Host: 'internal.example' } } }).success)
   t.same(paths({ request: { add: { host: 'x' } } }), [['request', 'add', 'host']])

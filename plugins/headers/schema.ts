@@ -34,6 +34,8 @@ function nameProblem (name: string, phase: Phase, op: Op): string | undefined {
   if (!TOKEN.test(name)) return 'a header name: an RFC 9110 token (letters, digits and !#$%&\'*+-.^_`|~)'
   const lower = name.toLowerCase()
   if (RESERVED.has(lower)) return `a header other than "${lower}": hop-by-hop and framing headers are Outrider's own`
+  // node answers Expect itself (100-continue, or 417), and undici refuses to send one.
+  if (lower === 'expect' && phase === 'request' && op !== 'remove') return 'a header other than "expect": Outrider answers Expect: 100-continue itself'
   if (lower === 'host') {
     if (phase === 'response') return 'a header other than "host": it only exists on requests'
     if (op !== 'set') return '"host" only under set: a request carries exactly one Host (RFC 9112 §3.2)'

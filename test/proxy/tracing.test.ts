@@ -157,6 +157,20 @@ t.test('an incoming traceparent is continued, tracestate passed on', async (t) =
   t.equal(seen?.tracestate, 'vendor=abc,other=1', 'tracestate forwarded (W3C Trace Context §3.3)')
 })
 
+t.test('a tracestate without a valid traceparent is discarded, not sent beside a trace started here', async (t) => {
+  const r = await receiver(t)
+  const up = await upstream(t)
+  const proxy = await startTestProxy(doc([up.url], tracing(r)), t)
+  for (const traceparent of [undefined, `00-${'0'.repeat(32)}-${CLIENT_SPAN_ID}-01`, 'garbage']) {
+    const headers: Record<string, string> = { tracestate: 'congo=t61rcWkgMzE' }
+    if (traceparent !== undefined) headers.traceparent = traceparent
+    t.equal((await send(`${proxy.url}/api/x`, headers)).status, 200)
+    const seen = up.seen.at(-1)?.headers
+    t.not(parseTraceparent(seen?.traceparent).traceId, CLIENT_TRACE_ID, `${traceparent ?? 'no traceparent'}: a new trace`)
+    t.equal(seen?.tracestate, undefined, `${traceparent ?? 'no traceparent'}: the client's tracestate is dropped`)
+  }
+})
+
 t.test('a retried request: two CLIENT spans under one SERVER span, the second with resend_count 1', async (t) => {
   const r = await receiver(t)
   let n = 0
