@@ -134,6 +134,24 @@ t.test('a request one limit refuses is not charged to the others', async (t) => 
   t.same(daily, [200, 200, 200, 429], 'the day counted the 2 served requests, not the 2 refused ones')
 })
 
+t.test('a request a longer window refuses is given back to the shorter ones', async (t) => {
+  const up = await startUpstream()
+  t.teardown(up.close)
+  const proxy = await startTestProxy({
+    clusters: [{ name: 'up', endpoints: [{ url: up.url }] }],
+    routes: [
+      { name: 'daily', match: { pathPrefix: '/daily' }, cluster: 'up', plugins: [{ name: 'rate-limit', config: { scope: 'acct', limits: [{ points: 1, duration: '1d' }, { points: 3, duration: '1h' }] } }] },
+      { name: 'hourly', match: { pathPrefix: '/hourly' }, cluster: 'up', plugins: [{ name: 'rate-limit', config: { scope: 'acct', limits: [{ points: 3, duration: '1h' }] } }] },
+    ],
+  }, t)
+  const daily: number[] = []
+  for (let i = 0; i < 3; i++) daily.push((await get(proxy, {}, '/daily')).status)
+  t.same(daily, [200, 429, 429], 'the day refuses')
+  const hourly: number[] = []
+  for (let i = 0; i < 3; i++) hourly.push((await get(proxy, {}, '/hourly')).status)
+  t.same(hourly, [200, 200, 429], 'the hour kept 1 request, the served one')
+})
+
 t.test('keys by header: one counter per value, the address when absent', async (t) => {
   const { proxy } = await setup(t, limited({ points: 2, duration: 60, key: { by: 'header', name: 'X-User' } }))
   t.same(await statuses(proxy, 3, { 'x-user': 'alice' }), [200, 200, 429])

@@ -17,6 +17,8 @@ interface CompiledLimit extends Limit {
 /** One set of limits (the route's, or an override's) with its RateLimit-Policy value, built once. */
 interface Policy {
   readonly limits: readonly CompiledLimit[]
+  /** Indexes into `limits`, shortest window first: the order they are asked in. */
+  readonly order: readonly number[]
   /** RateLimit-Policy (draft §3): the same on every response for these consumers. */
   readonly field: string
 }
@@ -30,6 +32,7 @@ interface AllowedFields {
 function compilePolicy (limits: readonly Limit[], store: LimitStore, scope: string): Policy {
   return {
     limits: limits.map((l) => ({ ...l, counter: store.counter(scope, { points: l.points, seconds: l.duration }) })),
+    order: limits.map((_, i) => i).sort((a, b) => (limits[a] as Limit).duration - (limits[b] as Limit).duration),
     field: limits.map((l) => policyItem(l.name, l.points, l.duration)).join(', '),
   }
 }
@@ -98,37 +101,27 @@ function buildHooks (config: RateLimitConfig, route: string, store: LimitStore, 
     return base
   }
 
-  /** Turns the limits' answers into the decision; throws the 429. */
-  function settle (rc: RequestContext, policy: Policy, key: string, results: readonly WindowResult[]): void {
-    let refusedBy = -1
-    let wait = 0
-    for (let i = 0; i < results.length; i++) {
-      const r = results[i] as WindowResult
-      if (!r.allowed && (refusedBy === -1 || r.resetMs > wait)) { refusedBy = i; wait = r.resetMs }
+  /** Every limit allowed: counts and annotates, and keeps the fields for headersOnAllowed. */
+  function allow (rc: RequestContext, policy: Policy, results: readonly WindowResult[]): void {
+    counts.allow.inc()
+    // Called optionally: unit tests drive hooks with partial contexts.
+    rc.annotate('rateLimit', storeFailed(results) ? 'store_error_allow' : 'allow')
+    if (headersOnAllowed) {
+      const list = (rc.state[NAME] ??= []) as AllowedFields[]
+      list.push({ policy: policy.field, limit: tightest(policy, results) })
     }
-    if (refusedBy === -1) {
-      counts.allow.inc()
-      // Called optionally: unit tests drive hooks with partial contexts.
-      rc.annotate('rateLimit', storeFailed(results) ? 'store_error_allow' : 'allow')
-      if (headersOnAllowed) {
-        const list = (rc.state[NAME] ??= []) as AllowedFields[]
-        list.push({ policy: policy.field, limit: tightest(policy, results) })
-      }
-      return
-    }
-    const violated: string[] = []
-    for (let i = 0; i < results.length; i++) {
-      const limit = policy.limits[i] as CompiledLimit
-      if ((results[i] as WindowResult).allowed) limit.counter.refund(key)
-      else violated.push(limit.name)
-    }
+  }
+
+  /** Limit `at` refused, `wait` ms before its window ends: throws the 429. */
+  function deny (rc: RequestContext, policy: Policy, at: number, wait: number): never {
     counts.deny.inc()
-    const limit = policy.limits[refusedBy] as CompiledLimit
+    const limit = policy.limits[at] as CompiledLimit
     rc.annotate('rateLimit', 'deny')
     // A configured name (at most 64 characters): which limit said no.
     rc.annotate('rateLimitPolicy', limit.name)
-    // Retry-After and t name the same moment, the end of the longest
-    // refusing window (draft §6: never earlier than the effective window).
+    // Retry-After and t name the same moment, the end of the refusing window
+    // (draft §6: never earlier than the effective window). Longer windows
+    // were not asked; one that is spent too refuses the next try.
     const retryAfter = Math.max(1, Math.ceil(wait / 1000))
     throw new RateLimitedError(`the limit of ${limit.points} requests per ${windowLabel(limit.duration)} ("${limit.name}") is spent`, {
       headers: {
@@ -136,8 +129,32 @@ function buildHooks (config: RateLimitConfig, route: string, store: LimitStore, 
         'ratelimit-policy': policy.field,
         ratelimit: limitItem(limit.name, 0, retryAfter * 1000),
       },
-      extensions: { 'violated-policies': violated },
+      extensions: { 'violated-policies': [limit.name] },
     })
+  }
+
+  /**
+   * Asks several limits one after another, shortest window first, and stops
+   * at the first refusal, giving back what the limits before it counted. Asked
+   * all at once, a burst the short limit refuses would be counted by the long
+   * one until the refunds land, and the Redis store's in-memory block would
+   * then shut the client out for the whole long window; a flood the short
+   * limit refuses from memory would still cost a long one two round trips a
+   * request. The price: an allowed request waits for one answer per limit.
+   */
+  async function decide (rc: RequestContext, policy: Policy, key: string): Promise<void> {
+    const { limits, order } = policy
+    const results = new Array<WindowResult>(limits.length)
+    for (let n = 0; n < order.length; n++) {
+      const at = order[n] as number
+      const r = await (limits[at] as CompiledLimit).counter.hit(key)
+      if (!r.allowed) {
+        for (let m = 0; m < n; m++) (limits[order[m] as number] as CompiledLimit).counter.refund(key)
+        deny(rc, policy, at, r.resetMs)
+      }
+      results[at] = r
+    }
+    allow(rc, policy, results)
   }
 
   const hooks: PluginHooks = {
@@ -147,11 +164,9 @@ function buildHooks (config: RateLimitConfig, route: string, store: LimitStore, 
       const policy = policyFor(rc)
       const limits = policy.limits
       if (limits.length === 1) {
-        return (limits[0] as CompiledLimit).counter.hit(key).then((r) => { settle(rc, policy, key, [r]) })
+        return (limits[0] as CompiledLimit).counter.hit(key).then((r) => { if (r.allowed) allow(rc, policy, [r]); else deny(rc, policy, 0, r.resetMs) })
       }
-      const pending: Array<Promise<WindowResult>> = new Array(limits.length)
-      for (let i = 0; i < limits.length; i++) pending[i] = (limits[i] as CompiledLimit).counter.hit(key)
-      return Promise.all(pending).then((rs) => { settle(rc, policy, key, rs) })
+      return decide(rc, policy, key)
     },
     close: () => store.close(),
   }
@@ -182,11 +197,13 @@ function buildHooks (config: RateLimitConfig, route: string, store: LimitStore, 
  * §10.2.3), `RateLimit-Policy` and `RateLimit` (draft-ietf-httpapi-ratelimit-
  * headers-11, see fields.ts) and the draft's `violated-policies` member in the
  * problem body (§5.1). With `headersOnAllowed` the two RateLimit fields go on
- * allowed responses too. A request refused by one limit is not charged to the
- * others: a client held back by 10/s keeps its daily quota for requests that
- * are served (the refusing window does count it, as rate-limiter-flexible
- * counts every attempt). A request whose key part is missing with
- * `missing: skip` is not limited and not counted. Decisions are counted in
+ * allowed responses too. Several limits are asked one after another,
+ * shortest window first, and the first to refuse decides: a request refused
+ * by one limit is not charged to the others, so a client held back by 10/s
+ * keeps its daily quota for requests that are served (the refusing window
+ * does count it, as rate-limiter-flexible counts every attempt). A request
+ * whose key part is missing with `missing: skip` is not limited and not
+ * counted. Decisions are counted in
  * `outrider_ratelimit_decisions_total{route,decision}`, failed store
  * operations in `outrider_ratelimit_store_errors_total{route}`. Each decision
  * is annotated for the access log and the trace: `rateLimit` (allow, deny,

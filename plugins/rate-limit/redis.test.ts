@@ -2,12 +2,12 @@ import t from 'tap'
 import { Registry } from 'prom-client'
 import { request } from 'undici'
 import { noSubrequests, startUpstream, type Upstream } from '../../test/helpers/upstream.ts'
-import { startTestProxy, simpleDoc, type TestProxy } from '../../test/helpers/proxy.ts'
+import { startTestProxy, simpleDoc, testLogger, type TestProxy } from '../../test/helpers/proxy.ts'
 import { redisUnavailable, startRedis, type TestRedis } from '../../test/helpers/redis.ts'
 import { freePort } from '../../test/helpers/cli.ts'
 import { createLogger } from '../../src/log.ts'
 import { RateLimitedError } from '../../src/errors.ts'
-import type { RequestContext } from '../../src/plugin.ts'
+import type { PluginHooks, RequestContext } from '../../src/plugin.ts'
 import plugin from './plugin.ts'
 import { schema } from './schema.ts'
 
@@ -60,6 +60,60 @@ async function metric (proxy: TestProxy, name: string): Promise<number> {
   const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(await proxy.metrics.registry.metrics())
   return m === null ? 0 : Number(m[1])
 }
+
+/** The plugin's hooks over a Redis store, driven without a proxy; closed in teardown. */
+async function hooksOn (t: { teardown (fn: () => unknown): void }, redis: TestRedis, config: Record<string, unknown>): Promise<PluginHooks> {
+  const hooks = await plugin.create(schema.parse({ ...config, store: { type: 'redis', url: redis.url, commandTimeout: '5s' } }), { routeName: 'direct', metrics: new Registry(), log: testLogger(), upstream: noSubrequests })
+  t.teardown(() => hooks.close?.())
+  return hooks
+}
+
+/** One request from 192.0.2.1: 'allow', or the name of the limit that refused it. */
+async function decide (hooks: PluginHooks): Promise<string> {
+  const ctx = { clientIp: '192.0.2.1', req: { headers: {} }, identity: undefined, state: {}, annotate () {} } as unknown as RequestContext
+  try {
+    await hooks.onRequest?.(ctx)
+    return 'allow'
+  } catch (err) {
+    if (err instanceof RateLimitedError) return (err.extensions?.['violated-policies'] as string[]).join()
+    throw err
+  }
+}
+
+/** Scripts Redis ran since the last CONFIG RESETSTAT: one a round trip (rate-limiter-flexible counts with Lua). */
+async function scriptsRun (redis: TestRedis): Promise<number> {
+  const stats = String(await redis.command('INFO', 'commandstats'))
+  let n = 0
+  for (const m of stats.matchAll(/^cmdstat_(?:eval|evalsha):calls=(\d+)/gm)) n += Number(m[1])
+  return n
+}
+
+t.test('several limits: a burst the short limit refuses leaves the long window alone', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  // The long window first: the limits are asked shortest window first all the same.
+  const hooks = await hooksOn(t, redis, { scope: 'burst', limits: [{ points: 10, duration: '1h' }, { points: 3, duration: 1 }] })
+  const burst = await Promise.all(Array.from({ length: 30 }, () => decide(hooks)))
+  const served = burst.filter((d) => d === 'allow').length
+  t.ok(served >= 3 && served < 10, `the 1s limit served ${served} (3 a second)`)
+  t.same(new Set(burst.filter((d) => d !== 'allow')), new Set(['1s']), 'every refusal is the 1s limit\'s')
+  t.equal(await redis.command('GET', 'outrider:rl:burst:3600:ip=192.0.2.1'), String(served), 'the hour counted the served requests only')
+  // Had the refused requests filled the hour, the key would be blocked (in memory) for the hour.
+  await waitFor('the next second to serve the client', async () => await decide(hooks) === 'allow')
+  t.pass('served again once the 1s window ends')
+})
+
+t.test('several limits: a flood refused from memory by the short limit costs Redis nothing', { skip }, async (t) => {
+  const redis = await startRedis(t)
+  const hooks = await hooksOn(t, redis, { scope: 'flood', limits: [{ points: 5, duration: '1m' }, { points: 1000, duration: '1d' }] })
+  t.equal(await redis.command('CONFIG', 'RESETSTAT'), 'OK')
+  const decisions: string[] = []
+  for (let i = 0; i < 200; i++) decisions.push(await decide(hooks))
+  t.same(decisions.slice(0, 7), ['allow', 'allow', 'allow', 'allow', 'allow', '1m', '1m'])
+  t.equal(decisions.filter((d) => d === 'allow').length, 5)
+  // 5 served × 2 limits and the refusal that blocks the key.
+  t.equal(await scriptsRun(redis), 11, 'Redis round trips for 200 requests')
+  t.equal(await redis.command('GET', 'outrider:rl:flood:86400:ip=192.0.2.1'), '5')
+})
 
 t.test('two proxies share the counters in Redis', { skip }, async (t) => {
   const redis = await startRedis(t)
