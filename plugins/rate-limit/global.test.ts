@@ -5,6 +5,7 @@ import { Agent, request } from 'undici'
 import { startUpstream } from '../../test/helpers/upstream.ts'
 import { freePort, runCli, type CliProcess } from '../../test/helpers/cli.ts'
 import { redisUnavailable, startRedis } from '../../test/helpers/redis.ts'
+import { defaultScope } from './keys.ts'
 
 /**
  * The issue's accuracy requirement, end to end: three real Outrider
@@ -155,7 +156,7 @@ t.test('three processes sharing one Redis keep one global limit', { skip }, asyn
     t.equal(statuses.filter((s) => s === 429).length, 2 * POINTS, 'the rest refused')
     // Once a process has seen the counter pass the limit it refuses the key
     // from memory until the window ends, without asking Redis again.
-    const counted = Number(await redis.command('GET', 'outrider:rl:burst:60:route'))
+    const counted = Number(await redis.command('GET', `outrider:rl:${defaultScope('burst', [{ by: 'route' }])}:60:route`))
     t.ok(counted > POINTS && counted <= 3 * POINTS, `Redis counted ${counted}: past the limit, then spared`)
   })
 })

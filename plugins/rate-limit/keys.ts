@@ -38,6 +38,23 @@ function claimValue (ctx: RequestContext, claim: string): string | undefined {
 }
 
 /**
+ * The scope of a plugin that names none: the route name, `~` and a digest of
+ * its key. Two rate-limit plugins of one route (per identity and per address,
+ * say) would otherwise count each request twice into the same counters when
+ * their keys coincide (an identity missing falls back to the address). The
+ * limits are left out, so a reload that changes points (a control-plane rule
+ * scaling the limit) keeps the counts; `~` is no scope character, so no named
+ * scope can take it. PluginContext does not tell a plugin its place on the
+ * route: two plugins with the same key share unless one names a scope.
+ *
+ * @example
+ * defaultScope('api', [{ by: 'ip' }]) // 'api~' and 8 base64url characters
+ */
+export function defaultScope (route: string, parts: readonly KeyPart[]): string {
+  return `${route}~${hash('sha256', JSON.stringify(parts), 'base64url').slice(0, 8)}`
+}
+
+/**
  * Compiles the `key` list into one function, once per snapshot. Each part
  * is tagged (`ip=`, `h=`, `id=`, `c=`), so an identity can never take the
  * counter of an address that happens to be spelt the same, and a request

@@ -253,11 +253,26 @@ t.test('routes count apart unless they share a scope', async (t) => {
   const route = (name: string, config: Record<string, unknown>): Record<string, unknown> => ({ name, match: { pathPrefix: `/${name}` }, cluster: 'up', plugins: [{ name: 'rate-limit', config }] })
   const proxy = await startTestProxy({
     clusters: [{ name: 'up', endpoints: [{ url: up.url }] }],
-    routes: [route('a', { points: 1, duration: 60 }), route('b', { points: 1, duration: 60 }), route('c', { points: 1, duration: 60, scope: 'a' })],
+    routes: [
+      route('a', { points: 1, duration: 60 }),
+      route('b', { points: 1, duration: 60 }),
+      route('c', { points: 1, duration: 60, scope: 'a' }),
+      route('d', { points: 1, duration: 60, scope: 'a' }),
+    ],
   }, t)
   t.equal((await get(proxy, {}, '/a')).status, 200)
   t.equal((await get(proxy, {}, '/b')).status, 200, 'b has its own counter')
-  t.equal((await get(proxy, {}, '/c')).status, 429, 'c counts in a\'s scope')
+  t.equal((await get(proxy, {}, '/c')).status, 200, 'a route\'s own counters are not a named scope')
+  t.equal((await get(proxy, {}, '/d')).status, 429, 'd counts in the scope c names')
+})
+
+t.test('two rate-limit plugins of one route count apart', async (t) => {
+  // No auth plugin: the identity is missing, so both key the request by its address.
+  const { proxy } = await setup(t, { plugins: [{ name: 'rate-limit', config: { key: 'identity', points: 4, duration: 60 } }, { name: 'rate-limit', config: { key: 'ip', points: 4, duration: 60 } }] })
+  t.same(await statuses(proxy, 5), [200, 200, 200, 200, 429], 'each counts a request once')
+  const key = { by: 'header', name: 'x-client' }
+  const { proxy: same } = await setup(t, { plugins: [{ name: 'rate-limit', config: { key, points: 4, duration: 60 } }, { name: 'rate-limit', config: { key, points: 4, duration: 60, scope: 'second' } }] })
+  t.same(await statuses(same, 5, { 'x-client': 'c1' }), [200, 200, 200, 200, 429], 'the same key apart with a scope')
 })
 
 t.test('a reload keeps the counts', async (t) => {

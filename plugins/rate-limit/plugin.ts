@@ -2,7 +2,7 @@ import { Counter, type Registry } from 'prom-client'
 import { definePlugin, type PluginContext, type PluginHooks, type RequestContext, type ResponseContext } from '../../src/plugin.ts'
 import { RateLimitedError } from '../../src/errors.ts'
 import { schema, windowLabel, type Limit, type RateLimitConfig } from './schema.ts'
-import { compileKey } from './keys.ts'
+import { compileKey, defaultScope } from './keys.ts'
 import { appendField, limitItem, policyItem } from './fields.ts'
 import { MemoryStore } from './stores/memory.ts'
 import { RedisStore } from './stores/redis.ts'
@@ -87,7 +87,7 @@ interface Counts {
 
 /** Compiles keys, limits and overrides over an open store into the hooks. */
 function buildHooks (config: RateLimitConfig, route: string, store: LimitStore, counts: Counts): PluginHooks {
-  const scope = config.scope ?? route
+  const scope = config.scope ?? defaultScope(route, config.key)
   const keyOf = compileKey(config.key, { trustedProxies: config.trustedProxies, ipv6Subnet: config.ipv6Subnet })
   const base = compilePolicy(config.limits, store, scope)
   const overrides = config.overrides.map((o) => ({ matches: compileMatch(o.match), policy: compilePolicy(o.limits, store, scope) }))

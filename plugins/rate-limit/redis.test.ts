@@ -9,6 +9,7 @@ import { createLogger } from '../../src/log.ts'
 import { RateLimitedError } from '../../src/errors.ts'
 import type { PluginHooks, RequestContext } from '../../src/plugin.ts'
 import plugin from './plugin.ts'
+import { defaultScope } from './keys.ts'
 import { schema } from './schema.ts'
 
 const skip = redisUnavailable()
@@ -124,8 +125,8 @@ t.test('two proxies share the counters in Redis', { skip }, async (t) => {
   const seen: number[] = []
   for (let i = 0; i < 6; i++) seen.push(await status(i % 2 === 0 ? a : b))
   t.same(seen, [200, 200, 200, 200, 429, 429], 'one limit for both')
-  t.same(await redis.command('KEYS', 'outrider:rl:*'), ['outrider:rl:all:60:ip=127.0.0.1'], 'prefix, scope, window and key')
-  const ttl = await redis.command('PTTL', 'outrider:rl:all:60:ip=127.0.0.1') as number
+  t.match(await redis.command('KEYS', 'outrider:rl:*'), [/^outrider:rl:all~[\w-]{8}:60:ip=127\.0\.0\.1$/], 'prefix, scope (the route\'s and its key\'s), window and key')
+  const ttl = await redis.command('PTTL', `outrider:rl:${defaultScope('all', [{ by: 'ip' }])}:60:ip=127.0.0.1`) as number
   t.ok(ttl > 50_000 && ttl <= 60_000, 'the window is the key\'s TTL')
 
   t.equal(await redis.command('FLUSHALL'), 'OK')
@@ -138,7 +139,7 @@ t.test('two proxies share the counters in Redis', { skip }, async (t) => {
   const byClient: number[] = []
   for (let i = 0; i < 5; i++) byClient.push(await status(i % 2 === 0 ? a : b, { 'x-client': 'c1' }))
   t.same(byClient, [200, 200, 200, 200, 429])
-  t.equal(await redis.command('GET', 'outrider:rl:all:60:h=c1'), '5')
+  t.equal(await redis.command('GET', `outrider:rl:${defaultScope('all', [{ by: 'header', name: 'x-client', missing: 'ip' }])}:60:h=c1`), '5')
 })
 
 t.test('one connection per Redis, shared by routes and snapshots, closed with the last', { skip }, async (t) => {
@@ -161,7 +162,7 @@ t.test('Redis Cluster', { skip }, async (t) => {
   const up = await upstream(t)
   const proxy = await startTestProxy(simpleDoc(up.url, limited({ points: 2, duration: 60, store: { type: 'redis', cluster: [{ host: '127.0.0.1', port: redis.port }] } })), t)
   t.same(await statuses(proxy, 3), [200, 200, 429])
-  t.same(await redis.command('KEYS', '*'), ['outrider:rl:all:60:ip=127.0.0.1'])
+  t.same(await redis.command('KEYS', '*'), [`outrider:rl:${defaultScope('all', [{ by: 'ip' }])}:60:ip=127.0.0.1`])
   t.equal(await metric(proxy, 'outrider_ratelimit_store_errors_total\\{route="all"\\}'), 0)
 })
 
@@ -184,7 +185,7 @@ t.test('Redis down: the local limiter keeps limiting, then Redis comes back', { 
   await waitFor('the client to reconnect', async () => await clients(redis) === 1)
   t.same(await statuses(proxy, 7), [200, 200, 200, 200, 200, 200, 429], 'back on the (restarted, empty) Redis: the global limit again')
   t.equal(await metric(proxy, 'outrider_ratelimit_store_errors_total\\{route="all"\\}'), 4)
-  t.equal(await redis.command('GET', 'outrider:rl:all:60:ip=127.0.0.1'), '7')
+  t.equal(await redis.command('GET', `outrider:rl:${defaultScope('all', [{ by: 'ip' }])}:60:ip=127.0.0.1`), '7')
 })
 
 t.test('Redis down with onStoreError allow and deny', { skip }, async (t) => {

@@ -208,7 +208,7 @@ export const schema = z.strictObject({
   ipv6Subnet: ipv6Subnet.default(64)
     .describe('IPv6 clients are counted per network of this prefix length (an end site usually holds a /64); 128 = per address.'),
   scope: z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'a scope name of letters, digits, _ . -').optional()
-    .describe('Counters are per scope, by default the route name; routes naming the same scope share their counters.'),
+    .describe('Counters are per scope: plugins naming the same scope share their counters, on any route. By default each plugin of a route counts apart (by the route name and its key; of two plugins of one route with the same key, give one a scope).'),
   overrides: z.array(override).max(64).default([])
     .describe('Other limits for some consumers; the first match wins.'),
   store: store.default({ type: 'memory' })
