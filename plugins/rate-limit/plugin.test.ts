@@ -160,6 +160,15 @@ t.test('keys by header: one counter per value, the address when absent', async (
   t.same(await statuses(proxy, 1, { 'x-user': 'carol' }), [200])
 })
 
+t.test('the memory store keeps maxKeys clients per counter; one forgotten starts a new window', async (t) => {
+  const { proxy } = await setup(t, limited({ points: 1, duration: 60, key: { by: 'header', name: 'x-client' }, store: { type: 'memory', maxKeys: 2 } }))
+  t.same(await statuses(proxy, 2, { 'x-client': 'c1' }), [200, 429])
+  t.same(await statuses(proxy, 2, { 'x-client': 'c2' }), [200, 429])
+  t.same(await statuses(proxy, 1, { 'x-client': 'c3' }), [200], 'c1, the least recent, is forgotten')
+  t.same(await statuses(proxy, 1, { 'x-client': 'c2' }), [429], 'c2 is still counted')
+  t.same(await statuses(proxy, 2, { 'x-client': 'c1' }), [200, 429], 'c1 counts from zero again')
+})
+
 t.test('keys by client address: X-Forwarded-For only from trusted proxies', async (t) => {
   await t.test('no trusted proxy: a forged X-Forwarded-For does not buy a new counter', async (t) => {
     const { proxy } = await setup(t, limited({ points: 2, duration: 60 }))

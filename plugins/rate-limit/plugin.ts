@@ -233,7 +233,7 @@ export default definePlugin({
     const storeErrors = counterMetric(ctx.metrics, 'outrider_ratelimit_store_errors_total', 'Rate-limit store operations that failed and were decided by onStoreError, by route.', ['route']).labels(route)
     const store: LimitStore = config.store.type === 'redis'
       ? await RedisStore.open(config.store, { log: ctx.log, onStoreError: () => { storeErrors.inc() } })
-      : new MemoryStore()
+      : new MemoryStore({ maxKeys: config.store.maxKeys })
     try {
       return buildHooks(config, route, store, { allow: decisions.labels(route, 'allow'), deny: decisions.labels(route, 'deny') })
     } catch (err) {

@@ -22,7 +22,7 @@ t.test('the architecture example: points, duration in seconds, key ip', async (t
     trustedProxies: [],
     ipv6Subnet: 64,
     overrides: [],
-    store: { type: 'memory' },
+    store: { type: 'memory', maxKeys: 100_000 },
     headersOnAllowed: false,
   })
   t.same(schema.parse({ points: 5, duration: '1m' }).limits, [{ points: 5, duration: 60, name: 'default' }], 'a duration string; key defaults to ip')
@@ -157,6 +157,7 @@ t.test('refuses bad proxies, overrides and stores', async (t) => {
   t.same(paths({ limits: ONE, store: { type: 'redis', url: 'redis://a', onStoreError: 'maybe' } }), [['store', 'onStoreError']])
   t.same(paths({ limits: ONE, store: { type: 'redis', url: 'redis://a', expectedInstances: 0 } }), [['store', 'expectedInstances']])
   t.same(paths({ limits: ONE, store: { type: 'memory', url: 'redis://a' } }), [['store']])
+  t.same(paths({ limits: ONE, store: { type: 'memory', maxKeys: 0 } }), [['store', 'maxKeys']])
   t.same(paths({ limits: ONE, headersOnAllowed: 'yes' }), [['headersOnAllowed']])
   t.same(paths({ limits: ONE, point: 1 }), [[]], 'a typo is an unknown key')
 })

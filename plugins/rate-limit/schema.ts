@@ -185,8 +185,17 @@ const redisStore = z.strictObject({
 
 export type RedisStoreConfig = z.output<typeof redisStore>
 
+/** Keys one in-memory counter keeps unless `maxKeys` says otherwise: some 750 bytes each, 75 MB at the cap. */
+export const DEFAULT_MAX_KEYS = 100_000
+
+const memoryStore = z.strictObject({
+  type: z.literal('memory'),
+  maxKeys: z.number().int().min(1).max(100_000_000).default(DEFAULT_MAX_KEYS)
+    .describe('Keys (clients) each counter keeps at most, one counter per scope and window; past it the least recently counted key is forgotten and starts a new window when it comes back.'),
+})
+
 const store = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('memory') }),
+  memoryStore,
   redisStore,
 ], { error: (iss) => iss.code === 'invalid_union' ? 'a store: { type: memory } or { type: redis, url | cluster }' : undefined })
 
@@ -211,7 +220,7 @@ export const schema = z.strictObject({
     .describe('Counters are per scope: plugins naming the same scope share their counters, on any route. By default each plugin of a route counts apart (by the route name and its key; of two plugins of one route with the same key, give one a scope).'),
   overrides: z.array(override).max(64).default([])
     .describe('Other limits for some consumers; the first match wins.'),
-  store: store.default({ type: 'memory' })
+  store: store.default({ type: 'memory', maxKeys: DEFAULT_MAX_KEYS })
     .describe('memory (per process, the default) or redis (shared by every Outrider using the same Redis).'),
   headersOnAllowed: z.boolean().default(false)
     .describe('Also send RateLimit-Policy and RateLimit on allowed responses (a 429 always has them).'),

@@ -1,6 +1,7 @@
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible'
 import type { Logger } from '../../../src/log.ts'
-import type { RedisStoreConfig } from '../schema.ts'
+import { DEFAULT_MAX_KEYS, type RedisStoreConfig } from '../schema.ts'
+import { KeyCap } from './memory.ts'
 import { ThrottledLog } from '../../../src/throttled-log.ts'
 import { acquireRedis as acquire, releaseRedis as release, redisTarget, type SharedRedis as SharedConnection } from '../../../src/redis-connection.ts'
 import { allowed, refused, type LimitSpec, type LimitStore, type WindowCounter, type WindowResult } from './store.ts'
@@ -8,19 +9,30 @@ import { allowed, refused, type LimitSpec, type LimitStore, type WindowCounter, 
 /**
  * The per-process insurance limiter (rate-limiter-flexible's
  * `insuranceLimiter`): RateLimiterRedis hands it every operation Redis
- * failed. Subclassed only to notice that it was used.
+ * failed. Subclassed to notice that it was used, and to keep as many keys
+ * as the memory store does at most: an outage must not grow the heap
+ * without bound either.
  */
 class InsuranceLimiter extends RateLimiterMemory {
   readonly #onUse: () => void
+  readonly #cap: KeyCap
 
   constructor (points: number, seconds: number, onUse: () => void) {
     super({ points, duration: seconds, keyPrefix: '' })
     this.#onUse = onUse
+    this.#cap = new KeyCap(this, DEFAULT_MAX_KEYS)
   }
 
   override consume (key: string | number, points?: number, options?: Record<string, unknown>): Promise<RateLimiterRes> {
     this.#onUse()
+    this.#cap.touch(String(key))
     return super.consume(key, points, options)
+  }
+
+  override reward (key: string | number, points?: number, options?: Record<string, unknown>): Promise<RateLimiterRes> {
+    // A key already dropped stays dropped: a refund would keep it uncapped.
+    if (!this.#cap.has(String(key))) return Promise.resolve(new RateLimiterRes(0, 0, 0))
+    return super.reward(key, points, options)
   }
 }
 
