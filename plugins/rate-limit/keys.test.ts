@@ -1,4 +1,5 @@
 import t from 'tap'
+import { createHash } from 'node:crypto'
 import type { RequestContext } from '../../src/plugin.ts'
 import { compileClientIp, ipv6Network, parseAddress, parseCidr } from './client-ip.ts'
 import { compileKey } from './keys.ts'
@@ -63,6 +64,11 @@ t.test('X-Forwarded-For counts only behind a trusted proxy, read from the right'
   t.equal(lb(rc('::ffff:10.1.2.3', { 'x-forwarded-for': '198.51.100.1' })), '198.51.100.1', 'a mapped peer is trusted as IPv4')
 })
 
+/** What a header or claim value becomes in a key: 16 bytes of SHA-256, base64url. */
+function digest (value: string): string {
+  return createHash('sha256').update(value).digest().subarray(0, 16).toString('base64url')
+}
+
 t.test('keys are tagged per kind, escaped and bounded', async (t) => {
   const id = { subject: 'svc-a', claims: { org: 'acme', n: 7, obj: { a: 1 }, empty: '' } }
   t.equal(keyOf('ip', rc('192.0.2.1')), 'ip=192.0.2.1')
@@ -71,19 +77,31 @@ t.test('keys are tagged per kind, escaped and bounded', async (t) => {
   t.equal(keyOf('identity', rc('192.0.2.1')), 'ip=192.0.2.1', 'no identity: the client address')
   t.equal(keyOf({ by: 'identity', missing: 'shared' }, rc('192.0.2.1')), 'id')
   t.equal(keyOf({ by: 'identity', missing: 'skip' }, rc('192.0.2.1')), undefined)
-  t.equal(keyOf({ by: 'claim', claim: 'org' }, rc('192.0.2.1', {}, id)), 'c=acme')
-  t.equal(keyOf({ by: 'claim', claim: 'n' }, rc('192.0.2.1', {}, id)), 'c=7')
-  t.equal(keyOf({ by: 'claim', claim: 'obj' }, rc('192.0.2.1', {}, id)), 'c={"a":1}')
+  t.equal(keyOf({ by: 'claim', claim: 'org' }, rc('192.0.2.1', {}, id)), `c=${digest('acme')}`)
+  t.equal(keyOf({ by: 'claim', claim: 'n' }, rc('192.0.2.1', {}, id)), `c=${digest('7')}`)
+  t.equal(keyOf({ by: 'claim', claim: 'obj' }, rc('192.0.2.1', {}, id)), `c=${digest('{"a":1}')}`)
   t.equal(keyOf({ by: 'claim', claim: 'empty' }, rc('192.0.2.1', {}, id)), 'ip=192.0.2.1')
   t.equal(keyOf({ by: 'claim', claim: 'constructor' }, rc('192.0.2.1', {}, id)), 'ip=192.0.2.1', 'never a prototype property')
-  t.equal(keyOf({ by: 'header', name: 'X-Tenant' }, rc('192.0.2.1', { 'x-tenant': 'globex' })), 'h=globex')
+  t.equal(keyOf({ by: 'header', name: 'X-Tenant' }, rc('192.0.2.1', { 'x-tenant': 'globex' })), `h=${digest('globex')}`)
   t.equal(keyOf({ by: 'header', name: 'x-tenant' }, rc('192.0.2.1', { 'x-tenant': '' })), 'ip=192.0.2.1', 'empty is missing')
   t.equal(keyOf([{ by: 'identity' }, { by: 'header', name: 'x-tenant', missing: 'shared' }], rc('192.0.2.1', {}, id)), 'id=svc-a|h')
-  t.equal(keyOf([{ by: 'header', name: 'x-a' }, { by: 'header', name: 'x-b' }], rc('192.0.2.1', { 'x-a': 'p|h=q', 'x-b': 'r' })), 'h=p%7Ch=q|h=r', 'a separator in a value cannot forge a second part')
-  t.equal(keyOf([{ by: 'header', name: 'x-a' }, { by: 'header', name: 'x-b' }], rc('192.0.2.1', { 'x-a': 'p', 'x-b': 'q|h=r' })), 'h=p|h=q%7Ch=r')
+  const pair = (a: string, b: string): string | undefined => keyOf([{ by: 'header', name: 'x-a' }, { by: 'header', name: 'x-b' }], rc('192.0.2.1', { 'x-a': a, 'x-b': b }))
+  t.equal(pair('p|h=q', 'r'), `h=${digest('p|h=q')}|h=${digest('r')}`, 'a separator in a value cannot forge a second part')
+  t.not(pair('p|h=q', 'r'), pair('p', 'q|h=r'))
+  t.equal(keyOf({ by: 'identity' }, rc('192.0.2.1', {}, { subject: 'a|id=b' })), 'id=a%7Cid=b', 'subjects are escaped')
   t.equal(keyOf([{ by: 'identity', missing: 'skip' }, 'ip'], rc('192.0.2.1')), undefined, 'one skipping part skips the request')
-  const long = keyOf({ by: 'header', name: 'x-a' }, rc('192.0.2.1', { 'x-a': 'v'.repeat(5000) }))
-  t.match(long, /^h=%#[A-Za-z0-9_-]{43}$/, 'a long value is hashed')
+  t.match(keyOf('identity', rc('192.0.2.1', {}, { subject: 'v'.repeat(5000) })), /^id=%#[A-Za-z0-9_-]{43}$/, 'a long subject is hashed')
+  t.match(keyOf({ by: 'header', name: 'x-a' }, rc('192.0.2.1', { 'x-a': 'v'.repeat(5000) })), /^h=[A-Za-z0-9_-]{22}$/, 'a long value is a digest like any other')
   t.equal(keyOf({ by: 'ip', trustedProxies: ['192.0.2.1'] }, rc('192.0.2.1', { 'x-forwarded-for': '198.51.100.4' })), 'ip=198.51.100.4', 'per-part trusted proxies')
   t.equal(keyOf('identity', rc('192.0.2.1', { 'x-forwarded-for': '198.51.100.4' }), { trustedProxies: ['192.0.2.0/24'] }), 'ip=198.51.100.4', 'the fallback uses the plugin-level trusted proxies')
+})
+
+t.test('header and claim values, often credentials, are never part of a key as they are', async (t) => {
+  const secret = 'rk_3f9c2a7e6b1d4058a9e0c7b2d1f4e8a6'
+  const byHeader = keyOf({ by: 'header', name: 'x-api-key' }, rc('192.0.2.1', { 'x-api-key': secret }))
+  const byClaim = keyOf({ by: 'claim', claim: 'key' }, rc('192.0.2.1', {}, { subject: 's', claims: { key: secret } }))
+  t.match(byHeader, /^h=[A-Za-z0-9_-]{22}$/)
+  t.match(byClaim, /^c=[A-Za-z0-9_-]{22}$/)
+  for (const key of [byHeader, byClaim]) t.notMatch(key, /rk_|3f9c/)
+  t.not(byHeader, keyOf({ by: 'header', name: 'x-api-key' }, rc('192.0.2.1', { 'x-api-key': `${secret}x` })), 'other values, other keys')
 })

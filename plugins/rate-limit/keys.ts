@@ -10,15 +10,27 @@ type PartFn = (ctx: RequestContext) => string | undefined
 const MAX_VALUE = 256
 
 /**
- * A client-chosen value as a key component. `|` separates the parts of a
- * composite key and `%` escapes, so both are escaped and no two different
- * values (or pairs of values) can make the same key. Values over MAX_VALUE
- * become `%#` + their SHA-256, a form no escaped value can take.
+ * An identity subject as a key component: a name an auth plugin chose, kept
+ * readable. `|` separates the parts of a composite key and `%` escapes, so
+ * both are escaped and no two different values (or pairs of values) can make
+ * the same key. Values over MAX_VALUE become `%#` + their SHA-256, a form no
+ * escaped value can take.
  */
 function component (value: string): string {
   if (value.length > MAX_VALUE) return `%#${hash('sha256', value, 'base64url')}`
   if (value.includes('%') || value.includes('|')) return value.replaceAll('%', '%25').replaceAll('|', '%7C')
   return value
+}
+
+/**
+ * A header or claim value as a key component: the first 16 bytes of its
+ * SHA-256, in base64url (22 characters, no `|` or `%`). Such a value is
+ * often a credential (an API key header, a bearer token's claim), and a key
+ * is a Redis key name: KEYS, MONITOR, replicas and dumps would show it.
+ * 128 bits leave no collision to fear, whatever the value's length.
+ */
+function digest (value: string): string {
+  return hash('sha256', value, 'buffer').subarray(0, 16).toString('base64url')
 }
 
 function headerValue (ctx: RequestContext, name: string): string | undefined {
@@ -60,11 +72,12 @@ export function defaultScope (route: string, parts: readonly KeyPart[]): string 
  * counter of an address that happens to be spelt the same, and a request
  * whose identity is missing (counted by address instead) shares the counter
  * of that address under an `ip` key. `shared` for a missing value is the bare
- * tag: one counter for every request without it.
+ * tag: one counter for every request without it. Addresses, routes and
+ * identity subjects stay readable; header and claim values are digests.
  *
  * @example
  * const keyOf = compileKey([{ by: 'identity', missing: 'ip' }, { by: 'header', name: 'x-tenant', missing: 'shared' }], { trustedProxies: [], ipv6Subnet: 64 })
- * keyOf(ctx) // 'id=svc-a|h=acme', or 'ip=192.0.2.1|h' without identity and tenant
+ * keyOf(ctx) // 'id=svc-a|h=' + 22 base64url characters, or 'ip=192.0.2.1|h' without identity and tenant
  */
 export function compileKey (parts: readonly KeyPart[], ip: ClientIpOptions): (ctx: RequestContext) => string | undefined {
   const clientIp = compileClientIp(ip)
@@ -88,7 +101,7 @@ export function compileKey (parts: readonly KeyPart[], ip: ClientIpOptions): (ct
         const missing = orElse('h', p.missing)
         return (ctx) => {
           const v = headerValue(ctx, name)
-          return v === undefined ? missing(ctx) : `h=${component(v)}`
+          return v === undefined ? missing(ctx) : `h=${digest(v)}`
         }
       }
       case 'identity': {
@@ -103,7 +116,7 @@ export function compileKey (parts: readonly KeyPart[], ip: ClientIpOptions): (ct
         const missing = orElse('c', p.missing)
         return (ctx) => {
           const v = claimValue(ctx, claim)
-          return v === undefined ? missing(ctx) : `c=${component(v)}`
+          return v === undefined ? missing(ctx) : `c=${digest(v)}`
         }
       }
       case 'route':
