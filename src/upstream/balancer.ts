@@ -20,9 +20,12 @@ export interface Balancer {
   /**
    * @param hashKey the consistent-hash key for this request (only the
    *   consistent_hash policy reads it; undefined when none could be derived).
-   * @returns an endpoint, or undefined when none is healthy.
+   * @param usable when given, endpoints it refuses are passed over as if they
+   *   were unhealthy (the cluster's second pick, after its first one's circuit
+   *   was open or its queue full). Only that rare pick passes it.
+   * @returns an endpoint, or undefined when none is healthy (and usable).
    */
-  pick (hashKey: string | undefined): BalancedEndpoint | undefined
+  pick (hashKey: string | undefined, usable?: Usable): BalancedEndpoint | undefined
   /**
    * Called once per finished upstream attempt (only latency-aware policies
    * implement it). Must be cheap: it runs on every response.
@@ -47,3 +50,11 @@ export interface AttemptSample {
 }
 
 export type BalancerFactory = (config: LoadBalancerConfig, endpoints: readonly BalancedEndpoint[]) => Balancer
+
+/** Which endpoints a restricted pick may return (see `Balancer.pick`). */
+export type Usable = (endpoint: BalancedEndpoint) => boolean
+
+/** Healthy and, when the pick is restricted, usable: the test every policy applies. */
+export function eligible (endpoint: BalancedEndpoint, usable: Usable | undefined): boolean {
+  return endpoint.healthy && (usable === undefined || usable(endpoint))
+}

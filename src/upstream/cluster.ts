@@ -73,7 +73,8 @@ export type OverloadLimit = 'max_requests' | 'max_pending_requests' | 'circuit_o
  * - health (active checks + outlier ejection, with the panic threshold) is
  *   folded into each endpoint's `healthy` flag, which balancers already skip;
  * - per-endpoint breakers are consulted after the balancer's pick, because
- *   their half-open state must hand out exactly one probe.
+ *   their half-open state must hand out exactly one probe; when the pick's is
+ *   open (or its queue full), one more pick skips every endpoint in that state.
  *
  * Built once per snapshot; retired (pools drained, then closed) on a swap.
  */
@@ -181,20 +182,31 @@ export class Cluster {
    */
   choose (headers: HeaderMap, clientIp: string, avoid?: Endpoint): Endpoint | 'none' | OverloadLimit {
     const key = this.#hashKey === undefined ? undefined : this.#hashKey(headers, clientIp)
-    let first = this.#balancer.pick(key) as Endpoint | undefined
-    if (first === undefined) return 'none'
-    if (avoid !== undefined && first === avoid && this.endpoints.length > 1) first = this.#elsewhere(key, avoid)
-    let e = first
-    for (let tries = 0; ; tries++) {
-      if (e.inflight - e.connections >= this.#maxPendingPerEndpoint) {
-        if (tries >= this.endpoints.length) return this.#refuse('max_pending_requests')
-      } else if (e.breaker === undefined || e.breaker.allow()) {
-        return e
-      } else if (tries >= this.endpoints.length) {
-        return this.#refuse('circuit_open')
-      }
-      e = (this.#balancer.pick(key) as Endpoint | undefined) ?? first
-    }
+    let e = this.#balancer.pick(key) as Endpoint | undefined
+    if (e === undefined) return 'none'
+    if (avoid !== undefined && e === avoid && this.endpoints.length > 1) e = this.#elsewhere(key, avoid)
+    const refused = this.#refusal(e)
+    if (refused === undefined) return e
+    // Asking the policy again would mostly give the same answer: P2C prefers
+    // an open endpoint (nothing in flight), a hash ring maps the key to it
+    // again. One pick among the endpoints that can take the request now
+    // passes over the others as if ejected (a ring moves their keys along).
+    const other = this.#balancer.pick(key, this.#usable) as Endpoint | undefined
+    if (other !== undefined && (other.breaker === undefined || other.breaker.allow())) return other
+    return this.#refuse(refused)
+  }
+
+  /** Why `e` cannot take a request now; claims a half-open breaker's probe slot if it can. */
+  #refusal (e: Endpoint): OverloadLimit | undefined {
+    if (e.inflight - e.connections >= this.#maxPendingPerEndpoint) return 'max_pending_requests'
+    if (e.breaker !== undefined && !e.breaker.allow()) return 'circuit_open'
+    return undefined
+  }
+
+  /** Room in its queue and a circuit that would let a request through; built once, not per pick. */
+  readonly #usable = (b: BalancedEndpoint): boolean => {
+    const e = b as Endpoint
+    return e.inflight - e.connections < this.#maxPendingPerEndpoint && (e.breaker === undefined || e.breaker.wouldAllow())
   }
 
   /**

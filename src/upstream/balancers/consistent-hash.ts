@@ -1,4 +1,4 @@
-import type { Balancer, BalancedEndpoint } from '../balancer.ts'
+import { eligible, type Balancer, type BalancedEndpoint, type Usable } from '../balancer.ts'
 import type { LoadBalancerConfig } from '../../config/schema.ts'
 import { RoundRobin } from './round-robin.ts'
 
@@ -9,7 +9,8 @@ const POINTS_PER_WEIGHT = 100
  * Consistent hashing on a ring (Karger et al.; ketama): each endpoint owns
  * 100 × weight points, and a key goes to the first point at or after its
  * hash. Removing an endpoint moves only the keys it owned; an ejected
- * endpoint's keys go to the next healthy point and come back when it does.
+ * endpoint's keys go to the next healthy point and come back when it does
+ * (as do an open circuit's, on the cluster's restricted second pick).
  *
  * The ring is built once; `pick` is a binary search over a Uint32Array.
  * Requests without a key fall back to round robin.
@@ -56,8 +57,8 @@ export class ConsistentHashRing implements Balancer {
     }
   }
 
-  pick (hashKey: string | undefined): BalancedEndpoint | undefined {
-    if (hashKey === undefined) return this.#fallback.pick(undefined)
+  pick (hashKey: string | undefined, usable?: Usable): BalancedEndpoint | undefined {
+    if (hashKey === undefined) return this.#fallback.pick(undefined, usable)
     const points = this.#points
     const n = points.length
     if (n === 0) return undefined
@@ -74,19 +75,19 @@ export class ConsistentHashRing implements Balancer {
     if (lo === n) lo = 0
 
     const endpoint = this.#endpoints[this.#owners[lo]!]!
-    if (endpoint.healthy) return endpoint
+    if (eligible(endpoint, usable)) return endpoint
     // Walking the whole ring to learn that nothing is healthy would cost
     // O(points); a scan of the endpoints is O(endpoints).
-    if (!this.#anyHealthy()) return undefined
+    if (!this.#anyEligible(usable)) return undefined
     for (let step = 1; step < n; step++) {
       const next = this.#endpoints[this.#owners[(lo + step) % n]!]!
-      if (next.healthy) return next
+      if (eligible(next, usable)) return next
     }
     return undefined
   }
 
-  #anyHealthy (): boolean {
-    for (const endpoint of this.#endpoints) if (endpoint.healthy) return true
+  #anyEligible (usable: Usable | undefined): boolean {
+    for (const endpoint of this.#endpoints) if (eligible(endpoint, usable)) return true
     return false
   }
 }

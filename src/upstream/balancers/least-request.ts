@@ -1,4 +1,4 @@
-import type { Balancer, BalancedEndpoint } from '../balancer.ts'
+import { eligible, type Balancer, type BalancedEndpoint, type Usable } from '../balancer.ts'
 
 /**
  * Least request by the power of two choices (Mitzenmacher): pick two distinct
@@ -23,10 +23,10 @@ export class LeastRequest implements Balancer {
     this.#healthy = new Uint32Array(endpoints.length)
   }
 
-  pick (_hashKey?: string): BalancedEndpoint | undefined {
+  pick (_hashKey?: string, usable?: Usable): BalancedEndpoint | undefined {
     const endpoints = this.#endpoints
     const n = endpoints.length
-    if (n < 2) return endpoints[0]?.healthy === true ? endpoints[0] : undefined
+    if (n < 2) return endpoints[0] !== undefined && eligible(endpoints[0], usable) ? endpoints[0] : undefined
 
     // Fast path, O(1): a random pair of all endpoints, kept when both are
     // healthy. Falling back to a pair drawn from the healthy ones only when
@@ -36,11 +36,11 @@ export class LeastRequest implements Balancer {
     if (j >= i) j++
     const a = endpoints[i]!
     const b = endpoints[j]!
-    if (a.healthy && b.healthy) return lessLoaded(a, b)
+    if (eligible(a, usable) && eligible(b, usable)) return lessLoaded(a, b)
 
     const healthy = this.#healthy
     let h = 0
-    for (let k = 0; k < n; k++) if (endpoints[k]!.healthy) healthy[h++] = k
+    for (let k = 0; k < n; k++) if (eligible(endpoints[k]!, usable)) healthy[h++] = k
     if (h === 0) return undefined
     if (h === 1) return endpoints[healthy[0]!]
     const x = (Math.random() * h) | 0

@@ -1,5 +1,5 @@
 import type { LoadBalancerConfig } from '../../config/schema.ts'
-import type { AttemptSample, Balancer, BalancedEndpoint } from '../balancer.ts'
+import { eligible, type AttemptSample, type Balancer, type BalancedEndpoint, type Usable } from '../balancer.ts'
 import { createOrcaLoadReport, orcaUtilization, parseOrcaLoadReport } from '../orca.ts'
 
 export type PeakEwmaConfig = Extract<LoadBalancerConfig, { policy: 'peak_ewma' }>
@@ -143,10 +143,10 @@ export class PeakEwma implements Balancer {
     this.#sorted = new Float64Array(n)
   }
 
-  pick (_hashKey?: string): BalancedEndpoint | undefined {
+  pick (_hashKey?: string, usable?: Usable): BalancedEndpoint | undefined {
     const endpoints = this.#endpoints
     const n = endpoints.length
-    if (n < 2) return endpoints[0]?.healthy === true ? endpoints[0] : undefined
+    if (n < 2) return endpoints[0] !== undefined && eligible(endpoints[0], usable) ? endpoints[0] : undefined
 
     // A random pair of all endpoints, kept when both are healthy, else a pair
     // drawn from the healthy ones: every healthy pair stays equally likely.
@@ -154,10 +154,10 @@ export class PeakEwma implements Balancer {
     let i = (random() * n) | 0
     let j = (random() * (n - 1)) | 0
     if (j >= i) j++
-    if (!endpoints[i]!.healthy || !endpoints[j]!.healthy) {
+    if (!eligible(endpoints[i]!, usable) || !eligible(endpoints[j]!, usable)) {
       const healthy = this.#healthy
       let h = 0
-      for (let k = 0; k < n; k++) if (endpoints[k]!.healthy) healthy[h++] = k
+      for (let k = 0; k < n; k++) if (eligible(endpoints[k]!, usable)) healthy[h++] = k
       if (h === 0) return undefined
       if (h === 1) return endpoints[healthy[0]!]
       const x = (random() * h) | 0

@@ -1,4 +1,4 @@
-import type { Balancer, BalancedEndpoint } from '../balancer.ts'
+import { eligible, type Balancer, type BalancedEndpoint, type Usable } from '../balancer.ts'
 
 /**
  * Weighted random: each healthy endpoint is picked with probability
@@ -26,7 +26,7 @@ export class WeightedRandom implements Balancer {
     this.#total = total
   }
 
-  pick (_hashKey?: string): BalancedEndpoint | undefined {
+  pick (_hashKey?: string, usable?: Usable): BalancedEndpoint | undefined {
     const endpoints = this.#endpoints
     const cumulative = this.#cumulative
     if (endpoints.length === 0) return undefined
@@ -43,18 +43,18 @@ export class WeightedRandom implements Balancer {
       else lo = mid + 1
     }
     const drawn = endpoints[lo]!
-    if (drawn.healthy) return drawn
+    if (eligible(drawn, usable)) return drawn
 
     let healthyTotal = 0
     for (let i = 0; i < endpoints.length; i++) {
-      if (endpoints[i]!.healthy) healthyTotal += endpoints[i]!.weight
+      if (eligible(endpoints[i]!, usable)) healthyTotal += endpoints[i]!.weight
     }
     if (healthyTotal === 0) return undefined
     let rest = Math.random() * healthyTotal
     let last: BalancedEndpoint | undefined
     for (let i = 0; i < endpoints.length; i++) {
       const endpoint = endpoints[i]!
-      if (!endpoint.healthy) continue
+      if (!eligible(endpoint, usable)) continue
       rest -= endpoint.weight
       last = endpoint
       if (rest < 0) return endpoint

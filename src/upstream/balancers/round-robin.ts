@@ -1,4 +1,4 @@
-import type { Balancer, BalancedEndpoint } from '../balancer.ts'
+import { eligible, type Balancer, type BalancedEndpoint, type Usable } from '../balancer.ts'
 
 /**
  * Plain round robin over the healthy endpoints, ignoring weights.
@@ -15,14 +15,14 @@ export class RoundRobin implements Balancer {
     this.#endpoints = [...endpoints]
   }
 
-  pick (_hashKey?: string): BalancedEndpoint | undefined {
+  pick (_hashKey?: string, usable?: Usable): BalancedEndpoint | undefined {
     const endpoints = this.#endpoints
     const n = endpoints.length
     // Walk at most one full lap from the cursor so ejected endpoints are skipped.
     for (let step = 0; step < n; step++) {
       const i = (this.#next + step) % n
       const endpoint = endpoints[i]!
-      if (endpoint.healthy) {
+      if (eligible(endpoint, usable)) {
         this.#next = (i + 1) % n
         return endpoint
       }

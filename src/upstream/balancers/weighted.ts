@@ -1,4 +1,4 @@
-import type { Balancer, BalancedEndpoint } from '../balancer.ts'
+import { eligible, type Balancer, type BalancedEndpoint, type Usable } from '../balancer.ts'
 
 /**
  * Smooth weighted round robin, as in nginx (ngx_http_upstream_get_peer):
@@ -19,7 +19,7 @@ export class SmoothWeighted implements Balancer {
     this.#current = new Float64Array(endpoints.length)
   }
 
-  pick (_hashKey?: string): BalancedEndpoint | undefined {
+  pick (_hashKey?: string, usable?: Usable): BalancedEndpoint | undefined {
     const endpoints = this.#endpoints
     const current = this.#current
     let best = -1
@@ -27,7 +27,7 @@ export class SmoothWeighted implements Balancer {
     for (let i = 0; i < endpoints.length; i++) {
       const endpoint = endpoints[i]!
       // Ejected endpoints neither gain nor take share, so the healthy ones keep their ratios.
-      if (!endpoint.healthy) continue
+      if (!eligible(endpoint, usable)) continue
       current[i]! += endpoint.weight
       total += endpoint.weight
       if (best === -1 || current[i]! > current[best]!) best = i
