@@ -92,6 +92,10 @@ class Attempt implements Dispatcher.DispatchHandler {
   bodyBytes = 0
   /** Its outcome was reported to the cluster. */
   judged = false
+  /** Dispatch until the response head, in ms; kept for a verdict held until the body ends. */
+  headLatency = 0
+  /** The head's ORCA load report, kept with headLatency. */
+  orca: string | undefined = undefined
   cancelled = false
   /** The per-try timeout, armed until the response head arrives. */
   timer: NodeJS.Timeout | undefined = undefined
@@ -454,7 +458,8 @@ export class Exchange implements RequestContext {
 
   /**
    * Feeds an attempt's verdict to passive health, breakers and the balancer,
-   * once: at the response head (or the failure), not at the last body byte.
+   * once: at the failure or a 5xx head; for a committed attempt whose head
+   * said success, when its body ends (see #judgeLater).
    */
   #verdict (a: Attempt, outcome: AttemptOutcome | undefined, orca: string | undefined, latencyMs: number | undefined): void {
     if (a.judged) return
@@ -570,7 +575,9 @@ export class Exchange implements RequestContext {
     const orca = headers['endpoint-load-metrics'] as string | undefined
     const retry = this.#route.retry
     const reason = retry?.forStatus(statusCode)
-    this.#verdict(a, statusCode >= 500 ? '5xx' : 'success', orca, latency)
+    const outcome = statusCode >= 500 ? '5xx' : 'success'
+    if (reason !== undefined || !this.#judgeLater(a, outcome)) this.#verdict(a, outcome, orca, latency)
+    else { a.headLatency = latency; a.orca = orca }
     if (reason !== undefined) {
       // A hedged attempt still running may yet answer well: drop this one.
       const hedged = (this.#live as Attempt[]).length > 1
@@ -626,6 +633,18 @@ export class Exchange implements RequestContext {
     }, (err) => { controller.abort(pluginError(err)) })
   }
 
+  /**
+   * Whether the attempt's success is only judged when its body ends: a head
+   * can be followed by a reset or a truncated body, and an endpoint that
+   * breaks every body must not read as healthy (Linkerd classifies at the end
+   * of the stream too). One outcome per attempt, so consecutive counts see
+   * the failure, not a success that resets them. A half-open probe is judged
+   * at the head: a long stream must not keep its circuit shut meanwhile.
+   */
+  #judgeLater (a: Attempt, outcome: AttemptOutcome): boolean {
+    return outcome === 'success' && !this.#clusterProbe && a.endpoint.breaker?.state !== 'half-open'
+  }
+
   /** This attempt's response goes to the client; every other one is cancelled. */
   #commit (a: Attempt): void {
     this.#winner = a
@@ -662,6 +681,7 @@ export class Exchange implements RequestContext {
   }
 
   attemptEnd (a: Attempt, trailers: HeaderMap): void {
+    this.#verdict(a, 'success', a.orca, a.headLatency)
     this.#release(a)
     if (this.#grpcStatus !== undefined) trailers = { ...this.#grpcStatus, ...trailers }
     if (!this.#replaced) for (const _ in trailers) {
@@ -677,8 +697,13 @@ export class Exchange implements RequestContext {
     }
     if (a === this.#winner) {
       // The response had started: cut the client's too, never end it cleanly.
-      this.#release(a)
       const e = toUpstreamError(err)
+      // Only the upstream's own fault counts against it (not the client
+      // leaving, a plugin failing or the request body's limit).
+      const phase = e.extensions?.phase
+      const fault = err !== CANCELLED && (phase === 'reset' || phase === 'response' || phase === 'body')
+      this.#verdict(a, fault ? 'gateway-failure' : 'success', a.orca, a.headLatency)
+      this.#release(a)
       if (err !== CANCELLED) this.#env.metrics.upstreamErrors.labels(this.#route.cluster.name, e.code).inc()
       this.#fail(this.#bodyError ?? e, this.#bodyError instanceof PayloadTooLargeError)
       return
@@ -859,7 +884,11 @@ export class Exchange implements RequestContext {
     if (this.#countedActive) this.#route.cluster.active--
     if (this.#clusterProbe) this.#route.cluster.breaker?.release()
     const w = this.#winner
-    if (w !== undefined) this.#release(w)
+    if (w !== undefined) {
+      // The client left mid-body: that says nothing against the endpoint.
+      this.#verdict(w, 'success', w.orca, w.headLatency)
+      this.#release(w)
+    }
     if (!this.#h2) forgetResponse(this.req.socket, this.res)
     this.#snapshot.inflight--
     this.#env.metrics.live.inFlight--

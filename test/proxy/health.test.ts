@@ -1,6 +1,6 @@
 import t from 'tap'
 import { startTestProxy } from '../helpers/proxy.ts'
-import { chaos, clusterState, drive, from, metric, waitFor } from '../helpers/resilience.ts'
+import { chaos, clusterState, drive, from, get, metric, waitFor } from '../helpers/resilience.ts'
 
 /**
  * Health (issue #3): active checks and passive outlier detection take an
@@ -174,4 +174,40 @@ t.test('a refused endpoint is ejected on consecutive gateway failures and re-adm
   await waitFor(async () => (await clusterState(proxy.adminUrl, 'c')).endpoints[0]?.healthy === true, 're-admission', 6000)
   const after = await drive(`${proxy.url}/x`, 10, 1)
   t.equal(from(after, 'down'), 5, 'back in the rotation')
+})
+
+/** `n` requests one at a time; how many bodies arrived whole. */
+async function whole (url: string, n: number): Promise<number> {
+  let ok = 0
+  for (let i = 0; i < n; i++) {
+    try {
+      await get(url)
+      ok++
+    } catch {
+      // The body broke off: what the test is about.
+    }
+  }
+  return ok
+}
+
+t.test('an endpoint that breaks every body after its head is ejected and its circuit opens', async (t) => {
+  const body = Buffer.alloc(10_000, 97)
+  const broken = await chaos(t, { name: 'broken', behaviour: { closeMidBody: true, body } })
+  const good = await chaos(t, { name: 'good', behaviour: { body } })
+  const proxy = await startTestProxy(doc([broken.url, good.url], {
+    outlierDetection: { consecutiveGatewayFailures: 2, consecutive5xx: 100, baseEjectionTime: '60s' },
+  }), t)
+  t.equal(await whole(`${proxy.url}/x`, 4), 2, 'round robin: every other body breaks')
+  const c = await clusterState(proxy.adminUrl, 'c')
+  t.equal(c.endpoints[0]?.health.ejections, 1, 'two broken bodies in a row eject it')
+  t.equal(await whole(`${proxy.url}/x`, 10), 10, 'then every body arrives whole')
+  t.equal(broken.count, 2)
+
+  // A circuit breaker on its own (no outlier detection) sees them too.
+  const breaker = await startTestProxy(doc([broken.url, good.url], {
+    outlierDetection: { enabled: false },
+    circuitBreaker: { trigger: { by: 'consecutive', failures: 2 }, halfOpenAfter: '60s' },
+  }), t)
+  await whole(`${breaker.url}/x`, 4)
+  t.equal((await clusterState(breaker.adminUrl, 'c')).endpoints[0]?.circuit?.state, 'open')
 })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { startTestProxy } from '../helpers/proxy.ts'
-import { chaos, clusterState, drive, from, waitFor } from '../helpers/resilience.ts'
+import { chaos, clusterState, drive, from, get, waitFor } from '../helpers/resilience.ts'
 
 /**
  * peak_ewma (issue #3) through a real proxy: traffic moves away from an
@@ -56,4 +56,18 @@ t.test('round_robin, for comparison, keeps sending a third to the slow endpoint'
   const proxy = await startTestProxy(doc([slow.url, a.url, b.url], { policy: 'round_robin' }), t)
   const answers = await drive(`${proxy.url}/x`, 300, 10)
   t.equal(from(answers, 'slow'), 100)
+})
+
+t.test('an endpoint that answers fast but breaks every body loses its share', async (t) => {
+  const body = Buffer.alloc(10_000, 97)
+  const broken = await chaos(t, { name: 'broken', behaviour: { closeMidBody: true, body }, recordSeen: false })
+  const good = await chaos(t, { name: 'good', behaviour: { delayMs: 20, body }, recordSeen: false })
+  const proxy = await startTestProxy(doc([broken.url, good.url], { policy: 'peak_ewma' }), t)
+  let failed = 0
+  for (let i = 0; i < 100; i++) {
+    try { await get(`${proxy.url}/x`) } catch { failed++ }
+  }
+  t.ok(failed < 20, `${failed} of 100 bodies broke (the fast, broken endpoint looked best: 99)`)
+  const c = await clusterState(proxy.adminUrl, 'c')
+  t.ok((c.endpoints[0]?.score?.errorRate as number) > 0, 'the broken bodies count as errors')
 })
