@@ -15,6 +15,7 @@ import type { CancelReason, Tracing } from './tracing.ts'
 import { HOP_BY_HOP } from './http/hop-by-hop.ts'
 import { problemResponse, toOutriderError } from './http/problem.ts'
 import { toUpstreamError } from './upstream/errors.ts'
+import { orcaHeader } from './upstream/orca.ts'
 import { forgetResponse, markClosing } from './http/connection.ts'
 import { appendVia, clientAddress, setForwardingHeaders } from './http/forwarding.ts'
 import { connectionListed, endToEnd, responseFields } from './http/response-head.ts'
@@ -572,7 +573,7 @@ export class Exchange implements RequestContext {
     if (a.timer !== undefined) { clearTimeout(a.timer); a.timer = undefined }
     if (a.span !== undefined) (this.#env.tracer as Tracing).attemptStatus(a.span, statusCode)
     const latency = performance.now() - a.startedAt
-    const orca = headers['endpoint-load-metrics'] as string | undefined
+    const orca = orcaHeader(headers['endpoint-load-metrics'])
     const retry = this.#route.retry
     const reason = retry?.forStatus(statusCode)
     const outcome = statusCode >= 500 ? '5xx' : 'success'

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createOrcaLoadReport, orcaUtilization, parseOrcaLoadReport } from './orca.ts'
+import { createOrcaLoadReport, orcaHeader, orcaUtilization, parseOrcaLoadReport } from './orca.ts'
 
 const full = {
   cpuUtilization: 0.3,
@@ -125,4 +125,12 @@ t.test('orcaUtilization prefers application_utilization, then cpu_utilization', 
   t.equal(orcaUtilization(parseOrcaLoadReport('TEXT cpu_utilization=0.9')!), 0.9)
   t.equal(orcaUtilization(parseOrcaLoadReport('TEXT cpu_utilization=0.9, application_utilization=0')!), 0.9, '0 means unset in proto3')
   t.ok(Number.isNaN(orcaUtilization(parseOrcaLoadReport('TEXT mem_utilization=0.9')!)))
+})
+
+t.test('a repeated endpoint-load-metrics field: the first report counts, nothing throws', async (t) => {
+  t.equal(orcaHeader(['TEXT cpu_utilization=0.5', 'TEXT mem_utilization=0.5']), 'TEXT cpu_utilization=0.5')
+  t.equal(orcaHeader('TEXT eps=1'), 'TEXT eps=1')
+  t.equal(orcaHeader(undefined), undefined)
+  t.equal(orcaHeader([]), undefined)
+  t.equal(parseOrcaLoadReport(['TEXT cpu_utilization=0.5'] as unknown as string), undefined, 'a non-string is no report')
 })

@@ -35,18 +35,30 @@ export function createOrcaLoadReport (): OrcaLoadReport {
 }
 
 /**
+ * The `endpoint-load-metrics` value of a response head: the first line when
+ * the upstream sent the field more than once (one report per response is
+ * meant; merging two is guesswork), undefined when it sent none.
+ */
+export function orcaHeader (value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : value?.[0]
+}
+
+/**
  * Parses an `endpoint-load-metrics` header value.
  *
  * @param into a report to overwrite, so a caller on the response path can
  *   reuse one instead of allocating a report per response. Its contents are
  *   unspecified when the result is undefined.
- * @returns `into` filled in, or undefined when the value is not a valid report.
+ * @returns `into` filled in, or undefined when the value is not a valid report
+ *   (or not a string: pass a repeated field through `orcaHeader` first).
  *
  * @example
  * const report = parseOrcaLoadReport('TEXT cpu_utilization=0.3, rps_fractional=120')
  * report?.cpuUtilization // 0.3
  */
 export function parseOrcaLoadReport (value: string, into: OrcaLoadReport = createOrcaLoadReport()): OrcaLoadReport | undefined {
+  // A header map's value may be an array at run time whatever its type says.
+  if (typeof value !== 'string') return undefined
   into.cpuUtilization = 0
   into.memUtilization = 0
   into.applicationUtilization = 0

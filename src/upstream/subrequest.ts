@@ -3,6 +3,7 @@ import type { Cluster } from './cluster.ts'
 import { HOP_BY_HOP } from '../http/hop-by-hop.ts'
 import { NoHealthyUpstreamError, OverloadedError } from '../errors.ts'
 import { toUpstreamError } from './errors.ts'
+import { orcaHeader } from './orca.ts'
 
 /**
  * Requests a plugin sends on its own through its route's cluster, outside any
@@ -43,7 +44,7 @@ export function upstreamClient (cluster: Cluster, timeouts: { headers: number | 
           bodyTimeout: timeouts.body,
         })
         judged = true
-        cluster.record(picked, res.statusCode >= 500 ? '5xx' : 'success', performance.now() - started, res.headers['endpoint-load-metrics'] as string | undefined)
+        cluster.record(picked, res.statusCode >= 500 ? '5xx' : 'success', performance.now() - started, orcaHeader(res.headers['endpoint-load-metrics']))
         const chunks: Buffer[] = []
         let size = 0
         let tooBig = false

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { startTestProxy } from '../helpers/proxy.ts'
+import { startUpstream } from '../helpers/upstream.ts'
 import { chaos, clusterState, drive, from, get, waitFor } from '../helpers/resilience.ts'
 
 /**
@@ -70,4 +71,17 @@ t.test('an endpoint that answers fast but breaks every body loses its share', as
   t.ok(failed < 20, `${failed} of 100 bodies broke (the fast, broken endpoint looked best: 99)`)
   const c = await clusterState(proxy.adminUrl, 'c')
   t.ok((c.endpoints[0]?.score?.errorRate as number) > 0, 'the broken bodies count as errors')
+})
+
+t.test('an upstream repeating endpoint-load-metrics is relayed, not turned into a 502', async (t) => {
+  const up = await startUpstream((_req, res) => {
+    res.writeHead(200, ['content-length', '2', 'endpoint-load-metrics', 'TEXT cpu_utilization=0.5', 'endpoint-load-metrics', 'TEXT mem_utilization=0.5'])
+    res.end('ok')
+  })
+  t.teardown(up.close)
+  const proxy = await startTestProxy(doc([up.url], { policy: 'peak_ewma' }), t)
+  const answers = await drive(`${proxy.url}/x`, 3, 1)
+  t.same(answers.map((a) => `${a.status} ${a.body}`), ['200 ok', '200 ok', '200 ok'])
+  const c = await clusterState(proxy.adminUrl, 'c')
+  t.ok((c.endpoints[0]?.score?.utilization as number) > 0, 'the first report counts')
 })
