@@ -204,6 +204,8 @@ export class Exchange implements RequestContext {
   #keepAlive = true
   /** A plugin replaced the upstream body: it is drained, not relayed. */
   #replaced = false
+  /** The client's body was handed to an attempt as a stream (not a buffer). */
+  #streamed = false
   /** gRPC status fields that came in the head of a trailers-only answer (see attemptResponse). */
   #grpcStatus: HeaderMap | undefined
 
@@ -432,6 +434,7 @@ export class Exchange implements RequestContext {
         // A declared length was checked in start(); only chunked bodies need counting.
         body = limit > 0 && this.#head.contentLength === -1 ? this.req.pipe(new BodyLimit(limit, this)) : this.req
       }
+      if (!Buffer.isBuffer(body)) this.#streamed = true
     }
     let headers = this.upstreamHeaders
     // gRPC servers refuse requests without it; we relay trailers, so it is true.
@@ -594,7 +597,8 @@ export class Exchange implements RequestContext {
     this.#route.cluster.upstreamDuration.observe(latency / 1000)
     this.#route.latencies?.add(latency)
     this.#status = statusCode
-    const close = this.#env.draining && !this.#h2
+    const close = !this.#h2 && (this.#env.draining || this.#bodyStranded())
+    if (close) { markClosing(this.req.socket); this.req.on('error', noop) }
     // A gRPC "trailers-only" answer (status in the head, no body) only means
     // that as one HEADERS frame ending the stream, which node's compat API
     // cannot send once the head is written. The status goes out as trailers
@@ -632,6 +636,19 @@ export class Exchange implements RequestContext {
       this.#startBody(rc)
       controller.resume()
     }, (err) => { controller.abort(pluginError(err)) })
+  }
+
+  /**
+   * The client is still sending a body it streamed to an upstream that has
+   * answered already. Whether the upstream reads the rest is up to it, and
+   * undici destroys the body it stops sending, after which node reads
+   * nothing more from the connection: its next request would wait forever.
+   * So the answer says `Connection: close` (RFC 9112 §9.6) rather than
+   * promise a connection that cannot be reused; discarding the rest instead
+   * would need node's parser to read on into a destroyed request.
+   */
+  #bodyStranded (): boolean {
+    return this.#streamed && !this.req.complete
   }
 
   /**
@@ -861,6 +878,7 @@ export class Exchange implements RequestContext {
   /** Turns an error into a problem response (through onResponse hooks). */
   #fail (err: OutriderError, close = false): void {
     this.#error = err
+    if (this.#bodyStranded()) close = true
     this.#clearTimer()
     clearTimeout(this.#deadline)
     this.#env.metrics.localReplies.labels(this.routeName, err.code).inc()

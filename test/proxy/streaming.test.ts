@@ -323,3 +323,79 @@ t.test('a stray Content-Length on an upstream 204 is not relayed', async (t) => 
   t.equal(result.responses[0]?.headers['x-a'], '1')
   t.equal(result.responses[1]?.body.toString(), 'next', 'the next response is intact')
 })
+
+/**
+ * Sends a chunked POST's head and first chunk on a raw connection; once the
+ * response head is in, the rest of the body and a pipelined GET. Resolves to
+ * that head and to whether the GET was answered (else the proxy closed); a
+ * head without `Connection: close` ends the test at once.
+ */
+async function uploadThenGet (port: number): Promise<{ head: string, second: boolean }> {
+  const net = await import('node:net')
+  const s = net.connect(port, '127.0.0.1')
+  s.on('error', () => {}) // the proxy may close while the rest of the body is still going out
+  const chunk = `10000\r\n${'a'.repeat(0x10000)}\r\n`
+  let seen = ''
+  let head = ''
+  s.on('data', (d: Buffer) => {
+    seen += d.toString('latin1')
+    if (head === '' && seen.includes('\r\n\r\n')) {
+      head = seen.slice(0, seen.indexOf('\r\n\r\n')).toLowerCase()
+      // A connection promised to stay open would stall here: the head says enough.
+      if (!head.includes('\r\nconnection: close')) { s.destroy(); return }
+      for (let i = 0; i < 16; i++) s.write(chunk)
+      s.write('0\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n')
+    }
+    if (seen.includes('second ok')) s.end()
+  })
+  const closed = new Promise((resolve) => s.on('close', resolve)) // not once(): it rejects on the EPIPE
+  s.write(`POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunk}`)
+  await closed
+  return { head, second: seen.includes('second ok') }
+}
+
+t.test('an upstream answering before the request body is in: the connection closes after the answer instead of stalling', async (t) => {
+  // An auth or size refusal that does not wait for the upload, then closes.
+  const up = await startUpstream((req, res) => {
+    if (req.method === 'GET') { res.end('second ok'); return }
+    res.writeHead(401, { 'content-length': '6', connection: 'close' })
+    res.end('denied', () => { req.socket.destroy() })
+  })
+  t.teardown(up.close)
+  const proxy = await startTestProxy(simpleDoc(up.url), t)
+  const early = await uploadThenGet(proxy.port)
+  t.match(early.head, /^http\/1\.1 401/)
+  t.match(early.head, /\r\nconnection: close/, 'the answer says the connection ends (RFC 9112 §9.6)')
+  t.notOk(early.second, 'and it does: nothing more is read from it')
+})
+
+t.test('an upstream answering early but reading the whole body: the connection is closed too, never left stalled', async (t) => {
+  const up = await startUpstream((req, res) => {
+    if (req.method === 'GET') { res.end('second ok'); return }
+    res.writeHead(401, { 'content-length': '6' })
+    res.end('denied')
+    req.resume()
+  })
+  t.teardown(up.close)
+  const proxy = await startTestProxy(simpleDoc(up.url), t)
+  const early = await uploadThenGet(proxy.port)
+  t.match(early.head, /\r\nconnection: close/)
+})
+
+t.test('an upstream that reads the whole body before answering keeps the connection', async (t) => {
+  const up = await startUpstream((req, res) => {
+    req.resume()
+    req.on('end', () => { res.end(req.method === 'GET' ? 'second ok' : 'stored') })
+  })
+  t.teardown(up.close)
+  const proxy = await startTestProxy(simpleDoc(up.url), t)
+  const net = await import('node:net')
+  const s = net.connect(proxy.port, '127.0.0.1')
+  let seen = ''
+  s.on('data', (d: Buffer) => { seen += d.toString('latin1'); if (seen.includes('second ok')) s.end() })
+  s.write(`POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n${'a'.repeat(16)}\r\n0\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n`)
+  await once(s, 'close')
+  t.match(seen, /stored/)
+  t.match(seen, /second ok/, 'the next request on it is answered')
+  t.notMatch(seen.toLowerCase(), /connection: close/)
+})
