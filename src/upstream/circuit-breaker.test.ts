@@ -69,3 +69,29 @@ t.test('release frees the probe slot without a verdict', async (t) => {
   t.ok(b.wouldAllow())
   t.equal(b.state, 'half-open')
 })
+
+t.test('ratio: requests older than the window no longer count, however long the breaker sat idle', async (t) => {
+  const c = clock()
+  const b = new CircuitBreaker({ trigger: { by: 'ratio', threshold: 0.5, window: 10_000, minimumRequests: 20 }, halfOpenAfter: 5000, maxHalfOpenAfter: 60_000 }, { now: c.now })
+  for (let i = 0; i < 10; i++) b.success()
+  for (let i = 0; i < 9; i++) b.failure()
+  t.equal(b.state, 'closed', '9 of 19: below the minimum volume')
+  c.advance(3_600_000)
+  b.failure()
+  b.failure()
+  t.equal(b.state, 'closed', 'an hour later, 2 requests in the window are below the minimum')
+  for (let i = 0; i < 18; i++) b.failure()
+  t.equal(b.state, 'open', '20 failures within the window open it')
+})
+
+t.test('ratio: the window slides bucket by bucket on the breaker\'s clock', async (t) => {
+  const c = clock()
+  const b = new CircuitBreaker({ trigger: { by: 'ratio', threshold: 0.5, window: 10_000, minimumRequests: 10 }, halfOpenAfter: 5000, maxHalfOpenAfter: 60_000 }, { now: c.now })
+  for (let i = 0; i < 9; i++) b.failure()
+  c.advance(5000)
+  for (let i = 0; i < 9; i++) b.success()
+  c.advance(6000)
+  // The 9 failures are now more than 10 s old: 9 successes and 1 failure remain.
+  b.failure()
+  t.equal(b.state, 'closed')
+})

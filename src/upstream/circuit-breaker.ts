@@ -7,10 +7,13 @@ export type BreakerState = 'closed' | 'open' | 'half-open'
 /** Just below 1: all failures still exceed it, as the ratio 1 means. */
 const MAX_RATIO = 1 - 1e-9
 
+/** What counts failures towards opening: cockatiel's ConsecutiveBreaker, or our RatioWindow. */
+type Trigger = Pick<IBreaker, 'success' | 'failure'>
+
 /**
- * A circuit breaker for one endpoint or one cluster. The failure-counting
- * algorithms (consecutive, sampled ratio over a window) and the growing
- * open-period backoff are cockatiel's; the state machine is ours because
+ * A circuit breaker for one endpoint or one cluster. The consecutive failure
+ * count and the growing open-period backoff are cockatiel's, the sampled
+ * ratio over a window is RatioWindow; the state machine is ours because
  * cockatiel's `CircuitBreakerPolicy.execute(fn)` wraps a promise-returning
  * function, and an upstream attempt here is a streaming undici dispatch driven
  * by callbacks: wrapping each attempt would cost a closure and a promise per
@@ -21,7 +24,7 @@ const MAX_RATIO = 1 - 1e-9
  * it for a longer period (backing off up to `maxHalfOpenAfter`).
  */
 export class CircuitBreaker {
-  readonly #breaker: IBreaker
+  readonly #breaker: Trigger
   readonly #closed: CircuitState
   readonly #halfOpen: CircuitState
   readonly #backoffFactory: ExponentialBackoff<unknown>
@@ -38,15 +41,12 @@ export class CircuitBreaker {
     this.#closed = lib.CircuitState.Closed
     this.#halfOpen = lib.CircuitState.HalfOpen
     const t = config.trigger
+    this.#now = options.now ?? Date.now
     this.#breaker = t.by === 'consecutive'
       ? new lib.ConsecutiveBreaker(t.failures)
-      // cockatiel wants a rate; the config speaks of a count per window. It
-      // also refuses a threshold of 1 (it opens when failures > threshold ×
-      // total), which the schema allows: read it as "every request failed".
-      : new lib.SamplingBreaker({ threshold: Math.min(t.threshold, MAX_RATIO), duration: t.window, minimumRps: t.minimumRequests / (t.window / 1000) })
+      : new RatioWindow(t.threshold, t.window, t.minimumRequests, this.#now, this.#closed)
     this.#backoffFactory = new lib.ExponentialBackoff({ initialDelay: config.halfOpenAfter, maxDelay: config.maxHalfOpenAfter, generator: lib.noJitterGenerator })
     this.#onChange = options.onChange
-    this.#now = options.now ?? Date.now
   }
 
   get state (): BreakerState {
@@ -117,5 +117,73 @@ export class CircuitBreaker {
     if (this.#state === state) return
     this.#state = state
     this.#onChange?.(state)
+  }
+}
+
+/**
+ * The ratio trigger: opens when, over the last `window` ms, at least
+ * `minimumRequests` finished and more than `threshold` of them failed.
+ * Counted in a ring of buckets (at least 5, at most a second each) that
+ * forgets by time: buckets older than the window are cleared before a count,
+ * however long the breaker sat idle. cockatiel's SamplingBreaker moved one
+ * bucket per count, so after an hour of silence its window still held the
+ * requests of an hour ago (and it read Date.now, not our clock).
+ */
+class RatioWindow implements Trigger {
+  readonly #threshold: number
+  readonly #minimum: number
+  readonly #bucketMs: number
+  readonly #failures: Uint32Array
+  readonly #successes: Uint32Array
+  readonly #now: () => number
+  /** cockatiel's CircuitState.Closed (cockatiel is loaded lazily, so no import of the value). */
+  readonly #closed: CircuitState
+  /** The bucket number (time / bucketMs) counted into last. */
+  #bucket: number
+
+  constructor (threshold: number, windowMs: number, minimumRequests: number, now: () => number, closed: CircuitState) {
+    const n = Math.max(5, Math.ceil(windowMs / 1000))
+    // Opening takes failures > threshold × total; the schema allows a
+    // threshold of 1, read as "every request failed".
+    this.#threshold = Math.min(threshold, MAX_RATIO)
+    this.#minimum = Math.max(1, minimumRequests)
+    this.#bucketMs = Math.max(1, windowMs / n)
+    this.#failures = new Uint32Array(n)
+    this.#successes = new Uint32Array(n)
+    this.#now = now
+    this.#closed = closed
+    this.#bucket = Math.floor(now() / this.#bucketMs)
+  }
+
+  success (state: CircuitState): void {
+    // Closing after a half-open probe starts the count afresh.
+    if (state !== this.#closed) { this.#failures.fill(0); this.#successes.fill(0) }
+    this.#successes[this.#rotate()]! += 1
+  }
+
+  failure (state: CircuitState): boolean {
+    this.#failures[this.#rotate()]! += 1
+    if (state !== this.#closed) return true
+    let failures = 0
+    let total = 0
+    for (let i = 0; i < this.#failures.length; i++) {
+      failures += this.#failures[i]!
+      total += this.#failures[i]! + this.#successes[i]!
+    }
+    return total >= this.#minimum && failures > this.#threshold * total
+  }
+
+  /** Clears the buckets that fell out of the window since the last count; returns the current one's index. */
+  #rotate (): number {
+    const n = this.#failures.length
+    const now = Math.floor(this.#now() / this.#bucketMs)
+    const steps = Math.min(n, now - this.#bucket)
+    for (let i = 1; i <= steps; i++) {
+      const b = (this.#bucket + i) % n
+      this.#failures[b] = 0
+      this.#successes[b] = 0
+    }
+    if (now > this.#bucket) this.#bucket = now
+    return this.#bucket % n
   }
 }
