@@ -365,7 +365,7 @@ export class Exchange implements RequestContext {
     if (this.#done || this.res.destroyed) return
     const cluster = this.#route.cluster
     const limit = cluster.overloaded()
-    if (limit !== undefined) { this.#fail(new OverloadedError(`cluster "${cluster.name}" is overloaded (${limit})`, { headers: { 'x-outrider-overloaded': limit } })); return }
+    if (limit !== undefined) { this.#fail(new OverloadedError(`cluster "${cluster.name}" is overloaded (${limit})`, { headers: cluster.overloadHeaders(limit) })); return }
     cluster.active++
     cluster.retryBudget.deposit(performance.timeOrigin + this.startTime)
     this.#countedActive = true
@@ -416,7 +416,7 @@ export class Exchange implements RequestContext {
       if (this.#live !== undefined && this.#live.length > 0) return false
       this.#fail(picked === 'none'
         ? new NoHealthyUpstreamError(`cluster "${cluster.name}" has no healthy endpoint`)
-        : new OverloadedError(`cluster "${cluster.name}" is overloaded (${picked})`, { headers: { 'x-outrider-overloaded': picked } }))
+        : new OverloadedError(`cluster "${cluster.name}" is overloaded (${picked})`, { headers: cluster.overloadHeaders(picked) }))
       return false
     }
     picked.inflight++

@@ -102,6 +102,11 @@ export class CircuitBreaker {
     if (this.#state === 'half-open') this.#probeInFlight = false
   }
 
+  /** Milliseconds until an open circuit lets a probe through; 0 when it is not open. */
+  openForMs (): number {
+    return this.#state === 'open' ? Math.max(0, this.#openedAt + this.#openFor - this.#now()) : 0
+  }
+
   describe (): Record<string, unknown> {
     return { state: this.#state, openUntil: this.#state === 'open' ? new Date(this.#openedAt + this.#openFor).toISOString() : undefined }
   }

@@ -79,3 +79,12 @@ t.test('a full queue passes requests on too; refused only when no endpoint can t
   full!.breaker!.failure()
   t.equal(c.choose({}, ''), 'circuit_open')
 })
+
+t.test('Retry-After of a circuit_open refusal: when the first endpoint circuit half-opens', async (t) => {
+  const c = cluster('round_robin', 2)
+  t.teardown(() => c.drain(0))
+  for (const e of c.endpoints) e.breaker!.failure()
+  t.equal(c.choose({}, ''), 'circuit_open')
+  t.same(c.overloadHeaders('circuit_open'), { 'x-outrider-overloaded': 'circuit_open', 'retry-after': '60' })
+  t.same(c.overloadHeaders('max_requests'), { 'x-outrider-overloaded': 'max_requests' })
+})

@@ -170,6 +170,22 @@ export class Cluster {
     return undefined
   }
 
+  /**
+   * The headers of a 503 for `limit`: which limit, and for an open circuit a
+   * Retry-After (RFC 9110 §10.2.3) saying when the first endpoint (or the
+   * cluster) half-opens; at least a second, as a probe may already be out.
+   */
+  overloadHeaders (limit: OverloadLimit): Record<string, string> {
+    if (limit !== 'circuit_open') return { 'x-outrider-overloaded': limit }
+    let ms = this.breaker?.openForMs() ?? 0
+    if (ms === 0) {
+      ms = Infinity
+      for (const e of this.endpoints) if (e.healthy && e.breaker !== undefined) ms = Math.min(ms, e.breaker.openForMs())
+      if (ms === Infinity) ms = 0
+    }
+    return { 'x-outrider-overloaded': limit, 'retry-after': String(Math.max(1, Math.ceil(ms / 1000))) }
+  }
+
   #refuse (limit: OverloadLimit): OverloadLimit {
     this.#metrics?.overloaded.labels(this.name, limit).inc()
     return limit

@@ -98,6 +98,17 @@ t.test('a per-endpoint breaker takes one endpoint out; the other keeps serving',
   t.equal(await metric(proxy.adminUrl, 'outrider_circuit_state', { cluster: 'c', endpoint: bad.url }), 2)
 })
 
+t.test('a circuit_open 503 says when to retry: Retry-After up to the half-open time', async (t) => {
+  const up = await chaos(t, { name: 'u', behaviour: { status: 503 } })
+  const proxy = await startTestProxy(doc([up.url], { circuitBreaker: { trigger: { by: 'consecutive', failures: 2 }, halfOpenAfter: '30s' } }), t)
+  await drive(`${proxy.url}/x`, 2, 1)
+  const [refused] = await drive(`${proxy.url}/x`, 1, 1)
+  t.ok(shed(refused as Answer, 'circuit_open'))
+  const seconds = Number(refused?.headers['retry-after'])
+  t.ok(seconds >= 1 && seconds <= 30, `Retry-After: ${String(refused?.headers['retry-after'])}`)
+
+})
+
 t.test('ratio trigger: opens over the threshold, not under it', async (t) => {
   const up = await chaos(t, { name: 'u', behaviour: { status: 503, failRatio: 0.25 } })
   const breaker = { trigger: { by: 'ratio', threshold: 0.5, window: '10s', minimumRequests: 10 }, halfOpenAfter: '10s' }
