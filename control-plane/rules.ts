@@ -127,7 +127,8 @@ const action = z.discriminatedUnion('type', [
   }),
   z.strictObject({
     type: z.literal('patch'),
-    path: z.string().regex(/^\//, 'a path such as /routes/api/plugins/cache/config/ttl (list elements by name or index)'),
+    path: z.string().regex(/^\//, 'a path such as /routes/api/plugins/cache/config/ttl (list elements by name or index)')
+      .refine((p) => !pointerSegments(p).some((s) => UNSAFE_SEGMENTS.has(s)), 'a path without __proto__, constructor or prototype segments'),
     value: z.unknown().optional().describe('The new value; absent with remove.'),
     remove: z.boolean().default(false),
   }),
@@ -397,14 +398,27 @@ function sameOrigin (a: string, b: string): boolean {
 
 const REMOVE = Symbol('remove')
 
+/** Keys that reach an object's prototype: a patch through them would change every object in the process. */
+const UNSAFE_SEGMENTS = new Set(['__proto__', 'constructor', 'prototype'])
+
+/** A JSON Pointer's segments, unescaped (RFC 6901 §4). */
+function pointerSegments (path: string): string[] {
+  return path.split('/').slice(1).map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'))
+}
+
 /**
  * Sets (or removes) the value at a JSON Pointer (RFC 6901) in which a
  * segment addressing a list picks the element of that `name` (or index):
  * `/routes/api/plugins/cache/config/ttl`. Missing objects on the way are
- * created; missing list elements are not. Returns the old value, or the problem.
+ * created; missing list elements are not. Only own properties are followed,
+ * and `__proto__`, `constructor` and `prototype` MUST NOT be: a rule (or a
+ * viewer's backtest) could otherwise write into Object.prototype. Returns
+ * the old value, or the problem.
  */
 export function patchPath (doc: ConfigDocument, path: string, value: unknown): { before: unknown } | string {
-  const segments = path.split('/').slice(1).map((s) => s.replaceAll('~1', '/').replaceAll('~0', '~'))
+  const segments = pointerSegments(path)
+  const unsafe = segments.find((s) => UNSAFE_SEGMENTS.has(s))
+  if (unsafe !== undefined) return `${path}: "${unsafe}" is not a segment a patch may follow`
   let node: unknown = doc
   for (let i = 0; i < segments.length; i++) {
     const seg = segments[i] as string
@@ -420,13 +434,15 @@ export function patchPath (doc: ConfigDocument, path: string, value: unknown): {
       }
       node = node[idx]
     } else if (isObject(node)) {
+      // Own properties only: an inherited one (toString, …) is not part of the document.
+      const own = Object.hasOwn(node, seg)
       if (last) {
-        const before = node[seg]
+        const before = own ? node[seg] : undefined
         if (value === REMOVE) delete node[seg]
         else node[seg] = value
         return { before }
       }
-      if (node[seg] === undefined) node[seg] = {}
+      if (!own || node[seg] === undefined) node[seg] = {}
       node = node[seg]
     } else return `${path}: "${segments.slice(0, i).join('/')}" is not an object or a list`
   }

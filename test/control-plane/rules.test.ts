@@ -51,6 +51,32 @@ t.test('actions apply to a copy of the document', async (t) => {
   t.same(patchPath({ a: [{ name: 'x', v: 1 }] }, '/a/x/v', 2), { before: 1 })
 })
 
+t.test('a patch never reaches a prototype', async (t) => {
+  for (const path of ['/__proto__/polluted', '/constructor/prototype/polluted', '/routes/api/__proto__/polluted', '/routes/0/prototype']) {
+    t.throws(() => parseRule({ name: 'x', route: 'api', when: 'rps > 1', then: [{ type: 'patch', path, value: 'yes' }] }), { code: 'INVALID_CONFIG', issues: [{ path: 'then.0.path' }] }, path)
+    t.type(patchPath({ routes: [{ name: 'api' }] }, path, 'yes'), 'string', `patchPath refuses ${path}`)
+  }
+  t.equal(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype is untouched')
+  // An inherited property is not part of the document: the patch makes an own one.
+  const doc: Record<string, unknown> = {}
+  t.same(patchPath(doc, '/toString/x', 1), { before: undefined })
+  t.same(doc, { toString: { x: 1 } })
+  t.same(patchPath({}, '/hasOwnProperty', 1), { before: undefined }, 'the old value of an absent key is undefined, not the inherited one')
+})
+
+t.test('a viewer\'s backtest and an operator\'s dry run cannot pollute the control plane', async (t) => {
+  const cp = await startTestControlPlane(t, { store: `${await tempDir(t)}/store.json`, ruleIntervalMs: 0 })
+  await operatorClient(t, cp.address, 'admin').putConfig({ configJson: JSON.stringify(baseDocument([['up', 'http://127.0.0.1:9']], [{ name: 'api', cluster: 'up' }])) })
+  const now = cp.analytics.now()
+  for (let at = now - 3600; at < now; at += 60) cp.analytics.record('n1', [{ route: 'api', requests: 50, errors: 0, bounds: [], buckets: [] }], at)
+  const rule = { name: 'evil', route: 'api', when: 'requests >= 0', then: [{ type: 'patch', path: '/__proto__/isAdmin', value: true }] }
+  const put = await operatorClient(t, cp.address, 'operator').putRule({ ruleJson: JSON.stringify(rule), dryRun: true }).catch((e: unknown) => e as CallError)
+  t.equal((put as CallError).code, grpc.status.INVALID_ARGUMENT)
+  const bt = await operatorClient(t, cp.address, 'viewer').backtestRule({ ruleJson: JSON.stringify(rule), range: '1h' }).catch((e: unknown) => e as CallError)
+  t.equal((bt as CallError).code, grpc.status.INVALID_ARGUMENT)
+  t.equal(({} as Record<string, unknown>).isAdmin, undefined)
+})
+
 const SLOW = [0, 0, 10, 0] // every request between 0.5 s and 1 s
 const FAST = [10, 0, 0, 0]
 
