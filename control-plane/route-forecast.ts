@@ -32,6 +32,13 @@ export interface ForecastQuery {
 
 const ALERT = 0.5
 
+/**
+ * The farthest a forecast looks ahead (GetForecast and `forecast rps in …`
+ * conditions alike): a forecast costs one point per step up to its horizon,
+ * and beyond a week the weekly profile is all it has to say.
+ */
+export const MAX_HORIZON_SECONDS = 7 * 86_400
+
 /** The models after the latest complete interval of one route. */
 interface Fitted {
   lastT: number

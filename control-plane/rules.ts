@@ -3,6 +3,7 @@ import { quantile } from './analytics.ts'
 import { parseDuration } from './duration.ts'
 import { InvalidConfigError } from './errors.ts'
 import type { ConfigDocument } from './validate.ts'
+import { MAX_HORIZON_SECONDS } from './route-forecast.ts'
 import { redactUrl } from './webhook.ts'
 
 /**
@@ -63,6 +64,7 @@ export function parseCondition (text: string): Condition | string {
   if (metric === 'forecastRps') {
     horizonSeconds = m[2] === undefined ? undefined : parseDuration(m[2])
     if (horizonSeconds === undefined || horizonSeconds <= 0) return '"forecast rps" needs "in <duration>", e.g. forecast rps in 15m > 1000'
+    if (horizonSeconds > MAX_HORIZON_SECONDS) return `"forecast rps in ${m[2] ?? ''}": a forecast looks at most 7d ahead`
   } else if (m[2] !== undefined) return `"in ${m[2]}" is for forecasts only`
   return { metric, op: m[3] as Op, value, forSeconds, ...(horizonSeconds === undefined ? {} : { horizonSeconds }), text: text.trim() }
 }
@@ -137,7 +139,8 @@ const action = z.discriminatedUnion('type', [
 export const ruleSchema = z.strictObject({
   name: name.describe('Identifies the rule in the API and the audit log.'),
   route: z.string().min(1).describe('The route whose analytics and forecast the conditions read.'),
-  when: z.union([condition.transform((c) => [c]), z.array(condition).min(1)]).describe('One condition or a list; all must hold.'),
+  // One condition is a list of one (a union would hide the condition's own error behind "Invalid input").
+  when: z.preprocess((v) => typeof v === 'string' ? [v] : v, z.array(condition).min(1)).describe('One condition or a list; all must hold.'),
   window: duration('window').default(60).describe('The analytics window of rps, errorRatio and percentiles: 1m by default.'),
   then: z.array(action).min(1).describe('What firing does, in order.'),
   cooldown: duration('cooldown').default(300).describe('No second firing within this long: 5m by default.'),

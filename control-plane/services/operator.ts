@@ -8,7 +8,7 @@ import type { Fleet } from '../fleet.ts'
 import type { ConfigVersion } from '../store.ts'
 import { quantile, type Analytics } from '../analytics.ts'
 import { parseDuration } from '../duration.ts'
-import type { RouteForecasts } from '../route-forecast.ts'
+import { MAX_HORIZON_SECONDS, type RouteForecasts } from '../route-forecast.ts'
 import type { RuleEngine } from '../rule-engine.ts'
 import { backtest } from '../backtest.ts'
 import { parseRule, type ActionChange } from '../rules.ts'
@@ -169,7 +169,7 @@ export function register (server: grpc.Server, deps: OperatorDeps): void {
       as(call, 'viewer')
       const route = required(req.route, 'route')
       const horizon = parseDuration(req.horizon === '' ? '1h' : req.horizon)
-      if (horizon === undefined || horizon <= 0 || horizon > 7 * 86_400) throw new BadRequestError(`horizon: a duration up to 7d such as 15m or 1h (got "${req.horizon}")`)
+      if (horizon === undefined || horizon <= 0 || horizon > MAX_HORIZON_SECONDS) throw new BadRequestError(`horizon: a duration up to 7d such as 15m or 1h (got "${req.horizon}")`)
       if (req.level < 0 || req.level >= 1) throw new BadRequestError('level: in (0, 1), e.g. 0.9')
       const f = forecasts.get(route, { horizonSeconds: horizon, level: req.level === 0 ? 0.9 : req.level })
       if (f === undefined) throw new NotFoundError(`no complete traffic interval for route "${route}" yet`)
