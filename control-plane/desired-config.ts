@@ -14,10 +14,20 @@ export type Edit =
   | { action: 'rollback', version: number }
   | { action: 'put_overlay', overlay: unknown }
   | { action: 'delete_overlay', name: string }
-  /** A rule's config actions (rule-engine.ts): the whole resulting base document, and the endpoints it ejected. */
-  | { action: 'apply_rule', name: string, document: ConfigDocument, ejections?: Array<Omit<Ejection, 'version'>> }
+  /**
+   * A rule's config actions (rule-engine.ts), run by the change on the base
+   * document current then, so a change saved between the rule's evaluation
+   * and its turn (an operator's, another replica's) is kept, not overwritten.
+   */
+  | { action: 'apply_rule', name: string, apply: (document: ConfigDocument) => RuleEdit }
   /** Puts back an endpoint a rule ejected (its readmitAfter passed). */
   | { action: 'readmit_endpoint', ejection: Ejection }
+
+/** What a rule's actions made of a base document: the whole new one, and the endpoints they ejected. */
+export interface RuleEdit {
+  document: ConfigDocument
+  ejections?: Array<Omit<Ejection, 'version'>>
+}
 
 /** What one node runs: the base document with the overlays its labels select. */
 export interface NodeDocument {
@@ -399,11 +409,13 @@ export class DesiredConfig {
   #edit (doc: ConfigDocument, overlays: readonly Overlay[], edit: Edit): { document: ConfigDocument, overlays?: Overlay[], target: string, before?: unknown, after?: unknown, ejections?: Ejection[] } {
     switch (edit.action) {
       case 'apply_rule': {
-        if (edit.ejections === undefined || edit.ejections.length === 0) return { document: structuredClone(edit.document), target: edit.name }
+        // Run again on the reloaded document when a shared store refuses the save as stale (#serialised).
+        const { document, ejections } = edit.apply(doc)
+        if (ejections === undefined || ejections.length === 0) return { document, target: edit.name }
         // Version 0: the one this change gets (#change fills it in).
-        const added = edit.ejections.map((e) => ({ ...e, version: 0 }))
+        const added = ejections.map((e) => ({ ...e, version: 0 }))
         const kept = (this.#state.ejections ?? []).filter((e) => !added.some((a) => sameEjection(a, e)))
-        return { document: structuredClone(edit.document), target: edit.name, ejections: [...kept, ...added] }
+        return { document, target: edit.name, ejections: [...kept, ...added] }
       }
       case 'readmit_endpoint': {
         if (!readmit(doc, edit.ejection)) throw new NotFoundError(`no cluster "${edit.ejection.cluster}" to put ${String(edit.ejection.endpoint.url)} back into`)

@@ -1,10 +1,10 @@
 import type { Logger } from '../src/log.ts'
 import type { Analytics } from './analytics.ts'
-import type { DesiredConfig } from './desired-config.ts'
+import type { DesiredConfig, RuleEdit } from './desired-config.ts'
 import { InvalidConfigError, NotFoundError } from './errors.ts'
 import type { RouteForecasts } from './route-forecast.ts'
 import { applyActions, describeValues, evaluate, initialState, parseRule, redactRule, type ActionChange, type ActionsResult, type Observation, type Rule, type RuleState } from './rules.ts'
-import { canonicalJson, validateDocument } from './validate.ts'
+import { canonicalJson, validateDocument, type ConfigDocument } from './validate.ts'
 import { ejectedCount, ejectionState } from './ejections.ts'
 import { WebhookSender, redactUrl, type WebhookSenderOptions } from './webhook.ts'
 
@@ -176,27 +176,34 @@ export class RuleEngine {
       entry.state.lastFiredAt = now
       entry.firings++
       for (const t of result.targets) claimed.set(t, rule.name)
-      const refused = result.changes.length === 0 && result.errors.length > 0
-      const firing: Firing = { rule: rule.name, outcome: rule.dryRun ? 'dry-run' : refused ? 'refused' : 'applied', changes: result.changes, errors: result.errors }
+      // What the actions did to the document the change ran on (the evaluated one unless a change came between).
+      let applied = result
+      const firing: Firing = { rule: rule.name, outcome: 'applied', changes: [], errors: [] }
       try {
         if (!rule.dryRun) {
           if (result.changes.some((c) => !c.path.startsWith('hint:'))) {
-            const ejections = result.ejections.map((e) => ({ cluster: e.cluster, endpoint: e.endpoint, rule: rule.name, ...(e.readmitAfterSeconds === undefined ? {} : { readmitAt: (now + e.readmitAfterSeconds) * 1000 }) }))
-            const r = await this.#o.desired.change(actor, { action: 'apply_rule', name: rule.name, document: result.document, ejections }, { message })
+            const apply = (document: ConfigDocument): RuleEdit => {
+              applied = applyActions(rule, document, this.#context())
+              const ejections = applied.ejections.map((e) => ({ cluster: e.cluster, endpoint: e.endpoint, rule: rule.name, ...(e.readmitAfterSeconds === undefined ? {} : { readmitAt: (now + e.readmitAfterSeconds) * 1000 }) }))
+              return { document: applied.document, ejections }
+            }
+            const r = await this.#o.desired.change(actor, { action: 'apply_rule', name: rule.name, apply }, { message })
             if (r.changed) firing.version = r.version
           }
-          for (const h of result.hints) await this.#o.desired.setWeightHints(actor, h.cluster, h.hints, { replace: h.replace, message })
+          for (const h of applied.hints) await this.#o.desired.setWeightHints(actor, h.cluster, h.hints, { replace: h.replace, message })
         }
-        await this.#o.desired.recordAudit(actor, 'rule_fired', rule.name, summarise(rule, result), { after: result.changes, message })
-        if (refused) this.#o.log.warn('rule fired but its actions were refused', { rule: rule.name, errors: result.errors })
+        Object.assign(firing, outcomeOf(rule, applied))
+        await this.#o.desired.recordAudit(actor, 'rule_fired', rule.name, summarise(rule, applied), { after: applied.changes, message })
+        if (firing.outcome === 'refused') this.#o.log.warn('rule fired but its actions were refused', { rule: rule.name, errors: applied.errors })
         this.#o.log.info('rule fired', { rule: rule.name, dryRun: rule.dryRun, version: firing.version, values: ev.values })
       } catch (err) {
         firing.outcome = 'failed'
-        firing.errors.push((err as Error).message)
+        firing.changes = applied.changes
+        firing.errors = [...applied.errors, (err as Error).message]
         this.#o.log.error('rule fired but its change failed', { rule: rule.name, err })
         await this.#o.desired.recordAudit(actor, 'rule_failed', rule.name, `the change failed: ${(err as Error).message}`, { message }).catch(() => {})
       }
-      this.#alert(rule, entry, firing, ev.values, result, now)
+      this.#alert(rule, entry, firing, ev.values, applied, now)
       firings.push(firing)
     }
     return firings
@@ -293,6 +300,12 @@ export class RuleEngine {
       forecastRps: (h) => forecasts.get(rule.route, { horizonSeconds: h })?.points.at(-1)?.rate,
     }
   }
+}
+
+/** A firing's outcome, changes and errors; refused: every config action was (nothing changed, something could not). */
+function outcomeOf (rule: Rule, result: ActionsResult): Pick<Firing, 'outcome' | 'changes' | 'errors'> {
+  const refused = result.changes.length === 0 && result.errors.length > 0
+  return { outcome: rule.dryRun ? 'dry-run' : refused ? 'refused' : 'applied', changes: result.changes, errors: result.errors }
 }
 
 /** What a firing did, for the `rule_fired` audit record (webhook URLs redacted). */

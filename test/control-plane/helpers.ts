@@ -37,7 +37,7 @@ export async function tempDir (t: Teardown, prefix = 'outrider-cp-'): Promise<st
 }
 
 /** A control plane on 127.0.0.1 (port 0 unless given), with the test tokens, closed in teardown. */
-export async function startTestControlPlane (t: Teardown, options: Partial<ControlPlaneOptions> & { store: string }): Promise<RunningControlPlane> {
+export async function startTestControlPlane (t: Teardown, options: Partial<ControlPlaneOptions> & Pick<ControlPlaneOptions, 'store'>): Promise<RunningControlPlane> {
   const cp = await startControlPlane({ listen: '127.0.0.1:0', tokens: tokenTable(), log: testLogger(), ...options })
   t.teardown(() => cp.close())
   return cp
