@@ -52,6 +52,23 @@ export interface SeriesPoint {
   buckets: number[]
 }
 
+/** Latency bounds a route's report may carry: each costs a number per interval of every tier. */
+export const MAX_LATENCY_BOUNDS = 64
+
+/**
+ * Why a report's histogram bounds are refused, or undefined: at most
+ * MAX_LATENCY_BOUNDS, finite and strictly ascending (as Prometheus `le`
+ * buckets are), so a route's rings stay small and folding is one walk.
+ */
+export function latencyBoundsProblem (bounds: readonly number[]): string | undefined {
+  if (bounds.length > MAX_LATENCY_BOUNDS) return `${bounds.length} latency bounds, more than ${MAX_LATENCY_BOUNDS}`
+  for (let i = 0; i < bounds.length; i++) {
+    const b = bounds[i] as number
+    if (!Number.isFinite(b) || (i > 0 && b <= (bounds[i - 1] as number))) return `latency bounds must be finite and strictly ascending (bound ${i}: ${b})`
+  }
+  return undefined
+}
+
 export const DEFAULT_TIERS: readonly Tier[] = [{ stepSeconds: 10, slots: 360 }, { stepSeconds: 300, slots: 2016 }]
 
 /** One ring buffer: slot i holds interval `ids[i]` (floor(t / step)); a slot whose id is stale is empty. */
@@ -117,13 +134,14 @@ class RouteSeries {
 
   add (tSeconds: number, d: RouteDelta): void {
     // Nodes with other bucket bounds are folded into ours: each of their
-    // buckets goes to our first bucket whose bound is at least its own.
+    // buckets goes to our first bucket whose bound is at least its own. Both
+    // lists ascend, so one walk over the two finds them all.
     const scratch = this.#scratch.fill(0)
     if (d.buckets.length === d.bounds.length + 1) {
+      let j = 0
       for (let i = 0; i < d.buckets.length; i++) {
         const upper = i < d.bounds.length ? d.bounds[i] as number : Infinity
-        let j = this.bounds.findIndex((b) => b >= upper)
-        if (j === -1) j = this.bounds.length
+        while (j < this.bounds.length && (this.bounds[j] as number) < upper) j++
         scratch[j] = (scratch[j] as number) + Math.max(0, d.buckets[i] as number)
       }
     }
@@ -158,9 +176,14 @@ export class Analytics {
 
   routes (): string[] { return [...this.#routes.keys()].sort() }
 
-  /** Adds one node's increases at `tSeconds` (now by default). */
+  /**
+   * Adds one node's increases at `tSeconds` (now by default). A delta whose
+   * bounds latencyBoundsProblem refuses is skipped (the Telemetry service
+   * refuses such reports before they get here).
+   */
   record (nodeId: string, deltas: readonly RouteDelta[], tSeconds = this.now()): void {
     for (const d of deltas) {
+      if (latencyBoundsProblem(d.bounds) !== undefined) continue
       let series = this.#routes.get(d.route)
       if (series === undefined) {
         if (this.#routes.size >= this.#maxRoutes) { this.#dropped++; continue }

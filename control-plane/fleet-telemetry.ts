@@ -1,5 +1,5 @@
 import type { Logger } from '../src/log.ts'
-import type { Analytics, RouteDelta } from './analytics.ts'
+import { latencyBoundsProblem, type Analytics, type RouteDelta } from './analytics.ts'
 import type { Relay } from './store.ts'
 import type { RouteCounts, TrafficTotals } from './traffic.ts'
 
@@ -146,6 +146,8 @@ export class FleetTelemetry {
     try {
       m = JSON.parse(text) as Relayed
       if (m.v !== 1 || typeof m.node !== 'string' || !Array.isArray(m.routes) || !Array.isArray(m.inc)) throw new Error('not a version 1 relay')
+      const problem = reportProblem(m)
+      if (problem !== undefined) throw new Error(problem)
     } catch (err) {
       this.stats.malformed++
       this.#o.log.debug('telemetry relay: unreadable message', { err })
@@ -157,4 +159,13 @@ export class FleetTelemetry {
     })
     if (this.#count({ nodeId: m.node, instance: m.instance, sequence: m.seq, routes: m.routes }, m.t, known) !== undefined) this.stats.received++
   }
+}
+
+/** Why a report is refused (the first route whose bounds latencyBoundsProblem refuses), or undefined. */
+export function reportProblem (report: { routes: readonly RouteCounts[] }): string | undefined {
+  for (const r of report.routes) {
+    const problem = latencyBoundsProblem(r.latencyBounds)
+    if (problem !== undefined) return `route "${r.route}": ${problem}`
+  }
+  return undefined
 }

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js'
 import type { Logger } from '../../src/log.ts'
 import { services } from '../protos.ts'
 import type { TokenTable } from '../auth.ts'
-import type { FleetTelemetry } from '../fleet-telemetry.ts'
+import { reportProblem, type FleetTelemetry } from '../fleet-telemetry.ts'
 import type * as pb from '../generated/types.ts'
 import { authorize, toStatus } from './status.ts'
 
@@ -40,7 +40,14 @@ export function register (server: grpc.Server, deps: TelemetryDeps): { endAll ()
       }
       open.set(call, () => { answer(Object.assign(new Error('control plane shutting down'), { code: grpc.status.UNAVAILABLE, details: 'control plane shutting down', metadata: new grpc.Metadata() })) })
       call.on('data', (report: pb.TelemetryReport) => {
-        if (report.nodeId === '') return
+        if (report.nodeId === '' || answered) return
+        const problem = reportProblem(report)
+        if (problem !== undefined) {
+          // Refused whole, before it is counted: its histograms would cost memory per interval for a week.
+          deps.log.warn('telemetry report refused', { node: report.nodeId, problem })
+          answer(Object.assign(new Error(problem), { code: grpc.status.INVALID_ARGUMENT, details: problem, metadata: new grpc.Metadata() }))
+          return
+        }
         // A duplicate is still accepted: the node did nothing wrong, it is just counted once.
         deps.telemetry.local(report)
         accepted++
@@ -56,3 +63,4 @@ export function register (server: grpc.Server, deps: TelemetryDeps): { endAll ()
     },
   }
 }
+

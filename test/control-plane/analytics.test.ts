@@ -1,6 +1,6 @@
 import t from 'tap'
 import * as grpc from '@grpc/grpc-js'
-import { Analytics, quantile } from '../../control-plane/analytics.ts'
+import { Analytics, MAX_LATENCY_BOUNDS, quantile } from '../../control-plane/analytics.ts'
 import { services } from '../../control-plane/protos.ts'
 import { tokenMetadata } from '../../control-plane/operator-client.ts'
 import type * as pb from '../../control-plane/generated/types.ts'
@@ -56,6 +56,41 @@ t.test('other bucket bounds are folded into the route\'s; routes are bounded', a
   t.same(a.window(60)[0]?.latencyCounts, [2, 1, 0, 2], '0.05→0.1, 0.25→0.5, 2 and +Inf→+Inf')
   t.same(a.routes(), ['api'])
   t.equal(a.dropped, 1)
+})
+
+t.test('folding walks both bound lists once: equal bounds, finer ones and ones past ours', async (t) => {
+  const a = new Analytics({ now: () => T * 1000, tiers: [{ stepSeconds: 10, slots: 6 }] })
+  a.record('n1', [{ route: 'api', requests: 1, errors: 0, bounds: BOUNDS, buckets: [1, 0, 0, 0] }])
+  a.record('n2', [{ route: 'api', requests: 7, errors: 0, bounds: [0.01, 0.1, 0.2, 0.5, 0.7, 5], buckets: [1, 1, 1, 1, 1, 1, 1] }])
+  t.same(a.window(60)[0]?.latencyCounts, [3, 2, 1, 2], '0.01 and 0.1→0.1, 0.2 and 0.5→0.5, 0.7→1, 5 and +Inf→+Inf')
+})
+
+t.test('a report with too many or unordered latency bounds is not recorded', async (t) => {
+  const a = new Analytics({ now: () => T * 1000 })
+  const many = Array.from({ length: 100_000 }, (_, i) => (i + 1) / 1000)
+  a.record('n1', [{ route: 'big', requests: 1, errors: 0, bounds: many, buckets: [...many.map(() => 0), 1] }])
+  a.record('n1', [{ route: 'unordered', requests: 1, errors: 0, bounds: [1, 0.5], buckets: [1, 0, 0] }])
+  t.same(a.routes(), [], 'no rings allocated for them')
+  const most = many.slice(0, MAX_LATENCY_BOUNDS)
+  a.record('n1', [{ route: 'ok', requests: 1, errors: 0, bounds: most, buckets: [...most.map(() => 0), 1] }])
+  t.same(a.routes(), ['ok'], `${MAX_LATENCY_BOUNDS} bounds are fine`)
+})
+
+t.test('Telemetry.Report refuses a report with more latency bounds than the cap, and counts nothing of it', async (t) => {
+  const cp = await startTestControlPlane(t, { store: `${await tempDir(t)}/store.json` })
+  const client = new (services().Telemetry)(cp.address, grpc.credentials.createInsecure())
+  t.teardown(() => { client.close() })
+  const bounds = Array.from({ length: MAX_LATENCY_BOUNDS + 1 }, (_, i) => (i + 1) / 1000)
+  const err = await new Promise<grpc.ServiceError | null>((resolve) => {
+    const call = (client as unknown as { Report: (md: grpc.Metadata, cb: (err: grpc.ServiceError | null) => void) => grpc.ClientWritableStream<pb.TelemetryReport> })
+      .Report(tokenMetadata(TOKENS.dataPlane), resolve)
+    call.write({ nodeId: 'n1', instance: 'i', at: '', sequence: 1, routes: [{ route: 'api', requests: 1, errors: 0, latencyBounds: bounds, latencyCounts: [...bounds.map(() => 0), 1] }] })
+    call.end()
+  })
+  t.equal(err?.code, grpc.status.INVALID_ARGUMENT)
+  t.match(err?.details, /route "api": 65 latency bounds, more than 64/)
+  t.same(cp.analytics.routes(), [])
+  t.same((await operatorClient(t, cp.address, 'viewer').getTraffic({})).routes, [], 'nor in the traffic totals')
 })
 
 /** Cumulative counters as a data plane reports them. */
