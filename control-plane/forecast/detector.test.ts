@@ -102,6 +102,20 @@ t.test('a holiday is at most moderately anomalous', async (t) => {
   t.ok(fraction(dayAfter.map((x) => x >= 0.5)) < 0.05, 'and the day after is normal again')
 })
 
+t.test('a history that starts with a long gap once trimmed scores numbers', async (t) => {
+  const d = createDetector({ stepSeconds: 3600 })
+  const normal = createNormal(createRandom(4))
+  // Two days, three and a half weeks without data, ten days: trimming to four weeks cuts into the gap.
+  const back = 2 * 24 + 588
+  const scores: number[] = []
+  for (let i = 0; i < back + 10 * 24; i++) {
+    if (i >= 2 * 24 && i < back) continue
+    scores.push(d.observe(MONDAY + i * 3600, Math.round((1000 + 300 * Math.sin(2 * Math.PI * i / 24)) * Math.exp(0.03 * normal()))))
+  }
+  t.ok(scores.every((x) => x >= 0 && x <= 1), `every score in [0, 1] (NaN: ${scores.filter(Number.isNaN).length})`)
+  t.ok(fraction(scores.slice(-48).map((x) => x >= 0.5)) < 0.05, 'and the last two days are quiet')
+})
+
 t.test('missing, repeated and invalid points score 0 and change nothing', async (t) => {
   const s = generateSeries({ ...clean, weeks: 3 })
   const d = createDetector({ stepSeconds: s.stepSeconds })

@@ -1,4 +1,4 @@
-import { advance, fit, forecastAhead, forward, inverse, initialState, initHalfWidths, defaultSmoothing, horizonsUpTo, MAD_TO_SD } from './smoothing.ts'
+import { advance, fit, forecastAhead, forward, inverse, initialState, initHalfWidths, defaultSmoothing, frontCut, horizonsUpTo, MAD_TO_SD } from './smoothing.ts'
 import type { EngineOptions, FitProblem, Smoothing, SmoothingState, Transform } from './smoothing.ts'
 import { usablePeriods } from './forecaster.ts'
 import { median } from './stats.ts'
@@ -186,9 +186,11 @@ class ResidualDetector implements Detector {
     if (!Number.isNaN(v) && !Number.isInteger(v)) this.#integers = false
     const score = this.#push(v)
     const excess = this.#values.length - this.#historyLength
+    // Never to a history that starts with a gap: the next refit would have no level to start from.
     if (excess > this.#historyLength / 8) {
-      this.#values.splice(0, excess)
-      this.#firstStep += excess
+      const cut = frontCut(this.#values, excess)
+      this.#values.splice(0, cut)
+      this.#firstStep += cut
     }
     return score
   }

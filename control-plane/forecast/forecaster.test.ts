@@ -63,6 +63,16 @@ t.test('gaps are imputed, not read as zeros', async (t) => {
   f.forecast(6).forEach((v, h) => t.ok(within(v, sine(resume + 1 + h), 0.02), `after the hole, h=${h + 1}`))
 })
 
+t.test('a history that starts with a long gap once trimmed still has a level', async (t) => {
+  const f = createForecaster({ stepSeconds: HOUR })
+  // Two days, five weeks without data (a collector outage), twelve days: trimming to six weeks cuts into the gap.
+  const back = 2 * 24 + 5 * 7 * 24
+  const n = back + 12 * 24
+  for (let i = 0; i < n; i++) if (i < 2 * 24 || i >= back) f.observe(T0 + i * HOUR, sine(i))
+  f.forecast(24).forEach((v, h) => t.ok(within(v, sine(n + h), 0.02), `h=${h + 1}: ${v} vs ${sine(n + h)}`))
+  t.ok(Number.isFinite(f.describe().fitError), 'the fit was scored')
+})
+
 t.test('times already seen are ignored and off-grid times are rounded', async (t) => {
   const f = createForecaster({ stepSeconds: HOUR })
   const start = T0 + 13 * HOUR

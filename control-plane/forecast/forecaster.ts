@@ -1,4 +1,4 @@
-import { advance, fit, forecastAhead, inverse, forward, defaultSmoothing, horizonsUpTo, initHalfWidths, MAD_TO_SD } from './smoothing.ts'
+import { advance, fit, forecastAhead, inverse, forward, defaultSmoothing, frontCut, horizonsUpTo, initHalfWidths, MAD_TO_SD } from './smoothing.ts'
 import type { FitProblem, Smoothing, SmoothingState, Transform, TransformKind } from './smoothing.ts'
 import { median, normalQuantile } from './stats.ts'
 
@@ -164,10 +164,11 @@ class SeasonalForecaster implements Forecaster {
       if (v < 0) this.#negative = true
     }
     const excess = this.#values.length - this.#historyLength
-    // Trim in chunks so the array is not shifted on every observation.
+    // Trim in chunks so the array is not shifted on every observation; never to a history that starts with a gap.
     if (excess > this.#historyLength / 8) {
-      this.#values.splice(0, excess)
-      this.#firstStep += excess
+      const cut = frontCut(this.#values, excess)
+      this.#values.splice(0, cut)
+      this.#firstStep += cut
     }
   }
 

@@ -154,6 +154,19 @@ export function advance (state: SmoothingState, params: Smoothing, opts: EngineO
 }
 
 /**
+ * How many values to drop from the front of a history (NaN = missing) to
+ * drop at least `excess`: the missing ones right after them go too, so the
+ * kept history starts with an observation. A history that starts with a gap
+ * longer than the initialisation window would otherwise have no level (NaN
+ * forecasts, NaN scores). At least one value is kept.
+ */
+export function frontCut (values: ArrayLike<number>, excess: number): number {
+  let cut = Math.max(0, excess)
+  while (cut < values.length - 1 && Number.isNaN(values[cut]!)) cut++
+  return Math.min(cut, Math.max(0, values.length - 1))
+}
+
+/**
  * Initial state from the first `initLength` steps of `x` (model units, NaN =
  * missing), a robust decomposition: overall median, then for each period from
  * the shortest the median of what is left over the phases within
