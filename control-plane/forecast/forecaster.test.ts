@@ -167,6 +167,29 @@ t.test('prediction intervals cover about as often as they claim', async (t) => {
   t.ok(coverage > 0.75 && coverage < 0.99, `90% intervals covered ${(100 * coverage).toFixed(1)}%`)
 })
 
+t.test('prediction intervals are out of sample with a short history too', async (t) => {
+  // Errors scored on the days the seasonal profile was built from are too small: 3 days of history gave 68%.
+  for (const days of [3, 14]) {
+    let inside = 0
+    let total = 0
+    for (const seed of [9, 21, 33, 45]) {
+      const series = generateSeries({ name: 'short', stepMinutes: 30, weeks: 3, seed, peak: 800, shape: 'global', noise: 0.05, drift: 0.04, trendPerWeek: 0, holidays: 0, incidents: 0 })
+      for (let start = 0; start <= 2 * 48; start += 8) {
+        const end = start + days * 48
+        const f = createForecaster({ stepSeconds: series.stepSeconds })
+        for (let i = start; i < end; i++) f.observe(series.times[i]!, series.values[i]!)
+        f.interval(4, 0.9).forEach(({ lo, hi }, h) => {
+          const actual = series.values[end + h]!
+          total++
+          if (actual >= lo && actual <= hi) inside++
+        })
+      }
+    }
+    const coverage = inside / total
+    t.ok(coverage > 0.78 && coverage < 0.98, `${days} days of history: 90% intervals covered ${(100 * coverage).toFixed(1)}% of ${total}`)
+  }
+})
+
 t.test('it rejects a step that is not positive', async (t) => {
   t.throws(() => createForecaster({ stepSeconds: 0 }), RangeError)
 })

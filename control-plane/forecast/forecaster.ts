@@ -221,11 +221,15 @@ class SeasonalForecaster implements Forecaster {
     const n = y.length
     const longest = periods[periods.length - 1] ?? Math.min(n, 96)
     // Initialise on up to three whole cycles of the longest period (the median of three weeks ignores an
-    // incident in one of them) and score the last two cycles, or the second half of a shorter history;
-    // where the two overlap the scored errors are in sample, which costs less than a profile from one week.
-    const cycles = Math.max(1, Math.min(3, Math.floor(n / longest)))
-    const initLength = Math.min(cycles * longest, n)
-    const errorStart = Math.min(initLength, Math.max(n - 2 * longest, Math.floor(n / 2)))
+    // incident in one of them) that leave at least the last two cycles, or the second half of a shorter
+    // history, to score; score everything after them. The scored errors MUST be out of sample: they are
+    // the prediction intervals, and errors on the data the profile was built from are too small (with 3
+    // days of history 90% intervals covered 68%).
+    const initMax = Math.max(n - 2 * longest, Math.floor(n / 2))
+    const cycles = Math.max(1, Math.min(3, Math.floor(initMax / longest)))
+    // A history shorter than one cycle (no seasonality) initialises on its first half.
+    const initLength = cycles * longest < n ? cycles * longest : initMax
+    const errorStart = initLength
     const med = median(y)
     const positive = Number.isFinite(med) && med > 0 ? med : meanAbs(y)
     // 1% of the typical value keeps the log finite at zero without flattening low counts; counts never need less than 1.
