@@ -23,7 +23,8 @@ export function createSeasonalNaive (stepSeconds: number, periodSeconds = 604_80
       for (let i = y.length - 1; i >= 0; i--) if (!Number.isNaN(y[i]!)) { last = y[i]!; break }
       for (let h = 1; h <= steps; h++) {
         let v = Number.NaN
-        for (let i = y.length - 1 + h - m; i >= 0 && Number.isNaN(v); i -= m) v = y[i]!
+        // The same time as many whole periods back as it takes to be in the history (several when h > m).
+        for (let i = y.length - 1 + h - m * Math.ceil(h / m); i >= 0 && Number.isNaN(v); i -= m) v = y[i]!
         out.push(Number.isNaN(v) ? last : v)
       }
       return out

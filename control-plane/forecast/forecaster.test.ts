@@ -190,6 +190,12 @@ t.test('prediction intervals are out of sample with a short history too', async 
   }
 })
 
+t.test('the seasonal-naive baseline repeats the last period beyond one period ahead', async (t) => {
+  const f = createSeasonalNaive(DAY) // daily data, a weekly period of 7 steps
+  for (let i = 0; i < 21; i++) f.observe(T0 + i * DAY, 10 + i)
+  t.same(f.forecast(10), [24, 25, 26, 27, 28, 29, 30, 24, 25, 26])
+})
+
 t.test('it rejects a step that is not positive', async (t) => {
   t.throws(() => createForecaster({ stepSeconds: 0 }), RangeError)
 })
