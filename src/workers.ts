@@ -5,7 +5,7 @@ import { loadConfigOffThread } from './config/off-thread.ts'
 import { createAdminServer } from './admin.ts'
 import { createReloader, watchConfigFile } from './reload.ts'
 import { installCrashGuards } from './run.ts'
-import { flushAccessLogs } from './access-log.ts'
+import { flushAccessLogs, reopenAccessLogs } from './access-log.ts'
 import { startProxy } from './proxy.ts'
 import { configVersion } from './snapshot.ts'
 import { redactConfig } from './config/redact.ts'
@@ -27,6 +27,7 @@ type ToWorker =
   | { type: 'weight-hint', cluster: string, endpoint: string, weight: number | undefined }
   | { type: 'log-level', level: Level }
   | { type: 'purge', id: number, selector: PurgeSelector, route: string | undefined }
+  | { type: 'reopen-logs' }
   | { type: 'shutdown' }
 
 type FromWorker =
@@ -90,6 +91,9 @@ export async function runPrimary (file: string, initial: Config, count: number, 
   })
   const stopWatching = watchConfigFile(file, () => { void reload() })
   process.on('SIGHUP', () => { void reload() })
+  // Log rotation: the access-log files are the workers'. Relayed as a message,
+  // not as the signal: a worker with no file open has no SIGUSR2 handler.
+  process.on('SIGUSR2', () => { for (const w of workers()) send(w, { type: 'reopen-logs' }) })
   installCrashGuards(log)
 
   const admin = createAdminServer({
@@ -195,6 +199,7 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
           send({ type: 'purged', id: msg.id, count: 0 })
         })
         break
+      case 'reopen-logs': reopenAccessLogs(); break
       case 'shutdown': stop(); break
     }
   })
@@ -202,5 +207,8 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
   process.on('SIGTERM', stop)
   process.on('SIGINT', stop)
   process.on('SIGHUP', () => {})
+  // Relayed as 'reopen-logs'; one sent to the whole process group must not
+  // end a worker that has no access-log file (and so no handler of its own).
+  process.on('SIGUSR2', () => {})
   process.on('disconnect', stop)
 }

@@ -1,0 +1,82 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { request } from 'undici'
+import { startUpstream } from '../helpers/upstream.ts'
+import { freePort, runCli, type CliProcess } from '../helpers/cli.ts'
+
+/** Multi-worker mode (src/workers.ts): a primary and its workers, as real processes. */
+
+async function tempDir (t: Test): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-workers-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+function yaml (port: number, admin: number, upstream: string, extra = ''): string {
+  return `listen: { host: 127.0.0.1, port: ${port} }
+admin: { host: 127.0.0.1, port: ${admin} }
+workers: 2
+shutdown: { drainTimeout: 2s }
+${extra}
+clusters:
+  - name: up
+    endpoints: [{ url: ${upstream} }]
+routes:
+  - name: all
+    match: { pathPrefix: / }
+    cluster: up
+`
+}
+
+interface Running { proc: CliProcess, url: string, adminUrl: string, file: string, dir: string }
+
+/** A 2-worker proxy on `yaml(...)`, once both workers listen. Killed in teardown. */
+async function startWorkers (t: Test, extra = '', upstream?: string): Promise<Running> {
+  if (upstream === undefined) {
+    const up = await startUpstream((_req, res) => { res.end('ok') })
+    t.teardown(up.close)
+    upstream = up.url
+  }
+  const dir = await tempDir(t)
+  const [port, admin] = [await freePort(), await freePort()]
+  const file = path.join(dir, 'outrider.yaml')
+  await writeFile(file, yaml(port, admin, upstream, extra.replaceAll('$DIR', dir)))
+  const proc = runCli(['--config', file])
+  t.teardown(() => { proc.child.kill('SIGKILL') })
+  await proc.waitForLog('proxy listening', 2)
+  return { proc, url: `http://127.0.0.1:${port}`, adminUrl: `http://127.0.0.1:${admin}`, file, dir }
+}
+
+async function get (url: string): Promise<{ status: number, body: string }> {
+  const res = await request(url, { reset: true } as never)
+  return { status: res.statusCode, body: await res.body.text() }
+}
+
+/** Polls `check` until it holds (the test's own timeout bounds it); fails at once if `proc` exits. */
+async function until (check: () => Promise<boolean>, proc?: CliProcess): Promise<void> {
+  while (!(await check())) {
+    if (proc?.child.exitCode !== null && proc?.child.exitCode !== undefined) throw new Error(`exited (${proc.child.exitCode}):\n${proc.logs()}`)
+    if (proc?.child.signalCode !== null && proc?.child.signalCode !== undefined) throw new Error(`killed by ${proc.child.signalCode}:\n${proc.logs()}`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
+t.test('SIGUSR2 to the primary reopens every worker\'s access log and ends nothing', async (t) => {
+  const p = await startWorkers(t, 'accessLog: { destination: $DIR/access.log }')
+  const log = path.join(p.dir, 'access.log')
+  const exists = (f: string) => async (): Promise<boolean> => (await stat(f).catch(() => undefined)) !== undefined
+  t.equal((await get(`${p.url}/before`)).status, 200)
+  await until(exists(log))
+  await rename(log, `${log}.1`)
+  p.proc.child.kill('SIGUSR2')
+  // Reopening creates the file again (lines are buffered, so it may still be empty).
+  await until(exists(log), p.proc)
+  t.equal((await get(`${p.url}/after`)).status, 200, 'still serving')
+  t.equal(p.proc.child.exitCode, null, 'the primary is alive')
+  t.notMatch(p.proc.logs(), 'worker exited', 'no worker died')
+  p.proc.child.kill('SIGTERM')
+  t.same(await p.proc.exited, { code: 0, signal: null })
+})
