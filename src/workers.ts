@@ -1,12 +1,12 @@
 import cluster, { type Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
 import type { Config } from './config/schema.ts'
-import { loadConfigOffThread } from './config/off-thread.ts'
+import { deepFreeze } from './config/path.ts'
 import { createAdminServer } from './admin.ts'
 import { createReloader, watchConfigFile } from './reload.ts'
 import { installCrashGuards } from './run.ts'
 import { flushAccessLogs, reopenAccessLogs } from './access-log.ts'
-import { startProxy } from './proxy.ts'
+import { startProxy, type RunningProxy } from './proxy.ts'
 import { configVersion } from './snapshot.ts'
 import { redactConfig } from './config/redact.ts'
 import type { Level, Logger } from './log.ts'
@@ -17,10 +17,13 @@ import type { PurgeSelector } from './plugin.ts'
  * and the workers' lifecycle, and N workers that each bind the proxy port with
  * SO_REUSEPORT (the kernel spreads connections; the primary never touches
  * proxied traffic). The config is loaded and validated once, in the primary,
- * and the parsed document is sent to every worker over IPC.
+ * and the parsed document is sent to every worker over IPC: a worker never
+ * reads the file, so one started after a refused edit (a crashed worker's
+ * replacement) serves the primary's last good config.
  */
 
 type ToWorker =
+  | { type: 'start', config: Config }
   | { type: 'apply', config: Config, seq: number }
   | { type: 'state', id: number }
   | { type: 'count-load-failure' }
@@ -31,6 +34,7 @@ type ToWorker =
   | { type: 'shutdown' }
 
 type FromWorker =
+  | { type: 'hello' }
   | { type: 'ready', version: string }
   | { type: 'applied', seq: number, ok: boolean, version?: string, error?: string }
   | { type: 'state', id: number, body: unknown }
@@ -58,7 +62,14 @@ export async function runPrimary (file: string, initial: Config, count: number, 
     const w = cluster.fork({ OUTRIDER_WORKER_REUSEPORT: '1' })
     w.on('message', (msg: FromWorker) => {
       switch (msg.type) {
-        case 'ready': ready.add(w.id); break
+        // Asked for, not sent with the fork: a message that arrives before the
+        // worker listens is lost.
+        case 'hello': send(w, { type: 'start', config }); break
+        case 'ready':
+          ready.add(w.id)
+          // A reload while it started never reached it.
+          if (msg.version !== configVersion(config)) send(w, { type: 'apply', config, seq })
+          break
         case 'applied':
           if (!msg.ok) log.error('worker failed to apply config', { worker: w.id, error: msg.error })
           break
@@ -162,14 +173,36 @@ export async function runPrimary (file: string, initial: Config, count: number, 
 }
 
 export async function runWorker (file: string, log: Logger): Promise<void> {
-  const config = await loadConfigOffThread(file)
-  const proxy = await startProxy({ config, source: file, log, admin: false, reusePort: true })
+  const send = (msg: FromWorker): void => { if (process.connected) process.send?.(msg) }
+  // Until it serves, a worker has nothing to drain: the primary gone, it goes.
+  const orphaned = (): void => { process.exit(0) }
+  process.on('disconnect', orphaned)
+  const config = await new Promise<Config>((resolve) => {
+    const onStart = (msg: ToWorker): void => {
+      if (msg.type === 'shutdown') process.exit(0)
+      if (msg.type !== 'start') return
+      process.off('message', onStart)
+      resolve(deepFreeze(msg.config))
+    }
+    process.on('message', onStart)
+    send({ type: 'hello' })
+  })
+  let proxy: RunningProxy
+  try {
+    proxy = await startProxy({ config, source: file, log, admin: false, reusePort: true })
+  } catch (err) {
+    // Exit, so the primary restarts it with back-off: the IPC channel would
+    // keep a worker that serves nothing alive for ever.
+    log.error('worker failed to start', { err })
+    flushAccessLogs()
+    process.exit(1)
+  }
+  process.off('disconnect', orphaned)
   // Constructing one installs prom-client's worker-side IPC listener that
   // answers the primary's aggregation requests.
   new AggregatorRegistry()
   AggregatorRegistry.setRegistries([proxy.metrics.registry])
   installCrashGuards(log)
-  const send = (msg: FromWorker): void => { if (process.connected) process.send?.(msg) }
   send({ type: 'ready', version: proxy.snapshot.version })
   let stopping = false
   const stop = (): void => {
@@ -180,7 +213,7 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
   process.on('message', (msg: ToWorker) => {
     switch (msg.type) {
       case 'apply':
-        proxy.apply(msg.config, file).then(
+        proxy.apply(deepFreeze(msg.config), file).then(
           (s) => { send({ type: 'applied', seq: msg.seq, ok: true, version: s.version }) },
           (err: unknown) => { send({ type: 'applied', seq: msg.seq, ok: false, error: err instanceof Error ? err.message : String(err) }) },
         )

@@ -1,7 +1,8 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import { mkdtemp, rename, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import net from 'node:net'
 import path from 'node:path'
 import { request } from 'undici'
 import { startUpstream } from '../helpers/upstream.ts'
@@ -79,4 +80,38 @@ t.test('SIGUSR2 to the primary reopens every worker\'s access log and ends nothi
   t.notMatch(p.proc.logs(), 'worker exited', 'no worker died')
   p.proc.child.kill('SIGTERM')
   t.same(await p.proc.exited, { code: 0, signal: null })
+})
+
+t.test('a worker started after a refused edit serves the last good config, not the file', async (t) => {
+  const p = await startWorkers(t)
+  const good = await readFile(p.file, 'utf8')
+  await writeFile(p.file, good.replace('cluster: up', 'cluster: nope'))
+  await p.proc.waitForLog('config reload failed')
+  const { worker } = await (await request(`${p.adminUrl}/clusters`)).body.json() as { worker: number }
+  process.kill(worker, 'SIGKILL')
+  await p.proc.waitForLog('worker exited; restarting')
+  await p.proc.waitForLog('proxy listening', 3)
+  await until(async () => (await get(`${p.adminUrl}/ready`)).status === 200, p.proc)
+  for (let i = 0; i < 4; i++) t.same(await get(p.url), { status: 200, body: 'ok' }, 'every worker serves')
+  p.proc.child.kill('SIGTERM')
+  t.same(await p.proc.exited, { code: 0, signal: null })
+})
+
+t.test('a worker that cannot start exits non-zero, so the primary restarts it with back-off', async (t) => {
+  const up = await startUpstream()
+  t.teardown(up.close)
+  // The proxy port is taken by a socket without SO_REUSEPORT: the workers' listen fails.
+  const squatter = net.createServer()
+  await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { squatter.close() })
+  const dir = await tempDir(t)
+  const file = path.join(dir, 'outrider.yaml')
+  await writeFile(file, yaml((squatter.address() as net.AddressInfo).port, await freePort(), up.url))
+  const proc = runCli(['--config', file])
+  t.teardown(() => { proc.child.kill('SIGKILL') })
+  await proc.waitForLog('worker exited; restarting')
+  t.match(proc.logs(), 'worker failed to start')
+  t.match(proc.logs(), /"msg":"worker exited; restarting","worker":\d+,"code":1/)
+  proc.child.kill('SIGTERM')
+  t.same(await proc.exited, { code: 0, signal: null })
 })
