@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
 import type { Config } from './config/schema.ts'
 import { deepFreeze } from './config/path.ts'
+import { createMetrics } from './metrics.ts'
 import { createAdminServer } from './admin.ts'
 import { createReloader, watchConfigFile } from './reload.ts'
 import { installCrashGuards } from './run.ts'
@@ -22,41 +23,62 @@ import type { PurgeSelector } from './plugin.ts'
  * replacement) serves the primary's last good config.
  */
 
+/** What the primary asks and waits for: the reply carries the request's id. */
+type Request =
+  | { type: 'state' }
+  | { type: 'purge', selector: PurgeSelector, route: string | undefined }
+  | { type: 'metrics' }
+
+type Reply =
+  | { type: 'state', id: number, body: unknown }
+  | { type: 'purged', id: number, count: number }
+  | { type: 'metrics', id: number, metrics: object[] }
+
 type ToWorker =
+  | (Request & { id: number })
   | { type: 'start', config: Config }
   | { type: 'apply', config: Config, seq: number }
-  | { type: 'state', id: number }
   | { type: 'count-load-failure' }
   | { type: 'weight-hint', cluster: string, endpoint: string, weight: number | undefined }
   | { type: 'log-level', level: Level }
-  | { type: 'purge', id: number, selector: PurgeSelector, route: string | undefined }
   | { type: 'reopen-logs' }
   | { type: 'shutdown' }
 
 type FromWorker =
+  | Reply
   | { type: 'hello' }
   | { type: 'ready', version: string }
   | { type: 'applied', seq: number, ok: boolean, version?: string, error?: string }
-  | { type: 'state', id: number, body: unknown }
-  | { type: 'purged', id: number, count: number }
 
 const RESTART_MIN_MS = 500
 const RESTART_MAX_MS = 30_000
+/**
+ * How long a scrape waits for each worker. One starting, stopped or stuck is
+ * left out of that scrape: Prometheus gets the others' series, not a 500.
+ */
+const METRICS_WAIT_MS = 2000
 
 export async function runPrimary (file: string, initial: Config, count: number, log: Logger): Promise<void> {
   let config = initial
   let seq = 0
   let shuttingDown = false
   const ready = new Set<number>()
-  const aggregator = new AggregatorRegistry()
   let restartDelay = RESTART_MIN_MS
   let lastCrash = 0
-  const pendingState = new Map<number, (body: unknown) => void>()
-  let stateSeq = 0
-  const pendingPurge = new Map<number, (count: number) => void>()
+  let requestSeq = 0
+  const pending = new Map<number, { worker: number, done: (reply: Reply | undefined) => void }>()
 
   const send = (w: Worker, msg: ToWorker): void => { if (w.isConnected()) w.send(msg) }
   const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+  /** Asks one worker: its reply, or undefined when it exits or has not answered within `timeoutMs`. */
+  const ask = (w: Worker, request: Request, timeoutMs: number): Promise<Reply | undefined> => new Promise((resolve) => {
+    if (!w.isConnected()) { resolve(undefined); return }
+    const id = ++requestSeq
+    const done = (reply: Reply | undefined): void => { clearTimeout(timer); pending.delete(id); resolve(reply) }
+    const timer = setTimeout(() => { done(undefined) }, timeoutMs)
+    pending.set(id, { worker: w.id, done })
+    send(w, { ...request, id })
+  })
 
   const fork = (): void => {
     const w = cluster.fork({ OUTRIDER_WORKER_REUSEPORT: '1' })
@@ -73,14 +95,16 @@ export async function runPrimary (file: string, initial: Config, count: number, 
         case 'applied':
           if (!msg.ok) log.error('worker failed to apply config', { worker: w.id, error: msg.error })
           break
-        case 'state': pendingState.get(msg.id)?.(msg.body); pendingState.delete(msg.id); break
-        case 'purged': pendingPurge.get(msg.id)?.(msg.count); break
+        case 'state':
+        case 'purged':
+        case 'metrics': pending.get(msg.id)?.done(msg); break
       }
     })
   }
 
   cluster.on('exit', (w, code, signal) => {
     ready.delete(w.id)
+    for (const p of pending.values()) if (p.worker === w.id) p.done(undefined)
     if (shuttingDown) return
     // Crash loop protection: back off when workers die in quick succession.
     const now = Date.now()
@@ -111,14 +135,13 @@ export async function runPrimary (file: string, initial: Config, count: number, 
     version: () => configVersion(config),
     config: () => ({ version: configVersion(config), source: file, workers: count, config: redactConfig(config) }),
     // Endpoint state is per process: ask one ready worker.
-    clusters: () => new Promise((resolve, reject) => {
+    clusters: async () => {
       const w = workers().find((x) => ready.has(x.id))
-      if (w === undefined) { reject(new Error('no ready worker')); return }
-      const id = ++stateSeq
-      const timer = setTimeout(() => { pendingState.delete(id); reject(new Error('worker did not answer')) }, 2000)
-      pendingState.set(id, (body) => { clearTimeout(timer); resolve(body) })
-      send(w, { type: 'state', id })
-    }),
+      if (w === undefined) throw new Error('no ready worker')
+      const reply = await ask(w, { type: 'state' }, 2000)
+      if (reply?.type !== 'state') throw new Error('worker did not answer')
+      return reply.body
+    },
     // Every worker balances on its own: the hint goes to all of them.
     setWeightHint: (clusterName, endpoint, weight) => {
       if (!config.clusters.some((c) => c.name === clusterName && c.loadBalancer.policy === 'peak_ewma' && c.endpoints.some((e) => new URL(e.url).origin === endpoint))) return false
@@ -126,25 +149,25 @@ export async function runPrimary (file: string, initial: Config, count: number, 
       return true
     },
     // Each worker has its own L1: all of them purge, and the counts add up.
-    purge: (selector, route) => new Promise((resolve) => {
-      const targets = workers().filter((x) => ready.has(x.id))
-      const id = ++stateSeq
-      let total = 0
-      let left = targets.length
-      const done = (): void => { clearTimeout(timer); pendingPurge.delete(id); resolve(total) }
-      const timer = setTimeout(done, 5000)
-      pendingPurge.set(id, (count) => { total += count; if (--left === 0) done() })
-      if (left === 0) { done(); return }
-      for (const w of targets) send(w, { type: 'purge', id, selector, route })
-    }),
+    purge: async (selector, route) => {
+      const replies = await Promise.all(workers().filter((x) => ready.has(x.id)).map((w) => ask(w, { type: 'purge', selector, route }, 5000)))
+      return replies.reduce((n, r) => n + (r?.type === 'purged' ? r.count : 0), 0)
+    },
     setLogLevel: (level) => {
       log.setLevel(level)
       for (const w of workers()) send(w, { type: 'log-level', level })
     },
     ready: () => ready.size === count,
     draining: () => shuttingDown,
+    // Each worker's registry, merged by each metric's aggregator (prom-client's
+    // cluster protocol, with a wait per worker instead of one for all).
     metrics: async () => {
-      return { contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }
+      const targets = workers().filter((w) => w.isConnected())
+      const replies = await Promise.all(targets.map((w) => ask(w, { type: 'metrics' }, METRICS_WAIT_MS)))
+      const answered = replies.flatMap((r) => r?.type === 'metrics' ? [r.metrics] : [])
+      if (answered.length < targets.length) log.warn('metrics: workers that did not answer in time are left out of this scrape', { answered: answered.length, workers: targets.length })
+      const registry = AggregatorRegistry.aggregate(answered)
+      return { contentType: registry.contentType, body: await registry.metrics() }
     },
   }, log)
   if (config.admin.enabled) admin.listen(config.admin.port, config.admin.host)
@@ -177,6 +200,15 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
   // Until it serves, a worker has nothing to drain: the primary gone, it goes.
   const orphaned = (): void => { process.exit(0) }
   process.on('disconnect', orphaned)
+  // Answered from the first moment, starting or not.
+  const metrics = createMetrics()
+  process.on('message', (msg: ToWorker) => {
+    if (msg.type !== 'metrics') return
+    metrics.registry.getMetricsAsJSON().then((m) => { send({ type: 'metrics', id: msg.id, metrics: m }) }, (err: unknown) => {
+      log.error('metrics collection failed', { err })
+      send({ type: 'metrics', id: msg.id, metrics: [] })
+    })
+  })
   const config = await new Promise<Config>((resolve) => {
     const onStart = (msg: ToWorker): void => {
       if (msg.type === 'shutdown') process.exit(0)
@@ -189,7 +221,7 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
   })
   let proxy: RunningProxy
   try {
-    proxy = await startProxy({ config, source: file, log, admin: false, reusePort: true })
+    proxy = await startProxy({ config, source: file, log, metrics, admin: false, reusePort: true })
   } catch (err) {
     // Exit, so the primary restarts it with back-off: the IPC channel would
     // keep a worker that serves nothing alive for ever.
@@ -198,10 +230,6 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
     process.exit(1)
   }
   process.off('disconnect', orphaned)
-  // Constructing one installs prom-client's worker-side IPC listener that
-  // answers the primary's aggregation requests.
-  new AggregatorRegistry()
-  AggregatorRegistry.setRegistries([proxy.metrics.registry])
   installCrashGuards(log)
   send({ type: 'ready', version: proxy.snapshot.version })
   let stopping = false

@@ -115,3 +115,25 @@ t.test('a worker that cannot start exits non-zero, so the primary restarts it wi
   proc.child.kill('SIGTERM')
   t.same(await proc.exited, { code: 0, signal: null })
 })
+
+/** Prometheus text exposition: comments, or `name{labels} value`. */
+const SAMPLE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? [-+0-9.eEInfNa]+$/
+
+t.test('/metrics with a worker that does not answer: 200 and the other workers\' series, not a 500', async (t) => {
+  const p = await startWorkers(t)
+  for (let i = 0; i < 6; i++) t.equal((await get(p.url)).status, 200)
+  const { worker } = await (await request(`${p.adminUrl}/clusters`)).body.json() as { worker: number }
+  process.kill(worker, 'SIGSTOP')
+  t.teardown(() => { try { process.kill(worker, 'SIGCONT') } catch {} })
+  const res = await request(`${p.adminUrl}/metrics`)
+  const body = await res.body.text()
+  t.equal(res.statusCode, 200)
+  t.match(res.headers['content-type'], 'text/plain')
+  t.match(body, /^outrider_requests_total\{route="all",method="GET",status_class="2xx"\} \d+$/m, 'the answering worker\'s counts')
+  const bad = body.split('\n').filter((l) => l !== '' && !l.startsWith('#') && !SAMPLE.test(l))
+  t.same(bad, [], 'valid exposition text')
+  t.match(p.proc.logs(), 'metrics: workers that did not answer in time are left out of this scrape')
+  process.kill(worker, 'SIGCONT')
+  p.proc.child.kill('SIGTERM')
+  t.same(await p.proc.exited, { code: 0, signal: null })
+})
