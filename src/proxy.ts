@@ -89,6 +89,20 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
   }
   log.info('proxy listening', { address: `${config.listen.host}:${port}`, admin: adminPort === undefined ? null : `${config.admin.host}:${adminPort}`, version: snapshot.version })
 
+  // Snapshots a reload replaced, until their requests are done: a shutdown
+  // drains them too.
+  const retiring = new Set<Snapshot>()
+  const retire = (snap: Snapshot, deadlineMs: number): Promise<void> => {
+    retiring.add(snap)
+    return snap.retire(deadlineMs).finally(() => { retiring.delete(snap) })
+  }
+  /** Requests in flight on every snapshot still serving any. */
+  const inflight = (): number => {
+    let n = listener.current.inflight
+    for (const snap of retiring) n += snap.inflight
+    return n
+  }
+
   // Reloads are serialised: two quick edits must not race to swap.
   let applying: Promise<unknown> = Promise.resolve()
   const apply = (next: Config, source?: string): Promise<Snapshot> => {
@@ -119,7 +133,7 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
         log.warn('tracing changes take effect on restart (the tracer provider is made once per process)', { version: built.version })
       }
       log.info('config applied', { version: built.version, previous: old.version })
-      old.retire(old.config.shutdown.drainTimeout).catch((err: unknown) => { log.error('retiring the old snapshot failed', { err }) })
+      retire(old, old.config.shutdown.drainTimeout).catch((err: unknown) => { log.error('retiring the old snapshot failed', { err }) })
       return built
     })
     applying = run.catch(() => {})
@@ -134,8 +148,8 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
       const deadline = deadlineMs ?? snap.config.shutdown.drainTimeout
       listener.beginDrain()
       const t0 = Date.now()
-      while (snap.inflight > 0 && Date.now() - t0 < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
-      if (snap.inflight > 0) log.warn('drain deadline reached, closing remaining connections', { inflight: snap.inflight })
+      while (inflight() > 0 && Date.now() - t0 < deadline) await new Promise((resolve) => setTimeout(resolve, 25))
+      if (inflight() > 0) log.warn('drain deadline reached, closing remaining connections', { inflight: inflight() })
       listener.destroyTunnels()
       listener.closeAll()
       await snap.retire(Math.max(0, deadline - (Date.now() - t0)))
