@@ -33,6 +33,12 @@ export interface ProxyMetrics {
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
+/**
+ * `aggregator`: how the multi-worker primary merges one gauge's values from
+ * its workers. prom-client sums by default, right for counts (in flight,
+ * tunnels open); a state or a flag summed over N workers reads N, or a state
+ * that does not exist.
+ */
 export function createMetrics (options: { defaultMetrics?: boolean } = {}): ProxyMetrics {
   const registry = new Registry()
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'outrider_' })
@@ -58,13 +64,13 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     configReloads: new Counter({ name: 'outrider_config_reloads_total', help: 'Config loads and reloads, by result (success, failure).', labelNames: ['result'], registers }),
     localReplies: new Counter({ name: 'outrider_local_replies_total', help: 'Error responses made by the proxy itself, by route and error code.', labelNames: ['route', 'code'], registers }),
     upstreamErrors: new Counter({ name: 'outrider_upstream_errors_total', help: 'Failed upstream attempts, by cluster and error code.', labelNames: ['cluster', 'code'], registers }),
-    configVersion: new Gauge({ name: 'outrider_config_info', help: 'The active config version (value is always 1).', labelNames: ['version'], registers }),
+    configVersion: new Gauge({ name: 'outrider_config_info', help: 'The active config version (value is always 1).', labelNames: ['version'], registers, aggregator: 'max' }),
     retries: new Counter({ name: 'outrider_retries_total', help: 'Retried upstream attempts, by route and reason.', labelNames: ['route', 'reason'], registers }),
     retryBudgetExhausted: new Counter({ name: 'outrider_retry_budget_exhausted_total', help: 'Retries not made because the cluster\'s retry budget was spent.', labelNames: ['cluster'], registers }),
     hedges: new Counter({ name: 'outrider_hedges_total', help: 'Hedged attempts sent, by route and whether the hedge won.', labelNames: ['route', 'outcome'], registers }),
-    circuitState: new Gauge({ name: 'outrider_circuit_state', help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open. endpoint="" is the cluster-wide breaker.', labelNames: ['cluster', 'endpoint'], registers }),
+    circuitState: new Gauge({ name: 'outrider_circuit_state', help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open. endpoint="" is the cluster-wide breaker. With several workers, the most open of theirs.', labelNames: ['cluster', 'endpoint'], registers, aggregator: 'max' }),
     circuitTransitions: new Counter({ name: 'outrider_circuit_transitions_total', help: 'Circuit breaker state changes.', labelNames: ['cluster', 'endpoint', 'to'], registers }),
-    endpointHealthy: new Gauge({ name: 'outrider_endpoint_healthy', help: '1 when the endpoint takes traffic by its own verdict (active checks and outlier detection), else 0.', labelNames: ['cluster', 'endpoint'], registers }),
+    endpointHealthy: new Gauge({ name: 'outrider_endpoint_healthy', help: '1 when the endpoint takes traffic by its own verdict (active checks and outlier detection), else 0. With several workers, 1 only when every worker sends it traffic.', labelNames: ['cluster', 'endpoint'], registers, aggregator: 'min' }),
     outlierEjections: new Counter({ name: 'outrider_outlier_ejections_total', help: 'Endpoints ejected by outlier detection.', labelNames: ['cluster', 'endpoint'], registers }),
     overloaded: new Counter({ name: 'outrider_overload_rejections_total', help: 'Requests refused by a cluster overload limit.', labelNames: ['cluster', 'limit'], registers }),
     tunnelsOpen: new Gauge({ name: 'outrider_tunnels_open', help: 'WebSocket tunnels open now, by route.', labelNames: ['route'], registers }),

@@ -137,3 +137,14 @@ t.test('/metrics with a worker that does not answer: 200 and the other workers\'
   p.proc.child.kill('SIGTERM')
   t.same(await p.proc.exited, { code: 0, signal: null })
 })
+
+t.test('/metrics merges gauges by their meaning: a flag or a state is not summed over workers', async (t) => {
+  const p = await startWorkers(t)
+  for (let i = 0; i < 4; i++) t.equal((await get(p.url)).status, 200)
+  const body = (await get(`${p.adminUrl}/metrics`)).body
+  t.match(body, /^outrider_endpoint_healthy\{cluster="up",endpoint="[^"]+"\} 1$/m, 'healthy in both workers: 1, not 2')
+  t.match(body, /^outrider_config_info\{version="[0-9a-f]+"\} 1$/m, 'one version: 1, not 2')
+  t.match(body, /^outrider_requests_total\{route="all",method="GET",status_class="2xx"\} 4$/m, 'counters still add up')
+  p.proc.child.kill('SIGTERM')
+  t.same(await p.proc.exited, { code: 0, signal: null })
+})
