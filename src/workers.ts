@@ -25,11 +25,13 @@ import type { PurgeSelector } from './plugin.ts'
 
 /** What the primary asks and waits for: the reply carries the request's id. */
 type Request =
+  | { type: 'apply', config: Config }
   | { type: 'state' }
   | { type: 'purge', selector: PurgeSelector, route: string | undefined }
   | { type: 'metrics' }
 
 type Reply =
+  | { type: 'applied', id: number, ok: boolean, version?: string, error?: string }
   | { type: 'state', id: number, body: unknown }
   | { type: 'purged', id: number, count: number }
   | { type: 'metrics', id: number, metrics: object[] }
@@ -37,7 +39,6 @@ type Reply =
 type ToWorker =
   | (Request & { id: number })
   | { type: 'start', config: Config }
-  | { type: 'apply', config: Config, seq: number }
   | { type: 'count-load-failure' }
   | { type: 'weight-hint', cluster: string, endpoint: string, weight: number | undefined }
   | { type: 'log-level', level: Level }
@@ -48,7 +49,6 @@ type FromWorker =
   | Reply
   | { type: 'hello' }
   | { type: 'ready', version: string }
-  | { type: 'applied', seq: number, ok: boolean, version?: string, error?: string }
 
 const RESTART_MIN_MS = 500
 const RESTART_MAX_MS = 30_000
@@ -57,12 +57,17 @@ const RESTART_MAX_MS = 30_000
  * left out of that scrape: Prometheus gets the others' series, not a 500.
  */
 const METRICS_WAIT_MS = 2000
+/** A worker that has not applied a config by then counts as having refused it. */
+const APPLY_WAIT_MS = 30_000
 
 export async function runPrimary (file: string, initial: Config, count: number, log: Logger): Promise<void> {
+  /** The committed config: every ready worker applied it. New workers start on it. */
   let config = initial
-  let seq = 0
   let shuttingDown = false
+  let reloading = false
   const ready = new Set<number>()
+  /** Worker id → the version it serves, as it last said. */
+  const versions = new Map<number, string>()
   let restartDelay = RESTART_MIN_MS
   let lastCrash = 0
   let requestSeq = 0
@@ -79,6 +84,10 @@ export async function runPrimary (file: string, initial: Config, count: number, 
     pending.set(id, { worker: w.id, done })
     send(w, { ...request, id })
   })
+  /** Brings a worker to the committed config (one that started during a reload, or took a refused one). */
+  const sync = (w: Worker): void => {
+    if (ready.has(w.id) && versions.get(w.id) !== configVersion(config)) void ask(w, { type: 'apply', config }, APPLY_WAIT_MS)
+  }
 
   const fork = (): void => {
     const w = cluster.fork({ OUTRIDER_WORKER_REUSEPORT: '1' })
@@ -89,11 +98,15 @@ export async function runPrimary (file: string, initial: Config, count: number, 
         case 'hello': send(w, { type: 'start', config }); break
         case 'ready':
           ready.add(w.id)
-          // A reload while it started never reached it.
-          if (msg.version !== configVersion(config)) send(w, { type: 'apply', config, seq })
+          versions.set(w.id, msg.version)
+          sync(w)
           break
         case 'applied':
           if (!msg.ok) log.error('worker failed to apply config', { worker: w.id, error: msg.error })
+          else if (msg.version !== undefined) versions.set(w.id, msg.version)
+          pending.get(msg.id)?.done(msg)
+          // One that answered after its reload gave up on it.
+          if (msg.ok && !reloading) sync(w)
           break
         case 'state':
         case 'purged':
@@ -104,6 +117,7 @@ export async function runPrimary (file: string, initial: Config, count: number, 
 
   cluster.on('exit', (w, code, signal) => {
     ready.delete(w.id)
+    versions.delete(w.id)
     for (const p of pending.values()) if (p.worker === w.id) p.done(undefined)
     if (shuttingDown) return
     // Crash loop protection: back off when workers die in quick succession.
@@ -116,11 +130,28 @@ export async function runPrimary (file: string, initial: Config, count: number, 
 
   for (let i = 0; i < count; i++) fork()
 
-  const reload = createReloader(file, async (next) => {
-    config = next
-    seq++
-    for (const w of workers()) send(w, { type: 'apply', config: next, seq })
-  }, log, () => {
+  // Committed once every ready worker applied it; when one refuses, those that
+  // took it go back to the committed config: all workers serve one version.
+  // A worker that exits meanwhile does not count: its replacement starts on
+  // whatever is committed.
+  const applyEverywhere = async (next: Config): Promise<void> => {
+    reloading = true
+    try {
+      const targets = workers().filter((w) => ready.has(w.id))
+      const replies = await Promise.all(targets.map((w) => ask(w, { type: 'apply', config: next }, APPLY_WAIT_MS)))
+      const refused = targets.flatMap((w, i) => {
+        const r = replies[i]
+        if (r?.type === 'applied' && r.ok) return []
+        return w.isConnected() ? [r?.type === 'applied' ? r.error : 'no answer'] : []
+      })
+      if (refused.length === 0) config = next
+      for (const w of workers()) sync(w)
+      if (refused.length > 0) throw new Error(`${refused.length} of ${targets.length} workers could not apply it: ${refused[0]}`)
+    } finally {
+      reloading = false
+    }
+  }
+  const reload = createReloader(file, applyEverywhere, log, () => {
     const first = workers()[0]
     if (first !== undefined) send(first, { type: 'count-load-failure' })
   })
@@ -242,8 +273,8 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
     switch (msg.type) {
       case 'apply':
         proxy.apply(deepFreeze(msg.config), file).then(
-          (s) => { send({ type: 'applied', seq: msg.seq, ok: true, version: s.version }) },
-          (err: unknown) => { send({ type: 'applied', seq: msg.seq, ok: false, error: err instanceof Error ? err.message : String(err) }) },
+          (s) => { send({ type: 'applied', id: msg.id, ok: true, version: s.version }) },
+          (err: unknown) => { send({ type: 'applied', id: msg.id, ok: false, error: err instanceof Error ? err.message : String(err) }) },
         )
         break
       case 'state':

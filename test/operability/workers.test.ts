@@ -148,3 +148,31 @@ t.test('/metrics merges gauges by their meaning: a flag or a state is not summed
   p.proc.child.kill('SIGTERM')
   t.same(await p.proc.exited, { code: 0, signal: null })
 })
+
+t.test('a reload the workers refuse is not committed: the primary reports the version they serve', async (t) => {
+  const p = await startWorkers(t)
+  const versions = async (): Promise<{ ready: string, config: string, worker: string }> => {
+    const ready = await (await request(`${p.adminUrl}/ready`)).body.json() as { version: string }
+    const config = await (await request(`${p.adminUrl}/config`)).body.json() as { version: string }
+    const worker = await (await request(`${p.adminUrl}/clusters`)).body.json() as { version: string }
+    return { ready: ready.version, config: config.version, worker: worker.version }
+  }
+  const first = await versions()
+  t.equal(first.ready, first.worker)
+  const good = await readFile(p.file, 'utf8')
+  // Valid, but cannot build: the CA file is read when the workers build their snapshot.
+  await writeFile(p.file, good.replace('endpoints: [{ url: ', `tls: { ca: ${p.dir}/missing-ca.pem }\n    endpoints: [{ url: `))
+  await p.proc.waitForLog('worker failed to apply config', 2)
+  t.same(await versions(), first, 'still the version the workers serve')
+  await p.proc.waitForLog('config reload failed to build; keeping the running config')
+  t.match(p.proc.logs(), /"msg":"config reload failed to build; keeping the running config".*could not apply it.*missing-ca\.pem/)
+
+  await writeFile(p.file, good.replace('name: all', 'name: renamed'))
+  await p.proc.waitForLog('config applied', 2)
+  await until(async () => (await versions()).ready !== first.ready, p.proc)
+  const next = await versions()
+  t.equal(next.config, next.ready)
+  t.equal(next.worker, next.ready, 'committed once the workers applied it')
+  p.proc.child.kill('SIGTERM')
+  t.same(await p.proc.exited, { code: 0, signal: null })
+})
