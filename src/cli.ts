@@ -7,6 +7,7 @@ import { loadConfigOffThread } from './config/off-thread.ts'
 import { ConfigError } from './errors.ts'
 import { createLogger, type Level } from './log.ts'
 import { runSingle } from './run.ts'
+import { readTlsFiles } from './tls.ts'
 import { runPrimary, runWorker } from './workers.ts'
 
 const USAGE = `Usage:
@@ -85,6 +86,7 @@ async function main (argv: string[]): Promise<number> {
     if (file === undefined) { process.stderr.write(`validate needs a FILE\n\n${USAGE}\n`); return 2 }
     try {
       const config = await loadConfigOffThread(file)
+      await readTlsFiles(config, file)
       process.stdout.write(`${file}: valid (${config.clusters.length} clusters, ${config.routes.length} routes)\n`)
       return 0
     } catch (err) {
@@ -100,6 +102,8 @@ async function main (argv: string[]): Promise<number> {
   let config
   try {
     config = await loadConfigOffThread(file)
+    // Before any worker is forked: one that cannot read them would only be restarted, and fail again.
+    await readTlsFiles(config, file)
   } catch (err) {
     return reportConfigError(err)
   }
@@ -110,8 +114,14 @@ async function main (argv: string[]): Promise<number> {
     workers = Number(w)
     if (!Number.isInteger(workers) || workers < 1) { process.stderr.write(`--workers must be a positive integer or auto, got "${w}"\n`); return 2 }
   }
-  if (workers > 1) await runPrimary(file, config, workers, log)
-  else await runSingle(file, config, log)
+  try {
+    if (workers > 1) await runPrimary(file, config, workers, log)
+    else await runSingle(file, config, log)
+  } catch (err) {
+    // A config that validates can still fail to build (a plugin's file): exit 2 like any config error.
+    if (err instanceof ConfigError) return reportConfigError(err)
+    throw err
+  }
   return -1 // keeps running; signals decide the exit
 }
 

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import type { SecureContextOptions } from 'node:tls'
-import type { ListenTlsConfig, UpstreamTlsConfig } from './config/schema.ts'
+import type { Config, ListenTlsConfig, UpstreamTlsConfig } from './config/schema.ts'
 import { ConfigError } from './errors.ts'
 
 /**
@@ -46,4 +46,14 @@ export async function loadUpstreamTls (tls: UpstreamTlsConfig, source: string, c
   }
   const [ca, cert, key] = await Promise.all([read(tls.ca, 'ca'), read(tls.cert, 'cert'), read(tls.key, 'key')])
   return { ca, cert, key, servername: tls.servername, rejectUnauthorized: !tls.insecureSkipVerify }
+}
+
+/**
+ * Reads every certificate, key and CA file `config` names, as building its
+ * snapshot will: `outrider validate` and start-up report an unreadable one
+ * as the ConfigError it is, before anything listens.
+ */
+export async function readTlsFiles (config: Config, source: string): Promise<void> {
+  if (config.listen.tls !== undefined) await loadListenTls(config.listen.tls, source)
+  for (const [i, c] of config.clusters.entries()) if (c.tls !== undefined) await loadUpstreamTls(c.tls, source, i)
 }
