@@ -5,13 +5,20 @@ const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_60
 const SIZE = /^(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?$/i
 const SIZE_BYTES: Record<string, number> = { b: 1, kb: 1000, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3 }
 
-/** A duration in milliseconds: a number (ms) or a string such as `250ms`, `5s`, `2m`, `1h`. */
+/**
+ * The longest delay a Node timer takes: a longer one fires after 1 ms (a
+ * `drainTimeout: 600h` would end a drain at once).
+ */
+const MAX_DURATION_MS = 2 ** 31 - 1
+const TOO_LONG = `a duration of at most ${MAX_DURATION_MS} ms (24.8 days; timers cannot wait longer)`
+
+/** A duration in milliseconds: a number (ms) or a string such as `250ms`, `5s`, `2m`, `1h`; at most MAX_DURATION_MS. */
 export const duration = z.union([
-  z.number().int().nonnegative(),
+  z.number().int().nonnegative().max(MAX_DURATION_MS, TOO_LONG),
   z.string().regex(DURATION, 'a duration such as 250ms, 5s, 2m or 1h').transform((s) => {
     const m = DURATION.exec(s) as RegExpExecArray
     return Math.round(Number(m[1]) * (DURATION_MS[m[2] as string] as number))
-  }),
+  }).pipe(z.number().max(MAX_DURATION_MS, TOO_LONG)),
 ], { error: 'a duration: milliseconds as a number, or a string such as 250ms, 5s, 2m, 1h' })
 
 /** A size in bytes: a number or a string such as `64kb`, `10mib`, `1gb`. */
