@@ -49,7 +49,13 @@ export function createAdminServer (source: AdminSource, log: Logger): http.Serve
     const url = req.url ?? '/'
     const path = url.split('?', 1)[0] as string
     const hint = /^\/clusters\/([^/]+)\/weight-hints$/.exec(path)
-    if (hint !== null && req.method === 'POST') { weightHint(req, res, source, decodeURIComponent(hint[1] as string), log); return }
+    if (hint !== null && req.method === 'POST') {
+      const cluster = decodeSegment(hint[1] as string)
+      // A throw here would leave the request unanswered (the crash guard catches it).
+      if (cluster === undefined) { json(res, 400, { error: 'the cluster name in the path is not valid percent-encoding' }); return }
+      weightHint(req, res, source, cluster, log)
+      return
+    }
     if (path === '/log-level' && req.method === 'POST') { logLevel(req, res, source, log); return }
     if (path === '/cache/purge' && req.method === 'POST') { purge(req, res, source, log); return }
     if (req.method !== 'GET' && req.method !== 'HEAD') { json(res, 405, { error: 'only GET and HEAD' }, { allow: 'GET, HEAD' }); return }
@@ -85,6 +91,11 @@ export function createAdminServer (source: AdminSource, log: Logger): http.Serve
     }
   })
   return server
+}
+
+/** A percent-encoded path segment, or undefined when its escapes are malformed (`%E0%A4%A`). */
+function decodeSegment (segment: string): string | undefined {
+  try { return decodeURIComponent(segment) } catch { return undefined }
 }
 
 /** Metrics of this process's registry. */
