@@ -1,13 +1,22 @@
-import { watch, type FSWatcher } from 'node:fs'
+import { statSync, watch, type FSWatcher } from 'node:fs'
 import path from 'node:path'
 import type { Config } from './config/schema.ts'
 import { loadConfigOffThread } from './config/off-thread.ts'
 import type { Logger } from './log.ts'
 
+/** Size and mtime checks that must agree before a changed file is read; bounded, in case it never settles. */
+const MAX_SETTLE_CHECKS = 10
+
 /**
  * Watches a config file and calls `onChange` after it settles. The directory is
  * watched, not the file: editors and `kubectl`'s ConfigMap updates replace the
  * file by rename, which a watch on the old inode would miss.
+ *
+ * Settled means no event for `debounceMs` and then the same size and mtime
+ * across two checks `debounceMs` apart: an editor that truncates the file and
+ * writes it in parts must not get its first half applied. Only a save by
+ * rename (write a temporary file, rename it over the config) is safe whatever
+ * the writer's pauses.
  */
 export function watchConfigFile (file: string, onChange: () => void, options: { debounceMs?: number } = {}): () => void {
   const dir = path.dirname(path.resolve(file))
@@ -15,18 +24,31 @@ export function watchConfigFile (file: string, onChange: () => void, options: { 
   const debounceMs = options.debounceMs ?? 150
   let timer: NodeJS.Timeout | undefined
   let watcher: FSWatcher | undefined
+  const check = (last: string | undefined, checks: number): void => {
+    timer = setTimeout(() => {
+      const now = signature(file)
+      if (now === last || checks >= MAX_SETTLE_CHECKS) onChange()
+      else check(now, checks + 1)
+    }, debounceMs)
+  }
+  const changed = (): void => { clearTimeout(timer); check(undefined, 0) }
   try {
     watcher = watch(dir, { persistent: false }, (_event, name) => {
       // ConfigMaps swap a `..data` symlink: any change in the directory may be ours.
       if (name !== null && name !== base && !name.startsWith('..')) return
-      clearTimeout(timer)
-      timer = setTimeout(onChange, debounceMs)
+      changed()
     })
     watcher.on('error', () => {})
   } catch {
     // No inotify (some containers): SIGHUP still reloads.
   }
   return () => { clearTimeout(timer); watcher?.close() }
+}
+
+/** What tells one version of the file from another without reading it. */
+function signature (file: string): string {
+  const s = statSync(file, { throwIfNoEntry: false })
+  return s === undefined ? 'missing' : `${s.size}:${s.mtimeMs}:${s.ino}`
 }
 
 /**

@@ -1,0 +1,40 @@
+import t from 'tap'
+import type { Test } from 'tap'
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { watchConfigFile } from '../../src/reload.ts'
+
+async function tempDir (t: Test): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-watch-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  return dir
+}
+
+/** Watches `file` and records what it held each time a change was reported. */
+function record (t: Test, file: string, debounceMs: number): { reads: string[], next: () => Promise<void> } {
+  const reads: string[] = []
+  let wake: (() => void) | undefined
+  const stop = watchConfigFile(file, () => { reads.push(readFileSync(file, 'utf8')); wake?.() }, { debounceMs })
+  t.teardown(stop)
+  return { reads, next: () => new Promise((resolve) => { wake = resolve }) }
+}
+
+t.test('a file written in two parts, with a pause longer than the debounce, is reported once complete', async (t) => {
+  const dir = await tempDir(t)
+  const file = path.join(dir, 'outrider.yaml')
+  await writeFile(file, 'old: 1\n')
+  const debounceMs = 400
+  const watched = record(t, file, debounceMs)
+  const changed = watched.next()
+  // A writer that truncates, writes half, stalls, then writes the rest (not a rename).
+  const fh = await open(file, 'w')
+  await fh.write('first: half\n')
+  await fh.sync()
+  await new Promise((resolve) => setTimeout(resolve, debounceMs * 1.5))
+  await fh.write('second: half\n')
+  await fh.close()
+  await changed
+  t.same(watched.reads, ['first: half\nsecond: half\n'], 'never the first half alone')
+})
