@@ -1,4 +1,4 @@
-import { statSync, watch, type FSWatcher } from 'node:fs'
+import { realpathSync, statSync, watch, type FSWatcher } from 'node:fs'
 import path from 'node:path'
 import type { Config } from './config/schema.ts'
 import { loadConfigOffThread } from './config/off-thread.ts'
@@ -17,13 +17,16 @@ const MAX_SETTLE_CHECKS = 10
  * writes it in parts must not get its first half applied. Only a save by
  * rename (write a temporary file, rename it over the config) is safe whatever
  * the writer's pauses.
+ *
+ * A config symlinked from another directory (`/etc/outrider.yaml` →
+ * `/srv/conf/outrider.yaml`) changes there, not here: the directory of the
+ * link's target is watched too, and followed when the link is re-pointed.
  */
 export function watchConfigFile (file: string, onChange: () => void, options: { debounceMs?: number } = {}): () => void {
   const dir = path.dirname(path.resolve(file))
   const base = path.basename(file)
   const debounceMs = options.debounceMs ?? 150
   let timer: NodeJS.Timeout | undefined
-  let watcher: FSWatcher | undefined
   const check = (last: string | undefined, checks: number): void => {
     timer = setTimeout(() => {
       const now = signature(file)
@@ -32,17 +35,35 @@ export function watchConfigFile (file: string, onChange: () => void, options: { 
     }, debounceMs)
   }
   const changed = (): void => { clearTimeout(timer); check(undefined, 0) }
+  let target: { file: string, watcher: FSWatcher | undefined } | undefined
+  const follow = (): void => {
+    const real = realpath(file)
+    if (real === target?.file) return
+    target?.watcher?.close()
+    target = real === undefined || real === path.join(dir, base)
+      ? undefined
+      : { file: real, watcher: watchDir(path.dirname(real), (name) => name === path.basename(real), changed) }
+  }
+  // ConfigMaps swap a `..data` symlink: any change in the directory may be ours.
+  const watcher = watchDir(dir, (name) => name === base || name.startsWith('..'), () => { follow(); changed() })
+  follow()
+  return () => { clearTimeout(timer); watcher?.close(); target?.watcher?.close() }
+}
+
+/** Watches `dir` for changes to the names `ours` accepts; undefined where that cannot be done. */
+function watchDir (dir: string, ours: (name: string) => boolean, onChange: () => void): FSWatcher | undefined {
   try {
-    watcher = watch(dir, { persistent: false }, (_event, name) => {
-      // ConfigMaps swap a `..data` symlink: any change in the directory may be ours.
-      if (name !== null && name !== base && !name.startsWith('..')) return
-      changed()
-    })
+    const watcher = watch(dir, { persistent: false }, (_event, name) => { if (name === null || ours(name)) onChange() })
     watcher.on('error', () => {})
+    return watcher
   } catch {
     // No inotify (some containers): SIGHUP still reloads.
+    return undefined
   }
-  return () => { clearTimeout(timer); watcher?.close() }
+}
+
+function realpath (file: string): string | undefined {
+  try { return realpathSync(file) } catch { return undefined }
 }
 
 /** What tells one version of the file from another without reading it. */

@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { Test } from 'tap'
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, open, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -37,4 +37,29 @@ t.test('a file written in two parts, with a pause longer than the debounce, is r
   await fh.close()
   await changed
   t.same(watched.reads, ['first: half\nsecond: half\n'], 'never the first half alone')
+})
+
+t.test('a config symlinked from another directory: an edit of the target is seen, also after the link is re-pointed', async (t) => {
+  const dir = await tempDir(t)
+  await Promise.all(['etc', 'srv', 'srv2'].map((d) => mkdir(path.join(dir, d))))
+  const link = path.join(dir, 'etc', 'outrider.yaml')
+  await writeFile(path.join(dir, 'srv', 'outrider.yaml'), 'v: 1\n')
+  await writeFile(path.join(dir, 'srv2', 'other.yaml'), 'v: 3\n')
+  await symlink(path.join(dir, 'srv', 'outrider.yaml'), link)
+  const watched = record(t, link, 50)
+
+  let changed = watched.next()
+  await writeFile(path.join(dir, 'srv', 'outrider.yaml'), 'v: 2\n')
+  await changed
+  t.same(watched.reads, ['v: 2\n'], 'the edit of the target, in place')
+
+  // Re-pointed by rename, as `ln -sfn` does: a change in the link's own directory.
+  changed = watched.next()
+  await symlink(path.join(dir, 'srv2', 'other.yaml'), `${link}.tmp`)
+  await rename(`${link}.tmp`, link)
+  await changed
+  changed = watched.next()
+  await writeFile(path.join(dir, 'srv2', 'other.yaml'), 'v: 4\n')
+  await changed
+  t.same(watched.reads.at(-1), 'v: 4\n', 'the new target is watched')
 })
