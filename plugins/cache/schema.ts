@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { duration, size } from '../../src/config/units.ts'
+import { duration, longDuration, size } from '../../src/config/units.ts'
 
 const redisNode = z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) })
 
@@ -30,8 +30,8 @@ export const schema = z.strictObject({
   l2: l2.optional().describe('A Redis shared by every sidecar: an L1 miss looks there before going upstream.'),
   heuristicFraction: z.number().min(0).max(1).default(0.1)
     .describe('Heuristic freshness for responses with Last-Modified and no explicit lifetime: this fraction of their age (RFC 9111 §4.2.2).'),
-  heuristicMax: duration.default(86_400_000).describe('Upper bound of a heuristic lifetime.'),
-  keepStale: duration.default(3_600_000)
+  heuristicMax: longDuration.default(86_400_000).describe('Upper bound of a heuristic lifetime.'),
+  keepStale: longDuration.default(3_600_000)
     .describe('How long a stale response with a validator (ETag, Last-Modified) is kept for revalidation.'),
   collapse: z.boolean().default(true).describe('Concurrent misses for one URL wait for the first one’s response instead of each going upstream.'),
   collapseTimeout: duration.default(5_000).describe('How long a collapsed request waits before going upstream itself.'),

@@ -1,6 +1,6 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
 import { z } from 'zod'
-import { duration } from '../../src/config/units.ts'
+import { duration, longDuration } from '../../src/config/units.ts'
 import { HOP_BY_HOP } from '../../src/http/hop-by-hop.ts'
 import { ALGORITHMS, compatible, hasPrivateMembers, isSymmetric, minSecretBytes, pemToJwk, type Algorithm } from './keys.ts'
 import type { JWK } from 'jose'
@@ -170,7 +170,7 @@ export const schema = z.strictObject({
   typ: z.string().min(1).optional().describe('Required "typ" header (RFC 8725 §3.11), e.g. at+jwt for RFC 9068 access tokens.'),
   clockSkew: duration.refine((ms) => ms <= 300_000, 'at most 5m').default(30_000)
     .describe('Tolerance for exp, nbf and iat against this machine\'s clock.'),
-  maxAge: duration.optional().describe('Refuse tokens issued (iat) longer ago than this; makes iat required.'),
+  maxAge: longDuration.optional().describe('Refuse tokens issued (iat) longer ago than this; makes iat required.'),
   requireExp: z.boolean().default(true).describe('Refuse tokens without "exp": they would be valid forever.'),
   subjectClaim: z.string().min(1).default('sub').describe('The claim that becomes the identity subject; tokens without it are refused.'),
   requiredClaims: z.union([

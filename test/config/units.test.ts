@@ -24,3 +24,19 @@ t.test('a duration is at most 2^31-1 ms: a longer Node timer fires after 1 ms', 
   t.match(issue('limits: { keepAliveTimeout: 900h }\n'), { path: 'limits.keepAliveTimeout', expected: /at most 2147483647 ms/ }, 'every duration field')
   t.match(issue('shutdown: { drainTimeout: 5 days }\n'), { path: 'shutdown.drainTimeout', expected: /^a duration: milliseconds as a number, or a string such as 250ms/ }, 'not a duration: the same message as before')
 })
+
+t.test('durations that are only compared against, never a timer, may be longer (a token\'s age, how long stale is kept)', async (t) => {
+  const doc = (cache: string, jwt: string): string => `
+clusters: [{ name: c, endpoints: [{ url: "http://127.0.0.1:9" }] }]
+routes:
+  - name: r
+    cluster: c
+    plugins:
+      - { name: cache, config: { ${cache} } }
+      - { name: jwt-auth, config: { keys: [{ type: secret, secret: "0123456789abcdef0123456789abcdef" }], algorithms: [HS256], ${jwt} } }
+`
+  const config = parseConfig(doc('keepStale: 720h, heuristicMax: 2400h', 'maxAge: 8760h'), 'units.yaml')
+  const [cache, jwt] = config.routes[0]?.plugins ?? []
+  t.same([(cache?.config as { keepStale: number }).keepStale, (jwt?.config as { maxAge: number }).maxAge], [720 * 3_600_000, 8760 * 3_600_000])
+  t.match(issue(doc('keepStale: 200000h', 'maxAge: 1h')), { path: 'routes[0].plugins[0].config.keepStale', expected: /at most ten years/ })
+})
