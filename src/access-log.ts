@@ -111,8 +111,9 @@ export class AccessLog {
       cluster: r.cluster,
       endpoint: r.endpoint,
       method: r.method,
-      // Query strings carry tokens and personal data: left out unless asked for.
-      path: this.#includeQuery && r.query !== '' ? `${r.path}?${r.query}` : r.path,
+      // Query strings carry tokens and personal data: left out unless asked
+      // for, and then credentials still are (see loggedQuery).
+      path: this.#includeQuery && r.query !== '' ? `${r.path}?${loggedQuery(r.query)}` : r.path,
       status: r.status,
       bytesIn: r.bytesIn,
       bytesOut: r.bytesOut,
@@ -123,6 +124,26 @@ export class AccessLog {
       error: r.error,
     })
   }
+}
+
+/**
+ * Parameter names that carry credentials in the wild: API keys (`api_key`,
+ * Google's `key`), OAuth's tokens and code (RFC 6749, RFC 6750 §2.3), signed
+ * URLs' signatures (S3, GCS, Azure SAS `sig`), passwords and secrets.
+ */
+const CREDENTIAL_PARAM = /^(?:api[-_]?key|apikey|key|x-api-key|(?:access|id|refresh|auth|session)?[-_]?token|code|client[-_]?secret|secret|password|passwd|pwd|sig|signature|x-amz-(?:signature|security-token|credential)|x-goog-(?:signature|credential))$/i
+
+/** The query with the values of credential parameters replaced by `[redacted]`. */
+export function loggedQuery (query: string): string {
+  if (query.indexOf('=') === -1) return query
+  let out = ''
+  for (const pair of query.split('&')) {
+    const eq = pair.indexOf('=')
+    let name = eq === -1 ? pair : pair.slice(0, eq)
+    try { name = decodeURIComponent(name) } catch { /* kept as sent */ }
+    out += (out === '' ? '' : '&') + (eq !== -1 && CREDENTIAL_PARAM.test(name) ? `${pair.slice(0, eq)}=[redacted]` : pair)
+  }
+  return out
 }
 
 function round (ms: number): number {

@@ -96,3 +96,20 @@ t.test('a plugin annotation named like a core field never replaces it', async (t
   t.match(rec, { status: 200, route: 'api', clientIp: '10.0.0.1' }, 'the exchange\'s own values')
   t.equal(rec?.waf, 'pass', 'other annotations are kept')
 })
+
+t.test('includeQuery logs the query, but never the values of credential parameters', async (t) => {
+  const { AccessLog, loggedQuery } = await import('../../src/access-log.ts')
+  t.equal(loggedQuery('page=2&api_key=rk_live_123&q=shoes'), 'page=2&api_key=[redacted]&q=shoes')
+  t.equal(loggedQuery('access_token=eyJ&X-Amz-Signature=abc&X-Amz-Date=20250101&sig=zz&code=42&key=AIza'), 'access_token=[redacted]&X-Amz-Signature=[redacted]&X-Amz-Date=20250101&sig=[redacted]&code=[redacted]&key=[redacted]')
+  t.equal(loggedQuery('api%5Fkey=secret&monkey=1&tokens=3'), 'api%5Fkey=[redacted]&monkey=1&tokens=3', 'by the decoded name; names that only end alike are kept')
+  t.equal(loggedQuery('flag&x=%zz'), 'flag&x=%zz')
+  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
+  const file = path.join(dir, 'access.log')
+  const log = await AccessLog.open({ enabled: true, destination: file, sampleRate: 1, includeQuery: true })
+  log.write({
+    requestId: 'r-1', traceId: undefined, route: 'api', cluster: 'c', endpoint: undefined, method: 'GET', path: '/a', query: 'api_key=rk_live_123&page=2',
+    status: 200, bytesIn: 0, bytesOut: 5, durationMs: 1.5, upstreamMs: 1, attempts: 1, clientIp: '10.0.0.1', error: undefined, annotations: undefined,
+  })
+  const [rec] = await lines(file)
+  t.equal(rec?.path, '/a?api_key=[redacted]&page=2')
+})
