@@ -99,7 +99,7 @@ t.test('L2 writes: one field per variant, variants of an old Vary dropped, tag s
   // A tag set lives as long as its longest-lived entry.
   const tagKey = 'outrider:cache:t:long'
   const short = uniquePath('l2-short')
-  origin.on(short, () => ({ headers: { 'cache-control': 'max-age=1', 'surrogate-key': 'long' }, body: 'short' }))
+  origin.on(short, () => ({ headers: { 'cache-control': 'max-age=60', 'surrogate-key': 'long' }, body: 'short' }))
   await get(p, short)
   t.ok(await eventually(async () => Number(await redis.command('SISMEMBER', tagKey, `127.0.0.1:${p.port}${short}`)) === 1), 'the short-lived entry joined the tag')
   const ttl = Number(await redis.command('PTTL', tagKey))
