@@ -3,8 +3,9 @@
  * ratio and latency percentiles over sliding windows, merged from the
  * histograms every data plane reports. Memory is bounded: each route keeps
  * fixed ring buffers of per-interval aggregates (one per tier: by default
- * 10 s intervals for an hour and 5 min intervals for a week), allocated
- * once, and at most `maxRoutes` routes are tracked. Plain module: no gRPC.
+ * 10 s intervals for an hour and 5 min intervals for three weeks, with
+ * histograms for the last week of them), allocated once, and at most
+ * `maxRoutes` routes are tracked. Plain module: no gRPC.
  */
 
 import type { RouteAnalytics } from './generated/types.ts'
@@ -23,10 +24,17 @@ export interface RouteDelta {
 export interface Tier {
   stepSeconds: number
   slots: number
+  /**
+   * Intervals whose latency histograms are kept (the latest; at most
+   * `slots`, all of them by default): counts cost 3 numbers per interval,
+   * a histogram one per bucket. An older point's buckets are zeros once
+   * a newer interval has taken its histogram's place.
+   */
+  histogramSlots?: number
 }
 
 export interface AnalyticsOptions {
-  /** Finest first. Default: 10 s × 360 (1 h) and 300 s × 2016 (7 days). */
+  /** Finest first. Default: 10 s × 360 (1 h) and 300 s × 6048 (3 weeks; histograms for 7 days). */
   tiers?: Tier[]
   /** Routes tracked at most (each costs its ring buffers); later ones are dropped. Default 200. */
   maxRoutes?: number
@@ -48,7 +56,7 @@ export interface SeriesPoint {
   t: number
   requests: number
   errors: number
-  /** Per bucket, +Inf last (the route's bounds). */
+  /** Per bucket, +Inf last (the route's bounds); zeros beyond the tier's histogramSlots (Tier). */
   buckets: number[]
 }
 
@@ -69,9 +77,20 @@ export function latencyBoundsProblem (bounds: readonly number[]): string | undef
   return undefined
 }
 
-export const DEFAULT_TIERS: readonly Tier[] = [{ stepSeconds: 10, slots: 360 }, { stepSeconds: 300, slots: 2016 }]
+/**
+ * The 5-minute tier holds three weeks of counts: the forecaster and the
+ * detector learn the weekly profile once 10 days are seen (a week plus
+ * three days), and it takes the weekend of a second week to tell a
+ * weekly dip from an incident. Histograms are kept for a week: they cost
+ * one number per bucket per interval, counts three.
+ */
+export const DEFAULT_TIERS: readonly Tier[] = [{ stepSeconds: 10, slots: 360 }, { stepSeconds: 300, slots: 6048, histogramSlots: 2016 }]
 
-/** One ring buffer: slot i holds interval `ids[i]` (floor(t / step)); a slot whose id is stale is empty. */
+/**
+ * One ring buffer: slot i holds interval `ids[i]` (floor(t / step)); a slot
+ * whose id is stale is empty. Histograms have a ring of their own, possibly
+ * shorter (`histogramSlots`), with its own ids.
+ */
 class Ring {
   readonly step: number
   readonly slots: number
@@ -79,6 +98,8 @@ class Ring {
   readonly #ids: Float64Array
   readonly #requests: Float64Array
   readonly #errors: Float64Array
+  readonly #histSlots: number
+  readonly #histIds: Float64Array
   readonly #hist: Float64Array
 
   constructor (tier: Tier, width: number) {
@@ -88,7 +109,9 @@ class Ring {
     this.#ids = new Float64Array(tier.slots).fill(-1)
     this.#requests = new Float64Array(tier.slots)
     this.#errors = new Float64Array(tier.slots)
-    this.#hist = new Float64Array(tier.slots * width)
+    this.#histSlots = Math.max(1, Math.min(tier.histogramSlots ?? tier.slots, tier.slots))
+    this.#histIds = new Float64Array(this.#histSlots).fill(-1)
+    this.#hist = new Float64Array(this.#histSlots * width)
   }
 
   add (tSeconds: number, requests: number, errors: number, buckets: ArrayLike<number>): void {
@@ -100,22 +123,29 @@ class Ring {
       this.#ids[slot] = id
       this.#requests[slot] = 0
       this.#errors[slot] = 0
-      this.#hist.fill(0, slot * this.#width, (slot + 1) * this.#width)
     }
     this.#requests[slot] = (this.#requests[slot] as number) + requests
     this.#errors[slot] = (this.#errors[slot] as number) + errors
-    for (let i = 0; i < this.#width; i++) this.#hist[slot * this.#width + i] = (this.#hist[slot * this.#width + i] as number) + (buckets[i] ?? 0)
+    const h = id % this.#histSlots
+    if (this.#histIds[h] !== id) {
+      // Beyond the histograms' retention (not the counts'): the counts are kept, the buckets dropped.
+      if ((this.#histIds[h] as number) > id) return
+      this.#histIds[h] = id
+      this.#hist.fill(0, h * this.#width, (h + 1) * this.#width)
+    }
+    for (let i = 0; i < this.#width; i++) this.#hist[h * this.#width + i] = (this.#hist[h * this.#width + i] as number) + (buckets[i] ?? 0)
   }
 
   /** The interval `id`, or undefined when it is not held (no traffic, or out of retention). */
   point (id: number): SeriesPoint | undefined {
     const slot = id % this.slots
     if (this.#ids[slot] !== id) return undefined
+    const h = id % this.#histSlots
     return {
       t: id * this.step,
       requests: this.#requests[slot] as number,
       errors: this.#errors[slot] as number,
-      buckets: Array.from(this.#hist.subarray(slot * this.#width, (slot + 1) * this.#width)),
+      buckets: this.#histIds[h] === id ? Array.from(this.#hist.subarray(h * this.#width, (h + 1) * this.#width)) : new Array<number>(this.#width).fill(0),
     }
   }
 }

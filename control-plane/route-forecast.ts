@@ -1,5 +1,5 @@
 import type { Analytics } from './analytics.ts'
-import { createDetector, createForecaster, type Forecaster } from './forecast/index.ts'
+import { createDetector, createForecaster, type Detector, type Forecaster } from './forecast/index.ts'
 
 /** A route's request-rate forecast and anomaly state (rates in requests per second). */
 export interface RouteForecast {
@@ -45,15 +45,17 @@ interface Fitted {
   lastRate: number
   observations: number
   forecaster: Forecaster
+  detector: Detector
   score: number
   anomalies: RouteForecast['anomalies']
 }
 
 /**
- * Forecasts over the analytics series with the `forecast/` models, fitted
- * on the whole retained series when a new interval completes and kept until
- * the next one: a rule asking every few seconds, for any horizon, costs one
- * fit per step per route.
+ * Forecasts over the analytics series with the `forecast/` models, fed the
+ * whole retained series the first time a route is asked for and each new
+ * complete interval after that (the models refit daily by themselves): a
+ * rule asking every few seconds, for any horizon, costs one update per step
+ * per route.
  *
  * @example
  * const forecasts = new RouteForecasts(analytics)
@@ -86,27 +88,33 @@ export class RouteForecasts {
       lastT: fitted.lastT,
       lastRate: fitted.lastRate,
       anomalyScore: fitted.score,
-      anomalies: fitted.anomalies,
+      anomalies: [...fitted.anomalies],
     }
   }
 
   #fit (route: string, step: number): Fitted | undefined {
+    const key = `${route}\0${step}`
+    const cached = this.#fitted.get(key)
+    // Models seen before take the new intervals only (they refit daily by themselves): three weeks of
+    // 5-minute points replayed into fresh models cost over a second per route per interval.
     const series = this.#analytics.series(route, step)
     const last = series.at(-1)
     if (last === undefined) return undefined
-    const key = `${route}\0${step}`
-    const cached = this.#fitted.get(key)
     if (cached !== undefined && cached.lastT === last.t) return cached
-    const forecaster = createForecaster({ stepSeconds: step })
-    const detector = createDetector({ stepSeconds: step })
-    const anomalies: RouteForecast['anomalies'] = []
-    let score = 0
+    // Afresh when what the models saw last is no longer in the series (the route was quiet for its whole retention).
+    const fitted: Fitted = cached !== undefined && series.some((p) => p.t === cached.lastT)
+      ? cached
+      : { lastT: -Infinity, lastRate: 0, observations: 0, forecaster: createForecaster({ stepSeconds: step }), detector: createDetector({ stepSeconds: step }), score: 0, anomalies: [] }
     for (const p of series) {
-      forecaster.observe(p.t, p.requests)
-      score = detector.observe(p.t, p.requests)
-      if (score >= ALERT && p.t > last.t - 86_400) anomalies.push({ t: p.t, rate: p.requests / step, score })
+      if (p.t <= fitted.lastT) continue
+      fitted.forecaster.observe(p.t, p.requests)
+      fitted.score = fitted.detector.observe(p.t, p.requests)
+      fitted.observations++
+      if (fitted.score >= ALERT && p.t > last.t - 86_400) fitted.anomalies.push({ t: p.t, rate: p.requests / step, score: fitted.score })
     }
-    const fitted: Fitted = { lastT: last.t, lastRate: last.requests / step, observations: series.length, forecaster, score, anomalies }
+    fitted.anomalies = fitted.anomalies.filter((a) => a.t > last.t - 86_400)
+    fitted.lastT = last.t
+    fitted.lastRate = last.requests / step
     this.#fitted.set(key, fitted)
     return fitted
   }

@@ -4,6 +4,8 @@ import { Analytics, MAX_LATENCY_BOUNDS, quantile } from '../../control-plane/ana
 import { services } from '../../control-plane/protos.ts'
 import { tokenMetadata } from '../../control-plane/operator-client.ts'
 import type * as pb from '../../control-plane/generated/types.ts'
+import { createForecaster } from '../../control-plane/forecast/index.ts'
+import { generateSeries } from '../../control-plane/forecast/synthetic.ts'
 import { TOKENS, operatorClient, startTestControlPlane, tempDir, waitFor } from './helpers.ts'
 
 const BOUNDS = [0.1, 0.5, 1]
@@ -44,8 +46,27 @@ t.test('two nodes merge into windows of 1m, 5m and 1h; old intervals leave the w
 
   now = (T + 3 * 3600) * 1000
   t.match(a.window(3600)[0], { requests: 0, rate: 0, p99Ms: 0, nodes: 0 }, 'three hours later the last hour is empty')
+  a.record('n1', [{ route: 'api', requests: 1, errors: 0, bounds: BOUNDS, buckets: [1, 0, 0, 0] }], T - 7200 + 7 * 86_400)
   now = (T + 8 * 86_400) * 1000
-  t.same(a.series('api', 300), [], 'beyond the 7-day retention nothing is left')
+  t.same(a.series('api', 300)[0], { t: series[0]?.t, requests: 40, errors: 4, buckets: [0, 0, 0, 0] }, 'a week later its histogram made room for a newer one; its counts are kept')
+  now = (T + 29 * 86_400) * 1000
+  t.same(a.series('api', 300), [], 'beyond the 3-week retention nothing is left')
+})
+
+t.test('the 5-minute tier holds the history the weekly profile needs', async (t) => {
+  let now = 0
+  const a = new Analytics({ now: () => now })
+  const s = generateSeries({ name: 'weekly', stepMinutes: 5, weeks: 2, seed: 5, peak: 2000, shape: 'consumer', noise: 0.04, drift: 0.05, trendPerWeek: 0, holidays: 0, incidents: 0 })
+  const days = 12
+  const n = days * 288
+  for (let i = 0; i < n; i++) a.record('n1', [{ route: 'api', requests: s.values[i]!, errors: 0, bounds: [], buckets: [] }], s.times[i]! + 1)
+  now = (s.times[n - 1]! + 300) * 1000
+  const series = a.series('api')
+  t.equal(series.length, n, `all ${days} days`)
+  const f = createForecaster({ stepSeconds: 300 })
+  for (const p of series) f.observe(p.t, p.requests)
+  f.forecast(1)
+  t.same(f.describe().seasonalities, [86_400, 604_800], 'the forecaster fed from analytics learns the weekly profile')
 })
 
 t.test('other bucket bounds are folded into the route\'s; routes are bounded', async (t) => {
