@@ -27,8 +27,9 @@ export interface Tier {
   /**
    * Intervals whose latency histograms are kept (the latest; at most
    * `slots`, all of them by default): counts cost 3 numbers per interval,
-   * a histogram one per bucket. An older point's buckets are zeros once
-   * a newer interval has taken its histogram's place.
+   * a histogram one per bucket. An older point has no buckets (its
+   * latency is unknown, not 0 ms) once a newer interval has taken its
+   * histogram's place.
    */
   histogramSlots?: number
 }
@@ -56,8 +57,11 @@ export interface SeriesPoint {
   t: number
   requests: number
   errors: number
-  /** Per bucket, +Inf last (the route's bounds); zeros beyond the tier's histogramSlots (Tier). */
-  buckets: number[]
+  /**
+   * Per bucket, +Inf last (the route's bounds); undefined beyond the tier's
+   * histogramSlots (Tier): the interval's latency is not known.
+   */
+  buckets: number[] | undefined
 }
 
 /** Latency bounds a route's report may carry: each costs a number per interval of every tier. */
@@ -145,7 +149,7 @@ class Ring {
       t: id * this.step,
       requests: this.#requests[slot] as number,
       errors: this.#errors[slot] as number,
-      buckets: this.#histIds[h] === id ? Array.from(this.#hist.subarray(h * this.#width, (h + 1) * this.#width)) : new Array<number>(this.#width).fill(0),
+      buckets: this.#histIds[h] === id ? Array.from(this.#hist.subarray(h * this.#width, (h + 1) * this.#width)) : undefined,
     }
   }
 }
@@ -277,7 +281,7 @@ export class Analytics {
       if (p === undefined) continue
       requests += p.requests
       errors += p.errors
-      for (let i = 0; i < buckets.length; i++) buckets[i] = (buckets[i] as number) + (p.buckets[i] ?? 0)
+      if (p.buckets !== undefined) for (let i = 0; i < buckets.length; i++) buckets[i] = (buckets[i] as number) + (p.buckets[i] ?? 0)
     }
     let nodes = 0
     for (const seen of s.lastSeen.values()) if (seen > at - windowSeconds && seen <= at) nodes++
@@ -296,6 +300,17 @@ export class Analytics {
       latencyCounts: buckets,
     }
   }
+}
+
+/**
+ * The q-quantile of a histogram in milliseconds, or undefined when the
+ * histogram is empty or absent: no requests, or none whose latency was
+ * kept (Tier.histogramSlots, a report without buckets). An unknown latency
+ * MUST NOT read as 0 ms: a rule such as `p99 < 50ms` would fire on it.
+ */
+export function latencyMs (q: number, bounds: readonly number[], buckets: readonly number[] | undefined): number | undefined {
+  if (buckets === undefined || !buckets.some((c) => c > 0)) return undefined
+  return quantile(q, bounds, buckets) * 1000
 }
 
 /**

@@ -68,7 +68,8 @@ export function backtest (rule: Rule, analytics: Analytics, options: BacktestOpt
       if (q === undefined) continue
       requests += q.requests
       errors += q.errors
-      for (let k = 0; k < buckets.length; k++) buckets[k] = (buckets[k] as number) + (q.buckets[k] ?? 0)
+      // Intervals past the histograms' retention add their counts, not a latency of 0 ms.
+      if (q.buckets !== undefined) for (let k = 0; k < buckets.length; k++) buckets[k] = (buckets[k] as number) + (q.buckets[k] ?? 0)
     }
     const observation: Observation = {
       requests,

@@ -220,7 +220,7 @@ async function command (op: OperatorClient, args: string[], v: Values): Promise<
     }
     case 'series': {
       const r = await op.getSeries({ route: verb ?? '', stepSeconds: v.step === undefined ? 0 : int(v.step, '--step'), limit: limit(v) })
-      return { raw: r, text: r.points.map((p) => `${new Date(p.t * 1000).toISOString()}\t${p.requests}\t${p.errors}\t${fixed(p.p99Ms)}`).join('\n') }
+      return { raw: r, text: r.points.map((p) => `${new Date(p.t * 1000).toISOString()}\t${p.requests}\t${p.errors}\t${p.p99Ms === undefined ? '-' : fixed(p.p99Ms)}`).join('\n') }
     }
     case 'forecast': {
       if (verb === undefined) throw new UsageError('forecast: ROUTE missing')

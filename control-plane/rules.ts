@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { quantile } from './analytics.ts'
+import { latencyMs } from './analytics.ts'
 import { parseDuration } from './duration.ts'
 import { InvalidConfigError } from './errors.ts'
 import type { ConfigDocument } from './validate.ts'
@@ -187,6 +187,7 @@ export interface Observation {
   /** Seconds the counts span (rates divide by it). */
   spanSeconds: number
   bounds: readonly number[]
+  /** The latency histogram of the requests whose latency is known (all zeros or [] when none is: p50–p99 have no data). */
   buckets: readonly number[]
   /** The detector's score for the latest complete interval. */
   anomaly?: number
@@ -202,7 +203,7 @@ export function metricValue (c: Condition, o: Observation): number | undefined {
     case 'errors': return o.errors
     case 'errorRatio': return o.requests === 0 ? undefined : o.errors / o.requests
     case 'p50': case 'p90': case 'p99':
-      return o.requests === 0 ? undefined : quantile(Number(c.metric.slice(1)) / 100, o.bounds, o.buckets) * 1000
+      return latencyMs(Number(c.metric.slice(1)) / 100, o.bounds, o.buckets)
     case 'anomaly': return o.anomaly
     case 'forecastRps': return o.forecastRps?.(c.horizonSeconds ?? 0)
   }

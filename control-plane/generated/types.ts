@@ -201,7 +201,8 @@ export interface RouteAnalytics {
 }
 export interface GetAnalyticsResponse { routes: RouteAnalytics[], at: string }
 export interface GetSeriesRequest { route: string, stepSeconds: number, limit: number }
-export interface SeriesPoint { t: number, requests: number, errors: number, p99Ms: number }
+/** `p99Ms` is absent when unknown: a proto3 optional, which proto-loader marks with `_p99Ms` when set. */
+export interface SeriesPoint { t: number, requests: number, errors: number, p99Ms?: number, _p99Ms?: 'p99Ms' }
 export interface GetSeriesResponse { stepSeconds: number, points: SeriesPoint[] }
 
 export interface GetForecastRequest { route: string, horizon: string, level: number }

@@ -6,7 +6,7 @@ import type { ChangeOptions, DesiredConfig, Edit } from '../desired-config.ts'
 import { BadRequestError, InvalidConfigError, NotFoundError } from '../errors.ts'
 import type { Fleet } from '../fleet.ts'
 import type { ConfigVersion } from '../store.ts'
-import { quantile, type Analytics } from '../analytics.ts'
+import { latencyMs, type Analytics } from '../analytics.ts'
 import { parseDuration } from '../duration.ts'
 import { MAX_HORIZON_SECONDS, type RouteForecasts } from '../route-forecast.ts'
 import type { RuleEngine } from '../rule-engine.ts'
@@ -162,7 +162,7 @@ export function register (server: grpc.Server, deps: OperatorDeps): void {
       const points = analytics.series(route, tier.stepSeconds)
       return {
         stepSeconds: tier.stepSeconds,
-        points: (req.limit > 0 ? points.slice(-req.limit) : points).map((p) => ({ t: p.t, requests: p.requests, errors: p.errors, p99Ms: quantile(0.99, bounds, p.buckets) * 1000 })),
+        points: (req.limit > 0 ? points.slice(-req.limit) : points).map((p) => ({ t: p.t, requests: p.requests, errors: p.errors, p99Ms: latencyMs(0.99, bounds, p.buckets) })),
       }
     }),
     GetForecast: unary<pb.GetForecastRequest, pb.GetForecastResponse>(log, (req, call) => {

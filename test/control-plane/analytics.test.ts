@@ -1,6 +1,6 @@
 import t from 'tap'
 import * as grpc from '@grpc/grpc-js'
-import { Analytics, MAX_LATENCY_BOUNDS, quantile } from '../../control-plane/analytics.ts'
+import { Analytics, MAX_LATENCY_BOUNDS, latencyMs, quantile } from '../../control-plane/analytics.ts'
 import { services } from '../../control-plane/protos.ts'
 import { tokenMetadata } from '../../control-plane/operator-client.ts'
 import type * as pb from '../../control-plane/generated/types.ts'
@@ -16,6 +16,9 @@ t.test('quantiles interpolate within the bucket, as histogram_quantile does', as
   t.equal(Math.round(quantile(0.9, BOUNDS, [80, 80, 30, 10]) * 1e6) / 1e6, 0.833333)
   t.equal(quantile(0.99, BOUNDS, [80, 80, 30, 10]), 1, 'a rank in +Inf: the highest finite bound')
   t.equal(quantile(0.5, BOUNDS, [0, 0, 0, 0]), 0, 'empty')
+  t.equal(latencyMs(0.99, BOUNDS, [80, 80, 30, 10]), 1000)
+  t.equal(latencyMs(0.99, BOUNDS, [0, 0, 0, 0]), undefined, 'an empty histogram has no latency, not 0 ms')
+  t.equal(latencyMs(0.99, BOUNDS, undefined), undefined, 'nor has a dropped one')
   t.equal(Math.round(quantile(0.5, BOUNDS, [0, 4, 0, 0]) * 1e9) / 1e9, 0.3, 'interpolated from the lower bound')
 })
 
@@ -48,7 +51,7 @@ t.test('two nodes merge into windows of 1m, 5m and 1h; old intervals leave the w
   t.match(a.window(3600)[0], { requests: 0, rate: 0, p99Ms: 0, nodes: 0 }, 'three hours later the last hour is empty')
   a.record('n1', [{ route: 'api', requests: 1, errors: 0, bounds: BOUNDS, buckets: [1, 0, 0, 0] }], T - 7200 + 7 * 86_400)
   now = (T + 8 * 86_400) * 1000
-  t.same(a.series('api', 300)[0], { t: series[0]?.t, requests: 40, errors: 4, buckets: [0, 0, 0, 0] }, 'a week later its histogram made room for a newer one; its counts are kept')
+  t.same(a.series('api', 300)[0], { t: series[0]?.t, requests: 40, errors: 4, buckets: undefined }, 'a week later its histogram made room for a newer one; its counts are kept, its latency is unknown')
   now = (T + 29 * 86_400) * 1000
   t.same(a.series('api', 300), [], 'beyond the 3-week retention nothing is left')
 })

@@ -49,7 +49,8 @@ t.test('messages survive the wire with the names generated/types.ts gives them',
   t.same(roundTrip('Operator', 'ListOverlays', 'response', overlays), overlays)
   const analytics: pb.GetAnalyticsResponse = { at: 't', routes: [{ route: 'r', windowSeconds: 60, requests: 5, errors: 1, rate: 0.5, errorRatio: 0.2, p50Ms: 1, p90Ms: 2, p99Ms: 3, nodes: 2, latencyBounds: [0.1], latencyCounts: [4, 1] }] }
   t.same(roundTrip('Operator', 'GetAnalytics', 'response', analytics), analytics)
-  const series: pb.GetSeriesResponse = { stepSeconds: 300, points: [{ t: 1, requests: 2, errors: 0, p99Ms: 4.5 }] }
+  // p99_ms is optional: absent when unknown (0 ms is a latency), marked by proto-loader when present.
+  const series: pb.GetSeriesResponse = { stepSeconds: 300, points: [{ t: 1, requests: 2, errors: 0, p99Ms: 4.5, _p99Ms: 'p99Ms' }, { t: 301, requests: 3, errors: 0 }] }
   t.same(roundTrip('Operator', 'GetSeries', 'response', series), series)
   const forecast: pb.GetForecastResponse = { route: 'r', stepSeconds: 300, observations: 9, model: 'smoothing', level: 0.9, points: [{ t: 1, rate: 2, lo: 1, hi: 3 }], lastT: 0, lastRate: 2, anomalyScore: 0.75, anomalous: true, anomalies: [{ t: 0, rate: 2, score: 0.75 }] }
   t.same(roundTrip('Operator', 'GetForecast', 'response', forecast), forecast)

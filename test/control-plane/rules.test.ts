@@ -165,6 +165,38 @@ t.test('a rule fires after its condition held for its duration, changes the conf
   t.same(await cp.rules.tick(), [], 'fast traffic: nothing holds')
 })
 
+t.test('latency past the histograms\' week is no data, not 0 ms: GetSeries omits it, rules do not fire on it', async (t) => {
+  const day = 1_800_028_800 // a multiple of 300
+  let now = (day + 9 * 86_400) * 1000
+  const cp = await startTestControlPlane(t, { store: `${await tempDir(t)}/store.json`, now: () => now, ruleIntervalMs: 0 })
+  const admin = operatorClient(t, cp.address, 'admin')
+  const viewer = operatorClient(t, cp.address, 'viewer')
+  await admin.putConfig({ configJson: JSON.stringify(baseDocument([['up', 'http://127.0.0.1:9']], [{ name: 'api', cluster: 'up', plugins: [{ name: 'rate-limit', config: { points: 100, duration: 1 } }] }])) })
+  // Nine days of slow traffic: the 5-minute tier keeps the counts of all, the histograms of the last seven.
+  for (let i = 0; i < 9 * 288; i++) traffic(cp, SLOW, 0, day + i * 300)
+
+  const points = (await viewer.getSeries({ route: 'api', stepSeconds: 300 })).points
+  t.equal(points.length, 9 * 288)
+  const old = points.filter((p) => p.p99Ms === undefined)
+  t.equal(old.length, 2 * 288, 'the two oldest days have no p99')
+  t.ok(old.every((p) => p.t < day + 2 * 86_400 && p.requests === 10), 'but still their counts')
+  t.ok(points.slice(2 * 288).every((p) => (p.p99Ms ?? 0) > 500), 'the last week has its p99')
+
+  const rule = { name: 'relax', route: 'api', when: 'p99 < 100ms', then: [{ type: 'scale-rate-limit', factor: 2 }], window: '5m' }
+  const r = await viewer.backtestRule({ ruleJson: JSON.stringify(rule), range: '9d' })
+  t.equal(r.evaluations, 9 * 288)
+  t.same(r.firings, [], 'intervals without a histogram do not hold "p99 < 100ms"')
+  const wide = await viewer.backtestRule({ ruleJson: JSON.stringify({ ...rule, window: '1h' }), range: '9d' })
+  t.same(wide.firings, [], 'nor do 1-hour windows: before the edge they have no data, across it the latency of their newer intervals')
+
+  // Live: a route whose reports have counts but no histogram has no p99 either.
+  now += 86_400_000
+  await operatorClient(t, cp.address, 'operator').putRule({ ruleJson: JSON.stringify({ ...rule, window: '1m' }) })
+  cp.analytics.record('n1', [{ route: 'api', requests: 10, errors: 0, bounds: [0.1, 0.5, 1], buckets: [] }])
+  t.same(await cp.rules.tick(), [], 'counts without buckets do not hold "p99 < 100ms"')
+  t.same((await viewer.listRules({})).rules[0]?.lastValues, {}, 'its value: no data')
+})
+
 t.test('backtesting replays a rule over the stored history', async (t) => {
   const day = 1_800_028_800 // a multiple of 300
   let now = (day + 86_400) * 1000
