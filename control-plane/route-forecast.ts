@@ -1,5 +1,5 @@
 import type { Analytics } from './analytics.ts'
-import { createDetector, createForecaster, type Detector, type Forecaster } from './forecast/index.ts'
+import { createDetector, createForecaster, Slicer, type Detector, type Forecaster } from './forecast/index.ts'
 
 /** A route's request-rate forecast and anomaly state (rates in requests per second). */
 export interface RouteForecast {
@@ -50,31 +50,62 @@ interface Fitted {
   anomalies: RouteForecast['anomalies']
 }
 
+export interface RouteForecastsOptions {
+  /**
+   * Longest run (ms) of model updates and fits between two turns of the
+   * event loop: 10 by default. A route's first fit on three weeks of
+   * 5-minute points is about a second of work; it is done in slices so the
+   * control plane keeps serving its streams meanwhile.
+   */
+  sliceMs?: number
+}
+
 /**
  * Forecasts over the analytics series with the `forecast/` models, fed the
  * whole retained series the first time a route is asked for and each new
  * complete interval after that (the models refit daily by themselves): a
  * rule asking every few seconds, for any horizon, costs one update per step
- * per route.
+ * per route. Updates and fits run in slices (RouteForecastsOptions.sliceMs),
+ * one at a time per route; their results are those of running them at once.
  *
  * @example
  * const forecasts = new RouteForecasts(analytics)
- * forecasts.get('api', { horizonSeconds: 3600 })?.points.at(-1)?.rate
+ * (await forecasts.get('api', { horizonSeconds: 3600 }))?.points.at(-1)?.rate
  */
 export class RouteForecasts {
   readonly #analytics: Analytics
+  readonly #slicer: Slicer
   #fitted = new Map<string, Fitted>()
+  /** Per route and step, the last caller's turn: one at a time touches the models, none while a fit is half done. */
+  #turns = new Map<string, Promise<unknown>>()
 
-  constructor (analytics: Analytics) {
+  constructor (analytics: Analytics, options: RouteForecastsOptions = {}) {
     this.#analytics = analytics
+    this.#slicer = new Slicer(options.sliceMs ?? 10)
   }
 
   /** Undefined when the route has no complete interval yet. */
-  get (route: string, query: ForecastQuery): RouteForecast | undefined {
+  get (route: string, query: ForecastQuery): Promise<RouteForecast | undefined> {
     const step = query.stepSeconds ?? this.#analytics.tiers.at(-1)?.stepSeconds ?? 300
+    const key = `${route}\0${step}`
+    return this.#inTurn(key, async () => {
+      const fitted = await this.#fit(key, route, step)
+      return fitted === undefined ? undefined : this.#read(fitted, route, step, query)
+    })
+  }
+
+  /** Runs `fn` after every earlier caller for `key` is done. */
+  #inTurn<T> (key: string, fn: () => Promise<T>): Promise<T> {
+    const run = (this.#turns.get(key) ?? Promise.resolve()).then(fn)
+    const done = run.catch(() => undefined)
+    this.#turns.set(key, done)
+    void done.then(() => { if (this.#turns.get(key) === done) this.#turns.delete(key) })
+    return run
+  }
+
+  /** The forecast from models that are up to date: #fit ran the forecaster's due refit, so nothing here fits. */
+  #read (fitted: Fitted, route: string, step: number, query: ForecastQuery): RouteForecast {
     const level = query.level ?? 0.9
-    const fitted = this.#fit(route, step)
-    if (fitted === undefined) return undefined
     const steps = Math.max(1, Math.ceil(query.horizonSeconds / step))
     const values = fitted.forecaster.forecast(steps)
     const bands = fitted.forecaster.interval(steps, level)
@@ -92,8 +123,7 @@ export class RouteForecasts {
     }
   }
 
-  #fit (route: string, step: number): Fitted | undefined {
-    const key = `${route}\0${step}`
+  async #fit (key: string, route: string, step: number): Promise<Fitted | undefined> {
     const cached = this.#fitted.get(key)
     // Models seen before take the new intervals only (they refit daily by themselves): three weeks of
     // 5-minute points replayed into fresh models cost over a second per route per interval.
@@ -108,10 +138,11 @@ export class RouteForecasts {
     for (const p of series) {
       if (p.t <= fitted.lastT) continue
       fitted.forecaster.observe(p.t, p.requests)
-      fitted.score = fitted.detector.observe(p.t, p.requests)
+      fitted.score = await this.#slicer.run(fitted.detector.observing(p.t, p.requests))
       fitted.observations++
       if (fitted.score >= ALERT && p.t > last.t - 86_400) fitted.anomalies.push({ t: p.t, rate: p.requests / step, score: fitted.score })
     }
+    await this.#slicer.run(fitted.forecaster.refitting())
     fitted.anomalies = fitted.anomalies.filter((a) => a.t > last.t - 86_400)
     fitted.lastT = last.t
     fitted.lastRate = last.requests / step

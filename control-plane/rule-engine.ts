@@ -160,7 +160,7 @@ export class RuleEngine {
     const firings: Firing[] = []
     for (const rule of rules) {
       const entry = this.#entry(rule, takeover)
-      const ev = evaluate(rule, entry.state, this.#observe(rule, now), now)
+      const ev = evaluate(rule, entry.state, await this.#observe(rule, now), now)
       entry.lastValues = ev.values
       entry.holding = ev.holds
       if (!ev.fire) continue
@@ -285,11 +285,15 @@ export class RuleEngine {
     return e
   }
 
-  #observe (rule: Rule, now: number): Observation {
+  async #observe (rule: Rule, now: number): Promise<Observation> {
     const { analytics, forecasts } = this.#o
     const stats = analytics.window(rule.window, rule.route, now)[0]
     const uses = new Set(rule.when.map((c) => c.metric))
-    const anomaly = uses.has('anomaly') ? forecasts.get(rule.route, { horizonSeconds: 1 })?.anomalyScore : undefined
+    // One forecast to the farthest horizon asked serves every condition and the anomaly score. A route's first
+    // fit is done in slices: the streams are served while this rule waits for it.
+    const horizon = Math.max(1, ...rule.when.map((c) => c.horizonSeconds ?? 0))
+    const f = uses.has('anomaly') || uses.has('forecastRps') ? await forecasts.get(rule.route, { horizonSeconds: horizon }) : undefined
+    const anomaly = uses.has('anomaly') ? f?.anomalyScore : undefined
     return {
       requests: stats?.requests ?? 0,
       errors: stats?.errors ?? 0,
@@ -297,7 +301,7 @@ export class RuleEngine {
       bounds: stats?.latencyBounds ?? [],
       buckets: stats?.latencyCounts ?? [],
       ...(anomaly === undefined ? {} : { anomaly }),
-      forecastRps: (h) => forecasts.get(rule.route, { horizonSeconds: h })?.points.at(-1)?.rate,
+      forecastRps: (h) => f?.points[Math.max(1, Math.ceil(h / f.stepSeconds)) - 1]?.rate,
     }
   }
 }

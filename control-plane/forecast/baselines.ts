@@ -32,6 +32,8 @@ export function createSeasonalNaive (stepSeconds: number, periodSeconds = 604_80
     interval (steps): PredictionInterval[] {
       return this.forecast(steps).map((v) => ({ lo: v, hi: v }))
     },
+    // Nothing to fit.
+    * refitting () {},
     describe (): ForecasterDescription {
       return { stage: 'seasonal-naive', seasonalities: [periodSeconds], observations: y.length }
     }
@@ -110,6 +112,8 @@ export function createFixedHoltWinters (stepSeconds: number, periodSeconds = 86_
     interval (steps): PredictionInterval[] {
       return this.forecast(steps).map((v) => ({ lo: v, hi: v }))
     },
+    // Fixed parameters: nothing to fit.
+    * refitting () {},
     describe (): ForecasterDescription {
       return { stage: 'smoothing', seasonalities: [periodSeconds], observations: warm.length }
     }

@@ -1,4 +1,5 @@
-import { advance, fit, forecastAhead, forward, inverse, initialState, initHalfWidths, defaultSmoothing, frontCut, horizonsUpTo, MAD_TO_SD } from './smoothing.ts'
+import { runJob, type Job } from './job.ts'
+import { advance, fitSteps, forecastAhead, forward, inverse, initialStateSteps, initHalfWidths, defaultSmoothing, frontCut, horizonsUpTo, MAD_TO_SD } from './smoothing.ts'
 import type { EngineOptions, FitProblem, Smoothing, SmoothingState, Transform } from './smoothing.ts'
 import { usablePeriods } from './forecaster.ts'
 import { median } from './stats.ts'
@@ -48,8 +49,18 @@ export interface Detector {
    * negative or non-finite value scores 0 and is not learnt from.
    */
   observe (tSeconds: number, value: number): number
+  /**
+   * observe as a job (./job.ts): the refit an observation may set off
+   * yields between the optimiser's steps, so a Slicer runs it without
+   * stalling the event loop. Same score and state as observe. Nothing else
+   * MAY be called on the detector until the job is done.
+   */
+  observing (tSeconds: number, value: number): Job<number>
   describe (): DetectorDescription
 }
+
+/** Steps of history replayed between two yields of a refit. */
+const REPLAY_SLICE = 512
 
 const DAY = 86_400
 const WEEK = 7 * DAY
@@ -166,6 +177,10 @@ class ResidualDetector implements Detector {
   }
 
   observe (tSeconds: number, value: number): number {
+    return runJob(this.observing(tSeconds, value))
+  }
+
+  * observing (tSeconds: number, value: number): Job<number> {
     const step = Math.round(tSeconds / this.#step)
     const v = Number.isFinite(value) && value >= 0 ? value : Number.NaN
     if (this.#values.length === 0) {
@@ -182,9 +197,9 @@ class ResidualDetector implements Detector {
       this.#fitted = false
       this.#firstStep = step
     }
-    for (let s = this.#values.length === 0 ? step : last + 1; s < step; s++) this.#push(Number.NaN)
+    for (let s = this.#values.length === 0 ? step : last + 1; s < step; s++) yield * this.#push(Number.NaN)
     if (!Number.isNaN(v) && !Number.isInteger(v)) this.#integers = false
-    const score = this.#push(v)
+    const score = yield * this.#push(v)
     const excess = this.#values.length - this.#historyLength
     // Never to a history that starts with a gap: the next refit would have no level to start from.
     if (excess > this.#historyLength / 8) {
@@ -195,11 +210,11 @@ class ResidualDetector implements Detector {
     return score
   }
 
-  #push (v: number): number {
+  * #push (v: number): Job<number> {
     this.#values.push(v)
     let score = 0
     if (this.#model !== undefined) score = this.#process(this.#model, v)
-    this.#maybeRefit()
+    yield * this.#maybeRefit()
     return score
   }
 
@@ -209,7 +224,7 @@ class ResidualDetector implements Detector {
     return this.#periods.filter((m, k) => k === 0 ? span >= m : span >= m + 3 * shortest!)
   }
 
-  #maybeRefit (): void {
+  * #maybeRefit (): Job<void> {
     const span = this.#values.length
     if (span < this.#warmup) return
     const periods = this.#activePeriods()
@@ -218,11 +233,11 @@ class ResidualDetector implements Detector {
     // A day to initialise on and a day to fit on; until then the default parameters.
     const canFit = span >= (periods[0] ?? 0) * FIT_AFTER + 16
     if (samePeriods && end - this.#fittedAt < this.#refitEvery && (this.#fitted || !canFit)) return
-    this.#refit(periods, canFit)
+    yield * this.#refit(periods, canFit)
     this.#fittedAt = end
   }
 
-  #refit (periods: number[], canFit: boolean): void {
+  * #refit (periods: number[], canFit: boolean): Job<void> {
     const y = this.#values
     const n = y.length
     const longest = periods[periods.length - 1] ?? Math.min(n, 96)
@@ -253,14 +268,15 @@ class ResidualDetector implements Detector {
         trend: false,
         engine
       }
-      params = fit(problem, params, this.#fitted ? 50 : 120).params
+      params = (yield * fitSteps(problem, params, this.#fitted ? 50 : 120)).params
       this.#fitted = true
     }
     const model: Model = { periods, params, transform, engine }
     this.#model = model
     // Replay the history through the detector's own logic, so the state carries no trace of past incidents.
     const x = y.map((v) => Number.isNaN(v) ? v : forward(transform, v))
-    const init = initialState(x, this.#firstStep, periods, initLength, halfWidths)
+    const init = yield * initialStateSteps(x, this.#firstStep, periods, initLength, halfWidths)
+    yield
     // The scale per time of day starts from the median one-step error there (out of sample where possible);
     // a tracker starting from the in-sample remainder would begin far too small and alert on everything.
     const probe = init.clone()
@@ -274,6 +290,7 @@ class ResidualDetector implements Detector {
         errors[bucket]!.push(Math.abs(e))
         all.push(Math.abs(e))
       }
+      if (i % REPLAY_SLICE === REPLAY_SLICE - 1) yield
     }
     const overall = all.length > 0 ? median(all) : init.absMedian
     for (let b = 0; b < BUCKETS; b++) this.#buckets[b] = errors[b]!.length >= 4 ? median(errors[b]!) : overall
@@ -282,7 +299,10 @@ class ResidualDetector implements Detector {
     const day = periods[0] ?? 0
     const week = periods[1] ?? 0
     this.#evidence = new Float64Array(periods.length >= 2 && week % day === 0 ? week / day - 1 : 0)
-    for (const v of y) this.#process(model, v)
+    for (let i = 0; i < n; i++) {
+      this.#process(model, y[i]!)
+      if (i % REPLAY_SLICE === REPLAY_SLICE - 1) yield
+    }
   }
 
   #bucket (step: number): number {

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { createForecaster } from './index.ts'
+import { createForecaster, mase } from './index.ts'
+import { Slicer } from './job.ts'
 import { createFixedHoltWinters, createSeasonalNaive } from './baselines.ts'
 import { rollingOrigin } from './evaluate.ts'
 import { createNormal, createRandom, generateSeries } from './synthetic.ts'
@@ -198,4 +199,49 @@ t.test('the seasonal-naive baseline repeats the last period beyond one period ah
 
 t.test('it rejects a step that is not positive', async (t) => {
   t.throws(() => createForecaster({ stepSeconds: 0 }), RangeError)
+})
+
+t.test('a fit run in slices is the fit run at once: the weekly component and the held-out accuracy are unchanged', async (t) => {
+  // Two weeks of 5-minute traffic with a weekly profile, and the day after them held out.
+  const s = generateSeries({ name: 'sliced', stepMinutes: 5, weeks: 3, seed: 11, peak: 2000, shape: 'consumer', noise: 0.04, drift: 0.05, trendPerWeek: 0, holidays: 0, incidents: 0 })
+  const n = 14 * 288
+  const atOnce = createForecaster({ stepSeconds: 300 })
+  const sliced = createForecaster({ stepSeconds: 300 })
+  const naive = createSeasonalNaive(300)
+  for (let i = 0; i < n; i++) for (const f of [atOnce, sliced, naive]) f.observe(s.times[i]!, s.values[i]!)
+
+  let turns = 0
+  let fitting = true
+  const spin = (): void => { turns++; if (fitting) setImmediate(spin) }
+  setImmediate(spin)
+  try {
+    await new Slicer(0).run(sliced.refitting())
+  } finally {
+    fitting = false
+  }
+  t.ok(turns > 100, `the event loop had ${turns} turns during the fit`)
+  t.same(sliced.describe(), atOnce.describe(), 'same parameters, scale and fit error')
+  t.same(sliced.describe().seasonalities, [DAY, WEEK], 'the weekly component is in')
+  t.same(sliced.interval(288), atOnce.interval(288), 'same intervals')
+  t.same([...sliced.refitting()], [], 'nothing left to fit')
+
+  // The held-out day: 2 hours ahead from every hour, as evaluate.ts scores forecasts.
+  const actual: number[] = []
+  const ours: number[] = []
+  const theirs: number[] = []
+  for (let i = n; i < n + 288; i++) {
+    if ((i - n) % 12 === 0) {
+      await new Slicer(0).run(sliced.refitting())
+      const p = sliced.forecast(24)
+      t.same(p, atOnce.forecast(24), `same forecasts from ${i}`)
+      ours.push(...p)
+      theirs.push(...naive.forecast(24))
+      actual.push(...s.values.slice(i, i + 24))
+    }
+    for (const f of [atOnce, sliced, naive]) f.observe(s.times[i]!, s.values[i]!)
+  }
+  const train = s.values.slice(0, n)
+  const score = mase(actual, ours, train, 7 * 288)
+  const baseline = mase(actual, theirs, train, 7 * 288)
+  t.ok(score < 0.85 * baseline, `held-out day MASE ${score.toFixed(3)} vs weekly seasonal-naive ${baseline.toFixed(3)}`)
 })

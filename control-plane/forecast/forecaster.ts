@@ -1,4 +1,5 @@
-import { advance, fit, forecastAhead, inverse, forward, defaultSmoothing, frontCut, horizonsUpTo, initHalfWidths, MAD_TO_SD } from './smoothing.ts'
+import { runJob, type Job } from './job.ts'
+import { advance, fitSteps, forecastAhead, inverse, forward, defaultSmoothing, frontCut, horizonsUpTo, initHalfWidths, MAD_TO_SD } from './smoothing.ts'
 import type { FitProblem, Smoothing, SmoothingState, Transform, TransformKind } from './smoothing.ts'
 import { median, normalQuantile } from './stats.ts'
 
@@ -56,6 +57,14 @@ export interface Forecaster {
    */
   interval (steps: number, level?: number): PredictionInterval[]
   describe (): ForecasterDescription
+  /**
+   * The refit the next forecast, interval or describe would do (nothing when
+   * none is due), as a job (./job.ts) that yields between the optimiser's
+   * steps: a Slicer runs it without stalling the event loop, and the calls
+   * after it do not fit. Nothing else MAY be called on the forecaster until
+   * the job is done.
+   */
+  refitting (): Job<void>
 }
 
 const DAY = 86_400
@@ -200,6 +209,10 @@ class SeasonalForecaster implements Forecaster {
   }
 
   #maybeRefit (): void {
+    runJob(this.refitting())
+  }
+
+  * refitting (): Job<void> {
     const periods = this.#activePeriods()
     // With seasonality configured, a model waits for two cycles of it: a non-seasonal fit on a day's ramp
     // would extrapolate the ramp. Seasonal naive is the safer forecast until then.
@@ -212,11 +225,11 @@ class SeasonalForecaster implements Forecaster {
     const end = this.#firstStep + this.#values.length
     const samePeriods = this.#model !== undefined && this.#model.periods.length === periods.length
     if (samePeriods && end - this.#fittedAt < this.#refitEvery) return
-    this.#refit(periods, samePeriods)
+    yield * this.#refit(periods, samePeriods)
     this.#fittedAt = end
   }
 
-  #refit (periods: number[], warm: boolean): void {
+  * #refit (periods: number[], warm: boolean): Job<void> {
     const y = this.#values
     const n = y.length
     const longest = periods[periods.length - 1] ?? Math.min(n, 96)
@@ -256,7 +269,7 @@ class SeasonalForecaster implements Forecaster {
         engine: { transform, clip: this.#clip, scaleRate: 0.02, scaleFloor }
       }
       const start = warm && previous !== undefined && previous.transform.kind === kind ? previous.params : defaultSmoothing(periods.length)
-      const result = fit(problem, start, warm && previous?.transform.kind === kind ? 60 : 150)
+      const result = yield * fitSteps(problem, start, warm && previous?.transform.kind === kind ? 60 : 150)
       if (best === undefined || result.objective < best.objective) {
         best = { periods, transform, params: result.params, state: result.state, horizonErrors: result.horizonErrors, horizons: this.#horizons, objective: result.objective, scaleFloor }
       }

@@ -7,6 +7,8 @@
  *   (daily × weekly) with fitted parameters and prediction intervals.
  * - `createDetector({ stepSeconds })`: a score in [0, 1] per point; ≥ 0.5 is
  *   an alert.
+ * - `Slicer`: runs a refit (`forecaster.refitting()`, `detector.observing()`)
+ *   in slices between turns of the event loop; `runJob` runs one at once.
  * - metrics: `mase`, `smape`, `mape`, `precisionRecallF1` (and the
  *   point-adjusted and event-level variants) used by `evaluate.ts`.
  *
@@ -26,5 +28,7 @@ export { createForecaster } from './forecaster.ts'
 export type { Forecaster, ForecasterOptions, ForecasterDescription, PredictionInterval } from './forecaster.ts'
 export { createDetector } from './detector.ts'
 export type { Detector, DetectorOptions, DetectorDescription } from './detector.ts'
+export { runJob, Slicer } from './job.ts'
+export type { Job } from './job.ts'
 export { mae, mase, naiveScale, smape, mape, precisionRecallF1, pointAdjustedF1, eventPrecisionRecallF1 } from './metrics.ts'
 export type { DetectionScore } from './metrics.ts'

@@ -1,3 +1,5 @@
+import { runJob, type Job } from './job.ts'
+
 export interface NelderMeadOptions {
   /** Initial simplex edge along each axis. */
   step?: number
@@ -25,12 +27,18 @@ export interface NelderMeadResult {
  * // x ≈ [1, -2]
  */
 export function nelderMead (f: (x: number[]) => number, x0: ArrayLike<number>, options: NelderMeadOptions = {}): NelderMeadResult {
+  return runJob(nelderMeadSteps(f, x0, options))
+}
+
+/** nelderMead as a job (./job.ts): it yields after every evaluation of `f`. */
+export function * nelderMeadSteps (f: (x: number[]) => number, x0: ArrayLike<number>, options: NelderMeadOptions = {}): Job<NelderMeadResult> {
   const { step = 1, maxEvals = 200, tolerance = 1e-9 } = options
   const n = x0.length
   let evals = 0
-  const evaluate = (x: number[]): number => {
+  function * evaluate (x: number[]): Job<number> {
     evals++
     const v = f(x)
+    yield
     // A NaN objective (a diverging parameter set) must lose every comparison.
     return Number.isNaN(v) ? Number.POSITIVE_INFINITY : v
   }
@@ -40,7 +48,8 @@ export function nelderMead (f: (x: number[]) => number, x0: ArrayLike<number>, o
     p[i]! += step
     points.push(p)
   }
-  const values = points.map(evaluate)
+  const values: number[] = []
+  for (const p of points) values.push(yield * evaluate(p))
   const order = points.map((_, i) => i)
   const combine = (a: number[], b: number[], t: number): number[] => a.map((v, i) => v + t * (b[i]! - v))
 
@@ -55,10 +64,10 @@ export function nelderMead (f: (x: number[]) => number, x0: ArrayLike<number>, o
     for (const i of order.slice(0, n)) for (let d = 0; d < n; d++) centroid[d]! += points[i]![d]! / n
 
     const reflected = combine(centroid, points[worst]!, -1)
-    const fr = evaluate(reflected)
+    const fr = yield * evaluate(reflected)
     if (fr < values[best]!) {
       const expanded = combine(centroid, points[worst]!, -2)
-      const fe = evaluate(expanded)
+      const fe = yield * evaluate(expanded)
       if (fe < fr) {
         points[worst] = expanded
         values[worst] = fe
@@ -76,7 +85,7 @@ export function nelderMead (f: (x: number[]) => number, x0: ArrayLike<number>, o
     // Contract towards the better of the worst point and its reflection.
     const outside = fr < values[worst]!
     const contracted = combine(centroid, outside ? reflected : points[worst]!, 0.5)
-    const fc = evaluate(contracted)
+    const fc = yield * evaluate(contracted)
     if (fc < (outside ? fr : values[worst]!)) {
       points[worst] = contracted
       values[worst] = fc
@@ -84,7 +93,7 @@ export function nelderMead (f: (x: number[]) => number, x0: ArrayLike<number>, o
     }
     for (const i of order.slice(1)) {
       points[i] = combine(points[best]!, points[i]!, 0.5)
-      values[i] = evaluate(points[i]!)
+      values[i] = yield * evaluate(points[i]!)
     }
   }
   let bestIndex = 0

@@ -20,7 +20,8 @@
  * the clock and a series may start at any time.
  */
 import { median, toBox, fromBox } from './stats.ts'
-import { nelderMead } from './nelder-mead.ts'
+import { runJob, type Job } from './job.ts'
+import { nelderMeadSteps } from './nelder-mead.ts'
 
 export type TransformKind = 'none' | 'sqrt' | 'log'
 
@@ -178,6 +179,14 @@ export function frontCut (values: ArrayLike<number>, excess: number): number {
  * window.
  */
 export function initialState (x: ArrayLike<number>, firstStep: number, periods: number[], initLength: number, halfWidths: number[] = [], withTrend = false): SmoothingState {
+  return runJob(initialStateSteps(x, firstStep, periods, initLength, halfWidths, withTrend))
+}
+
+/** Phases of a seasonal profile whose running medians are taken between two yields of initialStateSteps. */
+const PHASE_SLICE = 256
+
+/** initialState as a job (./job.ts): the weekly profile is thousands of medians, so it yields between slices of them. */
+export function * initialStateSteps (x: ArrayLike<number>, firstStep: number, periods: number[], initLength: number, halfWidths: number[] = [], withTrend = false): Job<SmoothingState> {
   const L = Math.min(initLength, x.length)
   const resid = new Float64Array(L)
   for (let i = 0; i < L; i++) resid[i] = x[i]!
@@ -201,6 +210,7 @@ export function initialState (x: ArrayLike<number>, firstStep: number, periods: 
       pool.length = 0
       for (let j = -hw; j <= hw; j++) for (const r of buckets[mod(p + j, m)]!) pool.push(r)
       s[p] = pool.length > 0 ? median(pool) : Number.NaN
+      if (p % PHASE_SLICE === PHASE_SLICE - 1) yield
     }
     fillCircular(s)
     let mean = 0
@@ -382,16 +392,22 @@ export function defaultSmoothing (periods: number): Smoothing {
  * few evaluations).
  */
 export function fit (problem: FitProblem, start: Smoothing, maxEvals: number): FitResult {
+  return runJob(fitSteps(problem, start, maxEvals))
+}
+
+/** fit as a job (./job.ts): it yields after the initialisation and after every run of the model over the history. */
+export function * fitSteps (problem: FitProblem, start: Smoothing, maxEvals: number): Job<FitResult> {
   const tr = problem.engine.transform
   const model = new Float64Array(problem.y.length)
   for (let i = 0; i < model.length; i++) {
     const v = problem.y[i]!
     model[i] = Number.isFinite(v) ? forward(tr, v) : Number.NaN
   }
-  const init = initialState(model, problem.firstStep, problem.periods, problem.initLength, problem.halfWidths, problem.trend)
+  const init = yield * initialStateSteps(model, problem.firstStep, problem.periods, problem.initLength, problem.halfWidths, problem.trend)
+  yield
   const k = problem.periods.length
   const objective = (theta: number[]): number => simulate(problem, decode(theta, problem.trend, k), init, model).objective
-  const best = nelderMead(objective, encode(start, problem.trend, k), { maxEvals, step: 1, tolerance: 1e-4 })
+  const best = yield * nelderMeadSteps(objective, encode(start, problem.trend, k), { maxEvals, step: 1, tolerance: 1e-4 })
   const params = decode(best.x, problem.trend, k)
   const final = simulate(problem, params, init, model, true)
   return { params, objective: final.objective, horizonErrors: final.horizonErrors, state: final.state }

@@ -165,13 +165,13 @@ export function register (server: grpc.Server, deps: OperatorDeps): void {
         points: (req.limit > 0 ? points.slice(-req.limit) : points).map((p) => ({ t: p.t, requests: p.requests, errors: p.errors, p99Ms: latencyMs(0.99, bounds, p.buckets) })),
       }
     }),
-    GetForecast: unary<pb.GetForecastRequest, pb.GetForecastResponse>(log, (req, call) => {
+    GetForecast: unary<pb.GetForecastRequest, pb.GetForecastResponse>(log, async (req, call) => {
       as(call, 'viewer')
       const route = required(req.route, 'route')
       const horizon = parseDuration(req.horizon === '' ? '1h' : req.horizon)
       if (horizon === undefined || horizon <= 0 || horizon > MAX_HORIZON_SECONDS) throw new BadRequestError(`horizon: a duration up to 7d such as 15m or 1h (got "${req.horizon}")`)
       if (req.level < 0 || req.level >= 1) throw new BadRequestError('level: in (0, 1), e.g. 0.9')
-      const f = forecasts.get(route, { horizonSeconds: horizon, level: req.level === 0 ? 0.9 : req.level })
+      const f = await forecasts.get(route, { horizonSeconds: horizon, level: req.level === 0 ? 0.9 : req.level })
       if (f === undefined) throw new NotFoundError(`no complete traffic interval for route "${route}" yet`)
       return { ...f, anomalous: f.anomalyScore >= 0.5 }
     }),

@@ -1,7 +1,7 @@
 import t from 'tap'
 import * as grpc from '@grpc/grpc-js'
 import { createRandom } from '../../control-plane/forecast/synthetic.ts'
-import { operatorClient, startTestControlPlane, tempDir } from './helpers.ts'
+import { baseDocument, operatorClient, startTestControlPlane, tempDir } from './helpers.ts'
 
 const STEP = 300
 const START = 1_700_006_400 // a midnight (UTC), a multiple of 300
@@ -46,4 +46,24 @@ t.test('GetForecast: rate forecast with prediction intervals and anomaly state f
   t.equal(after.points.length, 3)
   t.equal(after.anomalous, true, `the surge alerts (score ${after.anomalyScore})`)
   t.match(after.anomalies.at(-1), { t: end })
+})
+
+t.test('forecast and anomaly conditions read the same forecast as GetForecast, at each condition\'s horizon', async (t) => {
+  let now = START * 1000
+  const cp = await startTestControlPlane(t, { store: `${await tempDir(t)}/store.json`, now: () => now, ruleIntervalMs: 0 })
+  await operatorClient(t, cp.address, 'admin').putConfig({ configJson: JSON.stringify(baseDocument([['up', 'http://127.0.0.1:9']], [{ name: 'api', cluster: 'up' }])) })
+  const end = START + DAYS * 86_400
+  for (let ts = START; ts < end; ts += STEP) cp.analytics.record('n1', [{ route: 'api', requests: Math.round(truth(ts)), errors: 0, bounds: [0.1], buckets: [1, 0] }], ts)
+  now = end * 1000
+  const when = ['forecast rps in 15m > 0', 'forecast rps in 1h > 0', 'anomaly >= 0', 'rps > 1000000']
+  await operatorClient(t, cp.address, 'operator').putRule({ ruleJson: JSON.stringify({ name: 'ahead', route: 'api', when, then: [{ type: 'webhook', url: 'http://127.0.0.1:9/' }] }) })
+  t.same(await cp.rules.tick(), [], 'the rps condition does not hold')
+  const viewer = operatorClient(t, cp.address, 'viewer')
+  const values = (await viewer.listRules({})).rules[0]?.lastValues ?? {}
+  const in15m = await viewer.getForecast({ route: 'api', horizon: '15m' })
+  const in1h = await viewer.getForecast({ route: 'api', horizon: '1h' })
+  t.equal(values['forecast rps in 15m > 0'], in15m.points.at(-1)?.rate)
+  t.equal(values['forecast rps in 1h > 0'], in1h.points.at(-1)?.rate)
+  t.not(values['forecast rps in 15m > 0'], values['forecast rps in 1h > 0'], 'each at its own horizon')
+  t.equal(values['anomaly >= 0'], in1h.anomalyScore)
 })
