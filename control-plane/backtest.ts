@@ -1,5 +1,5 @@
 import type { Analytics } from './analytics.ts'
-import { createDetector, createForecaster } from './forecast/index.ts'
+import { createDetector, createForecaster, Slicer } from './forecast/index.ts'
 import { applyActions, evaluate, initialState, type ActionChange, type Observation, type Rule } from './rules.ts'
 import type { ConfigDocument } from './validate.ts'
 
@@ -12,6 +12,8 @@ export interface BacktestOptions {
   stepSeconds?: number
   /** The document the actions are applied to (the current one); firings compound on it. */
   document: ConfigDocument
+  /** Longest run (ms) of model updates and fits between two turns of the event loop: 10 by default. */
+  sliceMs?: number
 }
 
 export interface BacktestFiring {
@@ -37,9 +39,11 @@ export interface BacktestResult {
  * intervals before it, with `for` and the cooldown as the live engine keeps
  * them (at the interval's resolution: `for 2m` on 5-minute steps needs two
  * intervals in a row). Forecast and anomaly conditions use models that only
- * saw the data before each moment, as they would have then.
+ * saw the data before each moment, as they would have then. Three weeks of
+ * them refit about twenty times: the models run in slices, between turns
+ * of the event loop.
  */
-export function backtest (rule: Rule, analytics: Analytics, options: BacktestOptions): BacktestResult {
+export async function backtest (rule: Rule, analytics: Analytics, options: BacktestOptions): Promise<BacktestResult> {
   const step = options.stepSeconds ?? analytics.tiers.at(-1)?.stepSeconds ?? 300
   const series = analytics.series(rule.route, step, 0, options.toSeconds)
   const bounds = analytics.bounds(rule.route) ?? []
@@ -51,14 +55,17 @@ export function backtest (rule: Rule, analytics: Analytics, options: BacktestOpt
   let document = options.document
   const firings: BacktestFiring[] = []
   let evaluations = 0
+  const slicer = new Slicer(options.sliceMs ?? 10)
 
   for (let i = 0; i < series.length; i++) {
     const p = series[i]
     if (p === undefined) continue
     forecaster?.observe(p.t, p.requests)
-    const anomaly = detector?.observe(p.t, p.requests)
+    const anomaly = detector === undefined ? undefined : await slicer.run(detector.observing(p.t, p.requests))
     const end = p.t + step
     if (end < options.fromSeconds || end > options.toSeconds) continue
+    // Its refit, if one is due, in slices: forecastRps below then only reads the model.
+    if (forecaster !== undefined) await slicer.run(forecaster.refitting())
     evaluations++
     let requests = 0
     let errors = 0

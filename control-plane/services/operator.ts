@@ -212,7 +212,7 @@ export function register (server: grpc.Server, deps: OperatorDeps): void {
       await rules.delete(actor, required(req.name, 'name'), { dryRun: req.dryRun, message: req.message })
       return { changed: true }
     }),
-    BacktestRule: unary<pb.BacktestRuleRequest, pb.BacktestRuleResponse>(log, (req, call) => {
+    BacktestRule: unary<pb.BacktestRuleRequest, pb.BacktestRuleResponse>(log, async (req, call) => {
       as(call, 'viewer')
       let source: unknown
       if (req.ruleJson !== '') source = json(req.ruleJson, 'a rule')
@@ -225,7 +225,7 @@ export function register (server: grpc.Server, deps: OperatorDeps): void {
       if (range === undefined) throw new BadRequestError(`range: a duration such as 24h or 7d (got "${req.range}")`)
       if (req.stepSeconds !== 0 && !analytics.tiers.some((t) => t.stepSeconds === req.stepSeconds)) throw new BadRequestError(`step_seconds: one of ${analytics.tiers.map((t) => t.stepSeconds).join(', ')} (or 0)`)
       const now = analytics.now()
-      const r = backtest(rule, analytics, { fromSeconds: now - range, toSeconds: now, stepSeconds: req.stepSeconds === 0 ? undefined : req.stepSeconds, document: desired.current?.document ?? {} })
+      const r = await backtest(rule, analytics, { fromSeconds: now - range, toSeconds: now, stepSeconds: req.stepSeconds === 0 ? undefined : req.stepSeconds, document: desired.current?.document ?? {} })
       return {
         stepSeconds: r.stepSeconds,
         evaluations: r.evaluations,
