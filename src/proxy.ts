@@ -112,7 +112,7 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
       try {
         // Certificates are re-read on every reload (renewals need no restart).
         if (next.listen.tls !== undefined && tls !== undefined) nextTls = await loadListenTls(next.listen.tls, source ?? listener.current.source)
-        built = await Snapshot.build(next, { source: source ?? listener.current.source, metrics, log })
+        built = await Snapshot.build(next, { source: source ?? listener.current.source, metrics, log, previous: listener.current })
       } catch (err) {
         metrics.configReloads.labels('failure').inc()
         throw err

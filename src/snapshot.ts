@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { Config, RouteConfig } from './config/schema.ts'
+import type { ClusterConfig, Config, RouteConfig } from './config/schema.ts'
 import { Router } from './router.ts'
 import { Cluster } from './upstream/cluster.ts'
 import { Pipeline, buildPipeline } from './pipeline.ts'
@@ -8,7 +8,7 @@ import type { Logger } from './log.ts'
 import { RetryPolicy } from './upstream/retry.ts'
 import { loadCockatiel } from './upstream/cockatiel.ts'
 import { LatencyWindow } from './upstream/latency-window.ts'
-import { loadUpstreamTls } from './tls.ts'
+import { loadUpstreamTls, type UpstreamTlsOptions } from './tls.ts'
 import { AccessLog } from './access-log.ts'
 import { redactConfig } from './config/redact.ts'
 import { upstreamClient } from './upstream/subrequest.ts'
@@ -81,9 +81,12 @@ export class Snapshot {
   readonly unmatched: RouteMetrics
   inflight = 0
   #retired = false
+  /** What each cluster was built from (`clusterKey`): a later snapshot reuses a cluster whose key is unchanged. */
+  readonly #clusterKeys: ReadonlyMap<string, string>
 
-  private constructor (config: Config, source: string, version: string, clusters: Map<string, Cluster>, routes: CompiledRoute[], unmatched: RouteMetrics, accessLog: AccessLog | undefined) {
+  private constructor (config: Config, source: string, version: string, clusters: Map<string, Cluster>, clusterKeys: Map<string, string>, routes: CompiledRoute[], unmatched: RouteMetrics, accessLog: AccessLog | undefined) {
     this.accessLog = accessLog
+    this.#clusterKeys = clusterKeys
     this.config = config
     this.source = source
     this.version = version
@@ -97,17 +100,27 @@ export class Snapshot {
   /**
    * Builds a snapshot off the hot path. On failure everything opened so far is
    * closed and the error is rethrown; the caller keeps its current snapshot.
+   * A cluster of `previous` whose config (and TLS files' contents) is
+   * unchanged is taken over as it is: its endpoints' health, ejections,
+   * breakers, balancer state and open connections carry on.
    */
-  static async build (config: Config, options: { source: string, metrics: ProxyMetrics, log: Logger }): Promise<Snapshot> {
+  static async build (config: Config, options: { source: string, metrics: ProxyMetrics, log: Logger, previous?: Snapshot }): Promise<Snapshot> {
     const version = configVersion(config)
     const clusters = new Map<string, Cluster>()
+    const clusterKeys = new Map<string, string>()
     const routes: CompiledRoute[] = []
     const accessLog = config.accessLog?.enabled === true ? await AccessLog.open(config.accessLog) : undefined
     if (usesCockatiel(config)) await loadCockatiel()
+    const previous = options.previous
+    const previousKeys = previous === undefined ? undefined : previous.#clusterKeys
     try {
       for (const [i, c] of config.clusters.entries()) {
         const tls = c.tls === undefined ? undefined : await loadUpstreamTls(c.tls, options.source, i)
-        clusters.set(c.name, new Cluster(c, { metrics: options.metrics, log: options.log, tls }))
+        const key = clusterKey(c, tls)
+        const old = previous?.clusters.get(c.name)
+        const reuse = old !== undefined && previousKeys?.get(c.name) === key && old.retain()
+        clusters.set(c.name, reuse ? old : new Cluster(c, { metrics: options.metrics, log: options.log, tls }))
+        clusterKeys.set(c.name, key)
       }
       for (const r of config.routes) {
         const cluster = clusters.get(r.cluster)
@@ -117,10 +130,11 @@ export class Snapshot {
         routes.push(new CompiledRoute(r, cluster, pipeline, new RouteMetrics(options.metrics, r.name), config.limits.maxBodySize, accessLog))
       }
     } catch (err) {
-      await Promise.allSettled([...routes.map((r) => r.pipeline.close()), ...[...clusters.values()].map((c) => c.drain(0))])
+      // Clusters taken over from `previous` are only let go of, not drained.
+      await Promise.allSettled([...routes.map((r) => r.pipeline.close()), ...[...clusters.values()].map((c) => c.retire(0))])
       throw err
     }
-    return new Snapshot(config, options.source, version, clusters, routes, new RouteMetrics(options.metrics, '__unmatched__'), accessLog)
+    return new Snapshot(config, options.source, version, clusters, clusterKeys, routes, new RouteMetrics(options.metrics, '__unmatched__'), accessLog)
   }
 
   /** Admin purge across every route's caches (or one route's); how many entries went. */
@@ -137,7 +151,8 @@ export class Snapshot {
 
   /**
    * Called once a newer snapshot serves: waits (up to `deadlineMs`) for this
-   * one's in-flight requests, then closes its pools and plugins.
+   * one's in-flight requests, then closes its plugins and the pools of the
+   * clusters no newer snapshot took over.
    */
   async retire (deadlineMs: number): Promise<void> {
     if (this.#retired) return
@@ -148,7 +163,7 @@ export class Snapshot {
     const until = performance.now() + deadlineMs
     while (this.inflight > 0 && performance.now() < until) await new Promise((resolve) => setTimeout(resolve, 25))
     const left = Math.max(0, until - performance.now())
-    await Promise.all([...this.clusters.values()].map((c) => c.drain(left)))
+    await Promise.all([...this.clusters.values()].map((c) => c.retire(left)))
     await Promise.allSettled(this.routes.map((r) => r.pipeline.close()))
   }
 }
@@ -156,6 +171,19 @@ export class Snapshot {
 /** A short content hash: the same document always has the same version. */
 export function configVersion (config: Config): string {
   return createHash('sha256').update(JSON.stringify(config)).digest('hex').slice(0, 12)
+}
+
+/**
+ * Everything a Cluster is built from: its config and the TLS material read
+ * for it (a renewed certificate under the same file name needs new pools).
+ */
+function clusterKey (config: ClusterConfig, tls: UpstreamTlsOptions | undefined): string {
+  const hash = createHash('sha256').update(JSON.stringify(config))
+  if (tls !== undefined) {
+    hash.update(JSON.stringify({ servername: tls.servername, rejectUnauthorized: tls.rejectUnauthorized }))
+    for (const pem of [tls.ca, tls.cert, tls.key]) hash.update(`\0${pem?.length ?? -1}\0`).update(pem ?? '')
+  }
+  return hash.digest('hex')
 }
 
 /** Retry policies and circuit breakers are built on cockatiel. */

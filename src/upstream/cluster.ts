@@ -76,7 +76,11 @@ export type OverloadLimit = 'max_requests' | 'max_pending_requests' | 'circuit_o
  *   their half-open state must hand out exactly one probe; when the pick's is
  *   open (or its queue full), one more pick skips every endpoint in that state.
  *
- * Built once per snapshot; retired (pools drained, then closed) on a swap.
+ * Built by the snapshot that first names it, and kept by later snapshots
+ * whose config leaves it exactly as it is (Envoy keeps an unchanged cluster
+ * across an update too): a reload must not forget which endpoints are
+ * failing, nor reconnect every pool. Each snapshot using it `retain`s it and
+ * `retire`s it; the last to retire drains it (pools drained, then closed).
  */
 export class Cluster {
   readonly name: string
@@ -94,6 +98,8 @@ export class Cluster {
   readonly #maxPendingPerEndpoint: number
   readonly #metrics: ProxyMetrics | undefined
   readonly upstreamDuration: { observe (v: number): void }
+  /** Snapshots using it; 0 once drained. */
+  #users = 1
 
   constructor (config: ClusterConfig, options: { metrics?: ProxyMetrics, log?: Logger, tls?: UpstreamTlsOptions } = {}) {
     this.name = config.name
@@ -308,11 +314,29 @@ export class Cluster {
     }
   }
 
+  /** One more snapshot uses the cluster as it is; false once it is drained (build a new one then). */
+  retain (): boolean {
+    if (this.#users === 0) return false
+    this.#users++
+    return true
+  }
+
+  /**
+   * A snapshot using the cluster retired (its own requests are done): the
+   * last one drains it. The constructor counts as the first `retain`.
+   */
+  async retire (deadlineMs: number): Promise<void> {
+    if (this.#users === 0 || --this.#users > 0) return
+    await this.drain(deadlineMs)
+  }
+
   /**
    * Lets requests already dispatched finish (undici's `close` waits for them),
    * then closes the pools; after `deadlineMs` whatever is left is destroyed.
+   * Final, whoever else retained the cluster.
    */
   async drain (deadlineMs: number): Promise<void> {
+    this.#users = 0
     this.#detector?.close()
     const stopping = this.#checker?.stop()
     let timer: NodeJS.Timeout | undefined

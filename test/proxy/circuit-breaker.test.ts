@@ -120,7 +120,8 @@ t.test('ratio trigger: opens over the threshold, not under it', async (t) => {
 
   // 75% failing: once the window holds enough requests, the ratio opens it.
   up.behave({ status: 503, failRatio: 0.75 })
-  await proxy.reload(doc([up.url], { circuitBreaker: breaker }))
+  // A changed cluster starts with an empty window (an unchanged one is kept, counts and all).
+  await proxy.reload(doc([up.url], { circuitBreaker: { ...breaker, halfOpenAfter: '11s' } }))
   up.reset()
   const high = await drive(`${proxy.url}/x`, 40, 1)
   const refused = high.filter((a) => shed(a, 'circuit_open')).length
@@ -136,7 +137,8 @@ t.test('ratio threshold 1 is accepted and opens only when everything fails', asy
   const proxy = await startTestProxy(doc([up.url], { circuitBreaker: breaker }), t)
   const some = await drive(`${proxy.url}/x`, 20, 1)
   t.notOk(some.some((a) => a.headers['x-outrider-overloaded'] !== undefined), '90% failures do not open it')
-  await proxy.reload(doc([up.url], { circuitBreaker: breaker }))
+  // A changed cluster starts with an empty window (an unchanged one is kept, counts and all).
+  await proxy.reload(doc([up.url], { circuitBreaker: { ...breaker, halfOpenAfter: '11s' } }))
   up.behave({ status: 503 })
   const all = await drive(`${proxy.url}/x`, 20, 1)
   t.ok(all.some((a) => shed(a, 'circuit_open')), '100% failures do')
