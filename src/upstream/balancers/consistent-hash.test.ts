@@ -1,6 +1,6 @@
 import t from 'tap'
 import type { BalancedEndpoint } from '../balancer.ts'
-import { ConsistentHashRing, createHashKeyExtractor, murmur3 } from './consistent-hash.ts'
+import { ConsistentHashRing, MAX_RING_POINTS, createHashKeyExtractor, murmur3, pointCounts } from './consistent-hash.ts'
 
 const endpoints = (...weights: number[]): BalancedEndpoint[] =>
   weights.map((weight, i) => ({ id: `http://10.0.0.${i + 1}:80`, weight, inflight: 0, healthy: true }))
@@ -42,6 +42,31 @@ t.test('weights scale an endpoint\'s share', async (t) => {
   let heavy = 0
   for (const key of keys) if (ring.pick(key) === eps[1]) heavy++
   t.ok(heavy > 7000 && heavy < 8000, `${heavy} of 10000`)
+})
+
+t.test('weights are relative: 1000 and 3000 make the ring 1 and 3 do, not a thousand times bigger', async (t) => {
+  t.same(pointCounts(endpoints(1000, 3000)), pointCounts(endpoints(1, 3)))
+  t.same(pointCounts(endpoints(...Array<number>(20).fill(1000))), Array(20).fill(100))
+  const small = new ConsistentHashRing(endpoints(1, 3))
+  const big = new ConsistentHashRing(endpoints(1000, 3000))
+  let same = 0
+  for (const key of keys) if (small.pick(key)?.id === big.pick(key)?.id) same++
+  t.equal(same, keys.length, 'every key maps as with the reduced weights')
+})
+
+t.test('the ring is bounded, and weights still set the shares', async (t) => {
+  const eps = endpoints(1000, 999, 1)
+  const counts = pointCounts(eps)
+  const total = counts.reduce((a, b) => a + b)
+  t.ok(total <= MAX_RING_POINTS, `${total} points`)
+  t.ok(counts[2]! >= 1, 'the lightest endpoint keeps a point')
+  t.ok(Math.abs(counts[0]! / counts[1]! - 1000 / 999) < 0.01, 'proportions kept')
+  const many = endpoints(...Array.from({ length: 300 }, (_, i) => 1000 - i))
+  t.ok(pointCounts(many).reduce((a, b) => a + b) <= MAX_RING_POINTS + many.length)
+  const ring = new ConsistentHashRing(eps)
+  let heavy = 0
+  for (const key of keys) if (ring.pick(key) === eps[0]) heavy++
+  t.ok(heavy > 4500 && heavy < 5500, `${heavy} of 10000 on the first of two near-equal endpoints`)
 })
 
 t.test('removing one of 5 endpoints only moves its own keys', async (t) => {

@@ -2,15 +2,23 @@ import { eligible, type Balancer, type BalancedEndpoint, type Usable } from '../
 import type { LoadBalancerConfig } from '../../config/schema.ts'
 import { RoundRobin } from './round-robin.ts'
 
-/** Ring points per unit of weight: enough to keep shares within a few % of fair. */
+/** Ring points per unit of weight (after dividing by the weights' GCD): enough to keep shares within a few % of fair. */
 const POINTS_PER_WEIGHT = 100
+/**
+ * At most this many points in all (Envoy bounds its ring too, by
+ * `maximum_ring_size`): weights are relative, so 1000 and 999 must not cost
+ * 200 000 points, hashed and sorted on every build.
+ */
+export const MAX_RING_POINTS = 65_536
 
 /**
  * Consistent hashing on a ring (Karger et al.; ketama): each endpoint owns
- * 100 × weight points, and a key goes to the first point at or after its
- * hash. Removing an endpoint moves only the keys it owned; an ejected
- * endpoint's keys go to the next healthy point and come back when it does
- * (as do an open circuit's, on the cluster's restricted second pick).
+ * points in proportion to its weight, and a key goes to the first point at or
+ * after its hash. Removing an endpoint moves only the keys it owned (as long
+ * as the weights' GCD stays and the ring is under its bound: otherwise every
+ * endpoint's share of points is scaled anew); an ejected endpoint's keys go
+ * to the next healthy point and come back when it does (as do an open
+ * circuit's, on the cluster's restricted second pick).
  *
  * The ring is built once; `pick` is a binary search over a Uint32Array.
  * Requests without a key fall back to round robin.
@@ -30,30 +38,31 @@ export class ConsistentHashRing implements Balancer {
   constructor (endpoints: readonly BalancedEndpoint[]) {
     this.#endpoints = [...endpoints]
     this.#fallback = new RoundRobin(endpoints)
-
+    const counts = pointCounts(endpoints)
+    const n = endpoints.length
+    // Ties on a hash collision break by id, not position, so that they too
+    // resolve the same way in a ring built without some endpoint: each point
+    // is packed as hash × n + the owner's rank by id, exact in a double for
+    // up to 2^21 endpoints, and sorted natively (no comparator calls).
+    const byRank = endpoints.map((_, i) => i).sort((a, b) => compareIds(endpoints[a]!.id, endpoints[b]!.id) || a - b)
     let size = 0
-    for (const endpoint of endpoints) size += endpoint.weight * POINTS_PER_WEIGHT
-    const hashes = new Uint32Array(size)
-    const owners = new Uint32Array(size)
+    for (const c of counts) size += c
+    const packed = new Float64Array(size)
     let k = 0
-    for (let e = 0; e < endpoints.length; e++) {
+    for (let r = 0; r < n; r++) {
+      const e = byRank[r]!
       const id = endpoints[e]!.id
       // Points depend only on the endpoint's own id, so the other endpoints'
       // points stay put when one is added or removed.
-      for (let v = 0; v < endpoints[e]!.weight * POINTS_PER_WEIGHT; v++) {
-        hashes[k] = murmur3(`${id}#${v}`)
-        owners[k++] = e
-      }
+      for (let v = 0; v < counts[e]!; v++) packed[k++] = murmur3(`${id}#${v}`) * n + r
     }
-    // Ties on a hash collision break by id, not position, so that they too
-    // resolve the same way in a ring built without some endpoint.
-    const order = new Uint32Array(size).map((_, i) => i).sort((a, b) =>
-      hashes[a]! - hashes[b]! || compareIds(endpoints[owners[a]!]!.id, endpoints[owners[b]!]!.id))
+    packed.sort()
     this.#points = new Uint32Array(size)
     this.#owners = new Uint32Array(size)
     for (let i = 0; i < size; i++) {
-      this.#points[i] = hashes[order[i]!]!
-      this.#owners[i] = owners[order[i]!]!
+      const rank = packed[i]! % n
+      this.#points[i] = (packed[i]! - rank) / n
+      this.#owners[i] = byRank[rank]!
     }
   }
 
@@ -90,6 +99,25 @@ export class ConsistentHashRing implements Balancer {
     for (const endpoint of this.#endpoints) if (eligible(endpoint, usable)) return true
     return false
   }
+}
+
+/**
+ * Ring points per endpoint: weights divided by their GCD (1000 and 3000 are
+ * 1 and 3), POINTS_PER_WEIGHT each, scaled down when the ring would exceed
+ * MAX_RING_POINTS; never fewer than one.
+ */
+export function pointCounts (endpoints: readonly BalancedEndpoint[]): number[] {
+  let divisor = 0
+  for (const e of endpoints) divisor = gcd(divisor, e.weight)
+  let units = 0
+  for (const e of endpoints) units += e.weight / divisor
+  const perUnit = Math.min(POINTS_PER_WEIGHT, MAX_RING_POINTS / units)
+  return endpoints.map((e) => Math.max(1, Math.floor((e.weight / divisor) * perUnit)))
+}
+
+function gcd (a: number, b: number): number {
+  while (b !== 0) [a, b] = [b, a % b]
+  return a
 }
 
 function compareIds (a: string, b: string): number {
