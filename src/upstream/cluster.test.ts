@@ -88,3 +88,28 @@ t.test('Retry-After of a circuit_open refusal: when the first endpoint circuit h
   t.same(c.overloadHeaders('circuit_open'), { 'x-outrider-overloaded': 'circuit_open', 'retry-after': '60' })
   t.same(c.overloadHeaders('max_requests'), { 'x-outrider-overloaded': 'max_requests' })
 })
+
+t.test('half-open: only the probe\'s own end frees its slot or decides the circuit', async (t) => {
+  const c = cluster('round_robin', 1, { circuitBreaker: { trigger: { by: 'consecutive', failures: 1 }, halfOpenAfter: '20ms' } })
+  t.teardown(() => c.drain(0))
+  const e = c.endpoints[0]!
+  const stale = [c.choose({}, ''), c.choose({}, '')] // sent while closed: long streams, say
+  t.same(stale.map((s) => s === e && !c.isProbe(e)), [true, true])
+  c.record(e, 'gateway-failure', 1, undefined, false)
+  t.equal(e.breaker!.state, 'open')
+  for (let i = 0; i < 100 && !e.breaker!.wouldAllow(); i++) await new Promise((resolve) => setTimeout(resolve, 5))
+
+  t.equal(c.choose({}, ''), e, 'one probe')
+  t.ok(c.isProbe(e))
+  t.equal(c.choose({}, ''), 'circuit_open', 'a concurrent request is refused')
+  c.record(e, undefined, 1, undefined, false) // an older request's client left
+  t.equal(c.choose({}, ''), 'circuit_open', 'still refused: the probe is still out')
+  c.record(e, 'gateway-failure', 1, undefined, false) // the other older request failed
+  t.equal(e.breaker!.state, 'half-open', 'the probe decides, not an older request')
+  t.equal(c.choose({}, ''), 'circuit_open')
+
+  c.record(e, undefined, 1, undefined, true) // the probe's client left
+  t.equal(c.choose({}, ''), e, 'its slot is free for the next probe')
+  c.record(e, 'success', 1, undefined, true)
+  t.equal(e.breaker!.state, 'closed')
+})

@@ -262,21 +262,36 @@ export class Cluster {
   }
 
   /**
+   * Whether `choose` handed out `e` just now as its breaker's half-open
+   * probe (it hands out a half-open endpoint only so). Asked right after
+   * `choose`; the answer goes with the attempt to `record`.
+   */
+  isProbe (e: Endpoint): boolean {
+    return e.breaker !== undefined && e.breaker.state === 'half-open'
+  }
+
+  /**
    * Feeds one finished attempt to passive health, the breakers and
    * latency-aware balancers. `outcome` is undefined when the attempt ended
-   * without a verdict (cancelled: the client left, or a hedge lost).
+   * without a verdict (cancelled: the client left, or a hedge lost). `probe`
+   * is `isProbe` of the attempt's endpoint when it was sent; a caller that
+   * does not track it passes nothing and every attempt counts as the probe.
    */
-  record (e: Endpoint, outcome: AttemptOutcome | undefined, latencyMs: number, orca: string | undefined): void {
+  record (e: Endpoint, outcome: AttemptOutcome | undefined, latencyMs: number, orca: string | undefined, probe = true): void {
+    // An attempt sent before e's circuit opened (a long stream, a hedge)
+    // says nothing about the probe: its end must neither free the probe's
+    // slot, letting a second probe through, nor decide the half-open circuit.
+    const breaker = probe || e.breaker?.state !== 'half-open' ? e.breaker : undefined
     if (outcome === undefined) {
-      e.breaker?.release()
+      breaker?.release()
       return
     }
     this.#detector?.record(e.index, outcome)
     if (outcome === 'success') {
-      e.breaker?.success()
+      breaker?.success()
       this.breaker?.success()
     } else {
-      e.breaker?.failure()
+      breaker?.failure()
       this.breaker?.failure()
     }
     this.#balancer.observe?.(e, { latencyMs, failed: outcome !== 'success', orca, now: performance.now() })

@@ -25,6 +25,7 @@ export function upstreamClient (cluster: Cluster, timeouts: { headers: number | 
           ? new NoHealthyUpstreamError(`cluster "${cluster.name}" has no healthy endpoint`)
           : new OverloadedError(`cluster "${cluster.name}" is overloaded (${picked})`)
       }
+      const endpointProbe = cluster.isProbe(picked)
       const headers: Record<string, string | string[]> = {}
       for (const name in options.headers) {
         const v = options.headers[name]
@@ -44,7 +45,7 @@ export function upstreamClient (cluster: Cluster, timeouts: { headers: number | 
           bodyTimeout: timeouts.body,
         })
         judged = true
-        cluster.record(picked, res.statusCode >= 500 ? '5xx' : 'success', performance.now() - started, orcaHeader(res.headers['endpoint-load-metrics']))
+        cluster.record(picked, res.statusCode >= 500 ? '5xx' : 'success', performance.now() - started, orcaHeader(res.headers['endpoint-load-metrics']), endpointProbe)
         const chunks: Buffer[] = []
         let size = 0
         let tooBig = false
@@ -59,7 +60,7 @@ export function upstreamClient (cluster: Cluster, timeouts: { headers: number | 
         if (!judged) {
           const phase = e.extensions?.phase
           const fault = phase === 'connect' || phase === 'reset' || phase === 'headers' || phase === 'response'
-          cluster.record(picked, fault ? 'gateway-failure' : undefined, performance.now() - started, undefined)
+          cluster.record(picked, fault ? 'gateway-failure' : undefined, performance.now() - started, undefined, endpointProbe)
           if (!fault && probe) cluster.breaker?.release()
         }
         throw e
