@@ -86,6 +86,8 @@ class Attempt implements Dispatcher.DispatchHandler {
   readonly startedAt: number
   /** Holds a retry-budget slot (a retry or a hedge). */
   readonly extra: boolean
+  /** Sent as its endpoint's half-open probe (`Cluster.isProbe`). */
+  readonly probe: boolean
   controller: Dispatcher.DispatchController | undefined = undefined
   /** Its load was released (answered, failed or cancelled). */
   ended = false
@@ -105,11 +107,12 @@ class Attempt implements Dispatcher.DispatchHandler {
   /** Why the proxy cancelled it, once recorded on the span. */
   cancelReason: CancelReason | undefined = undefined
 
-  constructor (exchange: Exchange, endpoint: Endpoint, startedAt: number, extra: boolean) {
+  constructor (exchange: Exchange, endpoint: Endpoint, startedAt: number, extra: boolean, probe: boolean) {
     this.exchange = exchange
     this.endpoint = endpoint
     this.startedAt = startedAt
     this.extra = extra
+    this.probe = probe
   }
 
   cancel (): void {
@@ -421,7 +424,7 @@ export class Exchange implements RequestContext {
     }
     picked.inflight++
     this.#attempts++
-    const attempt = new Attempt(this, picked, performance.now(), extra)
+    const attempt = new Attempt(this, picked, performance.now(), extra, cluster.isProbe(picked))
     if (this.#live === undefined) this.#live = [attempt]
     else this.#live.push(attempt)
     let body: Readable | Buffer | null = null
@@ -470,7 +473,7 @@ export class Exchange implements RequestContext {
     a.judged = true
     if (outcome !== undefined && !a.cancelled) this.#clusterProbe = false
     // A clock read costs ~80 ns on this VM: reuse the one the caller made.
-    this.#route.cluster.record(a.endpoint, a.cancelled ? undefined : outcome, latencyMs ?? performance.now() - a.startedAt, orca)
+    this.#route.cluster.record(a.endpoint, a.cancelled ? undefined : outcome, latencyMs ?? performance.now() - a.startedAt, orca, a.probe)
   }
 
   /** Ends an attempt's load once: endpoint in-flight count, budget slot, live list. */
@@ -660,7 +663,7 @@ export class Exchange implements RequestContext {
    * at the head: a long stream must not keep its circuit shut meanwhile.
    */
   #judgeLater (a: Attempt, outcome: AttemptOutcome): boolean {
-    return outcome === 'success' && !this.#clusterProbe && a.endpoint.breaker?.state !== 'half-open'
+    return outcome === 'success' && !this.#clusterProbe && !a.probe
   }
 
   /** This attempt's response goes to the client; every other one is cancelled. */
