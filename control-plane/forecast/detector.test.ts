@@ -89,6 +89,9 @@ t.test('a level shift alerts at its start, then the detector adapts', async (t) 
   t.ok(alerts.slice(at, at + 4).some(Boolean), 'alerts within the hour')
   const after = fraction(alerts.slice(at + perDay / 2))
   t.ok(after < 0.01, `then quiet: ${(100 * after).toFixed(2)}% of later points alert`)
+  // The working state takes the new level after an hour of it (was: 3 hours of alerts, while clipped updates caught up).
+  const first = alerts.slice(at, at + perDay / 2).map((a, i) => a ? i : -1).filter((i) => i >= 0)
+  t.ok(first.length <= 4, `alerts in the first 12 hours, steps after the shift: ${first.join(' ')}`)
 })
 
 t.test('a holiday is at most moderately anomalous', async (t) => {

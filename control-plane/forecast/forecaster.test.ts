@@ -139,6 +139,38 @@ t.test('an outage does not echo a week later', async (t) => {
   hit.forEach((v, h) => t.ok(within(v, clean[h]!, 0.03), `h=${h + 1}: ${v} vs ${clean[h]}`))
 })
 
+t.test('a level shift is followed within hours, a short spike is not', async (t) => {
+  // Three weeks of 5-minute traffic with a daily cycle and 5% noise, then something changes.
+  const m = 288
+  const at = 21 * m
+  const base = (i: number): number => 1000 * (1 + 0.5 * Math.sin(2 * Math.PI * i / m))
+  const observe = (f: ReturnType<typeof createForecaster>, factor: (i: number) => number, from: number, until: number): void => {
+    const normal = createNormal(createRandom(3 + from))
+    for (let i = from; i < until; i++) f.observe(T0 + i * 300, base(i) * factor(i) * Math.exp(0.05 * normal()))
+  }
+  for (const ratio of [3, 0.3]) {
+    // A deploy triples (or cuts to 30%) the traffic for good.
+    const shifted = (i: number): number => (i >= at ? ratio : 1)
+    const f = createForecaster({ stepSeconds: 300 })
+    let seen = 0
+    for (const after of [12, 24, 72]) {
+      observe(f, shifted, seen, at + after)
+      seen = at + after
+      const expected = ratio * base(at + after)
+      const [next] = f.forecast(1)
+      const [band] = f.interval(1)
+      t.ok(within(next!, expected, 0.25), `×${ratio}, ${after * 5} min later: forecast ${next!.toFixed(0)} vs ${expected.toFixed(0)}`)
+      t.ok(band!.lo <= expected && band!.hi >= expected, `×${ratio}, ${after * 5} min later: interval [${band!.lo.toFixed(0)}, ${band!.hi.toFixed(0)}] covers ${expected.toFixed(0)}`)
+    }
+  }
+  // Fifteen minutes at three times the traffic, then back: the level stays where it was.
+  const spike = (i: number): number => (i >= at && i < at + 3 ? 3 : 1)
+  const f = createForecaster({ stepSeconds: 300 })
+  observe(f, spike, 0, at + 4)
+  const [next] = f.forecast(1)
+  t.ok(within(next!, base(at + 4), 0.1), `after the spike: forecast ${next!.toFixed(0)} vs ${base(at + 4).toFixed(0)}`)
+})
+
 t.test('it beats seasonal-naive and fixed Holt-Winters on synthetic traffic', async (t) => {
   const series = generateSeries({ name: 'test', stepMinutes: 15, weeks: 5, seed: 5, peak: 1500, shape: 'consumer', noise: 0.04, drift: 0.05, trendPerWeek: 0.02, holidays: 1, incidents: 4 })
   const ours = rollingOrigin(series, (step) => createForecaster({ stepSeconds: step }))

@@ -1,6 +1,6 @@
 import { runJob, type Job } from './job.ts'
-import { advance, fitSteps, forecastAhead, inverse, forward, defaultSmoothing, frontCut, horizonsUpTo, initHalfWidths, MAD_TO_SD } from './smoothing.ts'
-import type { FitProblem, Smoothing, SmoothingState, Transform, TransformKind } from './smoothing.ts'
+import { advance, fitSteps, forecastAhead, inverse, forward, defaultSmoothing, frontCut, horizonsUpTo, initHalfWidths, shiftSteps, MAD_TO_SD } from './smoothing.ts'
+import type { EngineOptions, FitProblem, Smoothing, SmoothingState, Transform, TransformKind } from './smoothing.ts'
 import { median, normalQuantile } from './stats.ts'
 
 export interface ForecasterOptions {
@@ -94,7 +94,10 @@ interface Model {
  * Robust to incidents and holidays: the initial profile is a running median
  * over up to three weeks, and every update clips the one-step error at
  * `clip` robust sds, so an outage moves the profile by a bounded amount and
- * does not come back a week later.
+ * does not come back a week later. Level shifts are followed within half an
+ * hour (4 steps at least): that many large errors of one sign in a row move
+ * the level to the new regime's (see ./smoothing.ts), a return to the old
+ * level takes two; a shorter spike leaves the level alone.
  *
  * Until there is enough history it falls back: the mean of the last three
  * values, then the value one day (the shortest period) earlier; the daily
@@ -193,8 +196,8 @@ class SeasonalForecaster implements Forecaster {
     advance(model.state, model.params, this.#engine(model), Number.isNaN(v) ? v : forward(model.transform, v))
   }
 
-  #engine (model: Model): { periods: number[], transform: Transform, clip: number, scaleRate: number, scaleFloor: number } {
-    return { periods: model.periods, transform: model.transform, clip: this.#clip, scaleRate: 0.02, scaleFloor: model.scaleFloor }
+  #engine (model: Model): EngineOptions {
+    return { periods: model.periods, transform: model.transform, clip: this.#clip, scaleRate: 0.02, scaleFloor: model.scaleFloor, shiftAfter: shiftSteps(this.#step) }
   }
 
   /** Steps of history kept, gaps included. */
@@ -266,7 +269,7 @@ class SeasonalForecaster implements Forecaster {
         horizons: this.#horizons,
         originalUnits: true,
         trend: this.#trend,
-        engine: { transform, clip: this.#clip, scaleRate: 0.02, scaleFloor }
+        engine: { transform, clip: this.#clip, scaleRate: 0.02, scaleFloor, shiftAfter: shiftSteps(this.#step) }
       }
       const start = warm && previous !== undefined && previous.transform.kind === kind ? previous.params : defaultSmoothing(periods.length)
       const result = yield * fitSteps(problem, start, warm && previous?.transform.kind === kind ? 60 : 150)

@@ -16,6 +16,15 @@
  * week later. The scale is a tracked median of |error| (each step moves it by
  * a fixed factor up or down), which no burst of outliers can blow up quickly.
  *
+ * Level shifts (a deploy, an incident that lasts, a campaign): clipping alone
+ * would follow them by at most `clip` sds × α per step, for days. After
+ * `shiftAfter` errors beyond 2 robust sds of one sign in a row, the level is reset to
+ * the median of those observations with the season taken out, and the level
+ * then learns with gain max(α, 1/n) over the n observations since (a running
+ * mean of the new regime, the Kalman gain of a level whose variance was just
+ * reset) until that falls to α. A spike shorter than `shiftAfter` steps, or
+ * one that changes sign, only ever sees the clipped updates.
+ *
  * Steps are absolute (`round(t / stepSeconds)`), so seasonal phases are tied to
  * the clock and a series may start at any time.
  */
@@ -73,6 +82,8 @@ export interface EngineOptions {
   scaleRate: number
   /** Lower bound on the robust sd (model units) so a constant series can still move. */
   scaleFloor: number
+  /** Errors beyond 2 robust sds, of one sign, in a row that make a level shift; 0 = never. */
+  shiftAfter: number
 }
 
 export class SmoothingState {
@@ -85,6 +96,15 @@ export class SmoothingState {
   absMedian = 0
   /** Absolute index of the last step processed. */
   step = 0
+  /** The current run of large errors of one sign: the observations with the season taken out. */
+  run: number[] = []
+  /** The same observations ÷ their forecast without trend and AR term: the shift's factor on non-log scales. */
+  runRatios: number[] = []
+  runSign = 0
+  /** Observations since the last level shift (Infinity: none yet), for the level's catch-up gain. */
+  sinceShift = Number.POSITIVE_INFINITY
+  /** The level before the last shift (NaN: none yet). */
+  previousLevel = Number.NaN
 
   clone (): SmoothingState {
     const c = new SmoothingState()
@@ -94,9 +114,23 @@ export class SmoothingState {
     c.error = this.error
     c.absMedian = this.absMedian
     c.step = this.step
+    c.run = this.run.slice()
+    c.runRatios = this.runRatios.slice()
+    c.runSign = this.runSign
+    c.sinceShift = this.sinceShift
+    c.previousLevel = this.previousLevel
     return c
   }
 }
+
+/**
+ * Errors beyond this many robust sds count towards a level shift: fewer than
+ * the clip, so a shift smaller than the clip (×2 in 20% noise) is seen too; on
+ * Gaussian noise six in a row of one sign happen once in 10¹⁰ steps.
+ */
+const SHIFT_SDS = 2
+/** Steps in a row near the level from before the last shift that take the series back to it. */
+const RETURN_AFTER = 2
 
 const mod = (a: number, m: number): number => ((a % m) + m) % m
 
@@ -138,10 +172,19 @@ export function advance (state: SmoothingState, params: Smoothing, opts: EngineO
   const e = x - base - params.ar * state.error
   const sd = Math.max(state.absMedian * MAD_TO_SD, opts.scaleFloor)
   const limit = opts.clip * sd
+  if (Math.abs(e) <= SHIFT_SDS * sd) {
+    state.run.length = 0
+    state.runRatios.length = 0
+    state.runSign = 0
+  } else if (opts.shiftAfter > 0 && shiftRun(state, opts, Math.sign(e), x - season, x / (state.level + season))) {
+    return e
+  }
   const clipped = e > limit ? limit : e < -limit ? -limit : e
   // The states learn from the error against the base forecast, AR part included (Taylor 2003).
   const u = params.ar * state.error + clipped
-  state.level += phi * state.trend + params.alpha * u
+  // Just after a shift the level is a running mean of the new regime's observations.
+  const gain = Math.max(params.alpha, 1 / ++state.sinceShift)
+  state.level += phi * state.trend + gain * u
   state.trend = phi * state.trend + params.alpha * params.beta * u
   for (let k = 0; k < periods.length; k++) {
     const s = state.seasonals[k]!
@@ -152,6 +195,53 @@ export function advance (state: SmoothingState, params: Smoothing, opts: EngineO
   state.absMedian *= Math.abs(e) > state.absMedian ? Math.exp(opts.scaleRate) : Math.exp(-opts.scaleRate)
   if (state.absMedian < opts.scaleFloor * 0.6745) state.absMedian = opts.scaleFloor * 0.6745
   return e
+}
+
+/**
+ * Adds an error of `sign` beyond SHIFT_SDS (the observation without its
+ * season: `deseasoned`) to the current run, and once the run is `shiftAfter`
+ * long moves the level to the run's median: returns whether it did. A return
+ * to the level from before the last shift needs only RETURN_AFTER steps (an
+ * outage that ends, a deploy rolled back): that level is known. The tracked
+ * scale becomes at least the run's spread about the new level (a shift on the
+ * raw scale changes the noise too), and the AR term, which was following the
+ * old level, is dropped.
+ */
+function shiftRun (state: SmoothingState, opts: EngineOptions, sign: number, deseasoned: number, ratio: number): boolean {
+  if (sign !== state.runSign) {
+    state.run.length = 0
+    state.runRatios.length = 0
+    state.runSign = sign
+  }
+  state.run.push(deseasoned)
+  state.runRatios.push(ratio)
+  const previous = state.previousLevel
+  // Back when the level from before explains each value of the run far better than the current one.
+  const back = state.run.length >= RETURN_AFTER && state.run.every((v) => 3 * Math.abs(v - previous) < Math.abs(v - state.level))
+  if (!back && state.run.length < opts.shiftAfter) return false
+  let level = back ? previous : median(state.run)
+  // On the square-root and raw scales seasonality is additive but traffic shifts multiply: the profile
+  // scales with the level (on the log scale both just add).
+  const factor = back ? previous / state.level : median(state.runRatios)
+  if (opts.transform.kind !== 'log' && state.level > 0 && factor > 0 && Number.isFinite(factor)) {
+    level = factor * state.level
+    for (const s of state.seasonals) for (let p = 0; p < s.length; p++) s[p]! *= factor
+  }
+  state.previousLevel = state.level
+  state.level = level
+  state.error = 0
+  // The old level has drifted since: it catches up as fast as a new one.
+  state.sinceShift = state.run.length
+  if (!back) state.absMedian = Math.max(state.absMedian, median(state.run.map((v) => Math.abs(v - level))))
+  state.run.length = 0
+  state.runRatios.length = 0
+  state.runSign = 0
+  return true
+}
+
+/** Large errors in a row (of one sign) that make a level shift with `stepSeconds` steps: half an hour, 4 to 12 steps. */
+export function shiftSteps (stepSeconds: number): number {
+  return Math.max(4, Math.min(12, Math.round(1800 / stepSeconds)))
 }
 
 /**
