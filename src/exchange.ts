@@ -471,9 +471,10 @@ export class Exchange implements RequestContext {
   #verdict (a: Attempt, outcome: AttemptOutcome | undefined, orca: string | undefined, latencyMs: number | undefined): void {
     if (a.judged) return
     a.judged = true
+    const clusterProbe = this.#clusterProbe
     if (outcome !== undefined && !a.cancelled) this.#clusterProbe = false
     // A clock read costs ~80 ns on this VM: reuse the one the caller made.
-    this.#route.cluster.record(a.endpoint, a.cancelled ? undefined : outcome, latencyMs ?? performance.now() - a.startedAt, orca, a.probe)
+    this.#route.cluster.record(a.endpoint, a.cancelled ? undefined : outcome, latencyMs ?? performance.now() - a.startedAt, orca, a.probe, clusterProbe)
   }
 
   /** Ends an attempt's load once: endpoint in-flight count, budget slot, live list. */

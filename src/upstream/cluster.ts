@@ -274,14 +274,17 @@ export class Cluster {
    * Feeds one finished attempt to passive health, the breakers and
    * latency-aware balancers. `outcome` is undefined when the attempt ended
    * without a verdict (cancelled: the client left, or a hedge lost). `probe`
-   * is `isProbe` of the attempt's endpoint when it was sent; a caller that
-   * does not track it passes nothing and every attempt counts as the probe.
+   * is `isProbe` of the attempt's endpoint when it was sent, `clusterProbe`
+   * whether its request was let through the half-open cluster circuit as
+   * its probe; a caller that does not track them passes nothing and every
+   * attempt counts as the probe.
    */
-  record (e: Endpoint, outcome: AttemptOutcome | undefined, latencyMs: number, orca: string | undefined, probe = true): void {
-    // An attempt sent before e's circuit opened (a long stream, a hedge)
-    // says nothing about the probe: its end must neither free the probe's
-    // slot, letting a second probe through, nor decide the half-open circuit.
+  record (e: Endpoint, outcome: AttemptOutcome | undefined, latencyMs: number, orca: string | undefined, probe = true, clusterProbe = true): void {
+    // An attempt sent before a circuit opened (a long stream, a hedge) says
+    // nothing about its probe: its end must neither free the probe's slot,
+    // letting a second probe through, nor decide the half-open circuit.
     const breaker = probe || e.breaker?.state !== 'half-open' ? e.breaker : undefined
+    const clusterBreaker = clusterProbe || this.breaker?.state !== 'half-open' ? this.breaker : undefined
     if (outcome === undefined) {
       breaker?.release()
       return
@@ -289,10 +292,10 @@ export class Cluster {
     this.#detector?.record(e.index, outcome)
     if (outcome === 'success') {
       breaker?.success()
-      this.breaker?.success()
+      clusterBreaker?.success()
     } else {
       breaker?.failure()
-      this.breaker?.failure()
+      clusterBreaker?.failure()
     }
     this.#balancer.observe?.(e, { latencyMs, failed: outcome !== 'success', orca, now: performance.now() })
   }

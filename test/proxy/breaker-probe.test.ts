@@ -6,6 +6,8 @@ import { startTestProxy } from '../helpers/proxy.ts'
 import { clusterState } from '../helpers/resilience.ts'
 import { ConsistentHashRing } from '../../src/upstream/balancers/consistent-hash.ts'
 
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
 async function until (cond: () => boolean | Promise<boolean>): Promise<void> {
   for (let i = 0; i < 500 && !(await cond()); i++) await new Promise((resolve) => setTimeout(resolve, 10))
 }
@@ -67,4 +69,37 @@ t.test('an older request ending while an endpoint is half-open does not let a se
   t.equal((await xState())?.state, 'half-open')
   for (const r of held.splice(0)) r.destroy()
   await p
+})
+
+t.test('the cluster circuit: an older stream ending while it is half-open decides nothing; its probe does', async (t) => {
+  let stream: http.ServerResponse | undefined
+  let hold: http.ServerResponse | undefined
+  const x = await startUpstream((req, res) => {
+    if (req.url === '/stream') { res.writeHead(200, { 'content-type': 'text/plain' }); res.write('part'); stream = res; return }
+    if (req.url === '/fail') { res.writeHead(503).end(); return }
+    if (req.url === '/hold') { hold = res; return }
+    res.end('x')
+  })
+  t.teardown(() => x.close())
+  const proxy = await startTestProxy({
+    clusters: [{ name: 'c', endpoints: [{ url: x.url }], outlierDetection: { enabled: false },
+      circuitBreaker: { trigger: { by: 'consecutive', failures: 2 }, halfOpenAfter: '300ms' } }],
+    routes: [{ name: 'r', cluster: 'c' }],
+  }, t)
+  const a = await request(`${proxy.url}/stream`)
+  const aBody = a.body.text()
+  for (let i = 0; i < 2; i++) { const r = await request(`${proxy.url}/fail`); await r.body.dump() }
+  t.equal((await clusterState(proxy.adminUrl, 'c')).circuit?.state, 'open', 'cluster circuit open')
+  await sleep(400)
+  const p = request(`${proxy.url}/hold`).then(async (r) => { await r.body.dump(); return r.statusCode })
+  while (hold === undefined) await sleep(10)
+  t.equal((await clusterState(proxy.adminUrl, 'c')).circuit?.state, 'half-open', 'probe out, cluster half-open')
+  stream!.end('end') // the older request, sent while closed, finishes
+  await aBody
+  await sleep(50)
+  t.equal((await clusterState(proxy.adminUrl, 'c')).circuit?.state, 'half-open', 'still half-open: the probe has not answered')
+  hold!.writeHead(503).end()
+  t.equal(await p, 503)
+  await sleep(50)
+  t.equal((await clusterState(proxy.adminUrl, 'c')).circuit?.state, 'open', 'the failed probe re-opens it')
 })
