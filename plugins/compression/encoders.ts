@@ -109,9 +109,12 @@ export class Encoders {
   /**
    * @param size the body's length when known (Content-Length), else -1
    * @param text the body is text (Brotli's text model)
-   * @param flush emit output after every chunk written (event streams)
+   * @param flush `chunk`: emit output after every chunk written (event
+   *   streams); `idle`: once the chunks that arrived together are written
+   *   (a body of unknown length); `none`: only at the end
    */
-  create (coding: Produced, size: number, text: boolean, flush: boolean): Transform {
+  create (coding: Produced, size: number, text: boolean, mode: FlushMode): Transform {
+    const flush = mode === 'chunk'
     let z: Transform
     switch (coding) {
       case 'gzip':
@@ -141,6 +144,34 @@ export class Encoders {
     z.on('data', countOut)
     // `close` comes after `end` or a destroy: the counts are final either way.
     z.on('close', report)
+    if (mode === 'idle') flushWhenIdle(m)
     return z
   }
+}
+
+export type FlushMode = 'chunk' | 'idle' | 'none'
+
+const kFlushQueued = Symbol('outrider.compression.flushQueued')
+type Idle = Metered & { [kFlushQueued]: boolean }
+
+/**
+ * A stream the client may read as it comes must not wait in the encoder for
+ * the upstream to end; a flush per chunk, though, costs a chunked response of
+ * many small writes its ratio (2,000 writes of JSON: 63 KB gzipped instead of
+ * 36 KB) and a write each. So one flush once the chunks that arrived together
+ * are in: after the current turn of the event loop, whatever came with it.
+ */
+function flushWhenIdle (z: Metered): void {
+  const idle = z as Idle
+  idle[kFlushQueued] = false
+  const transform = z._transform
+  z._transform = function (this: Idle, chunk: Buffer, encoding: BufferEncoding, done: (err?: Error | null) => void): void {
+    transform.call(this, chunk, encoding, done)
+    if (!this[kFlushQueued]) { this[kFlushQueued] = true; setImmediate(flushNow, this) }
+  }
+}
+
+function flushNow (z: Idle): void {
+  z[kFlushQueued] = false
+  if (!z.writableEnded && !z.destroyed) z.flush()
 }

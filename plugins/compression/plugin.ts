@@ -29,7 +29,8 @@ import { contentLength, isEncoded, namesWeakForm, noTransform, varyOnAcceptEncod
  *
  * text/event-stream is skipped unless `eventStreams: flush`, which flushes
  * the compressor after every chunk so each event is delivered as written.
- * Any body without Content-Length is flushed the same way.
+ * Any other body without Content-Length is flushed once the chunks that
+ * arrived together are coded.
  *
  * Route order matters, since onResponse hooks run in reverse and each adds
  * its transform after the ones before it: put `compression` after `cache`
@@ -100,10 +101,10 @@ export default definePlugin({
         weakenEtag(h)
         if (ctx.method === 'HEAD') return
         // A body of unknown length may be a stream the client reads as it
-        // comes (a streamed JSON or text answer, a long poll): flushed after
-        // every upstream chunk, as Envoy's compressor does, so coding never
-        // holds it back. A known length arrives whole and is not flushed.
-        res.pipeThrough(encoders.create(coding, size, kind === 'text' || kind === 'event-stream', kind === 'event-stream' || size < 0))
+        // comes (a streamed JSON or text answer, a long poll): flushed once
+        // what the upstream sent together is coded, so coding never holds it
+        // back. Events are flushed one by one; a known length is not flushed.
+        res.pipeThrough(encoders.create(coding, size, kind === 'text' || kind === 'event-stream', kind === 'event-stream' ? 'chunk' : size < 0 ? 'idle' : 'none'))
       },
     }
   },
