@@ -44,14 +44,23 @@ t.test('weights scale an endpoint\'s share', async (t) => {
   t.ok(heavy > 7000 && heavy < 8000, `${heavy} of 10000`)
 })
 
-t.test('weights are relative: 1000 and 3000 make the ring 1 and 3 do, not a thousand times bigger', async (t) => {
-  t.same(pointCounts(endpoints(1000, 3000)), pointCounts(endpoints(1, 3)))
-  t.same(pointCounts(endpoints(...Array<number>(20).fill(1000))), Array(20).fill(100))
-  const small = new ConsistentHashRing(endpoints(1, 3))
-  const big = new ConsistentHashRing(endpoints(1000, 3000))
-  let same = 0
-  for (const key of keys) if (small.pick(key)?.id === big.pick(key)?.id) same++
-  t.equal(same, keys.length, 'every key maps as with the reduced weights')
+t.test('an endpoint\'s points depend on its own weight: adding a lighter one moves only keys to it', async (t) => {
+  t.same(pointCounts(endpoints(2, 2)), [200, 200])
+  t.same(pointCounts(endpoints(2, 2, 1)), [200, 200, 100], 'no common divisor rescales the others')
+  for (const [before, after] of [[[2, 2], [2, 2, 1]], [[2, 2, 2, 1], [2, 2, 2]], [[10, 10, 10], [10, 10, 10, 5]]] as const) {
+    const a = new ConsistentHashRing(endpoints(...before))
+    const b = new ConsistentHashRing(endpoints(...after))
+    // The endpoint that came or went is the last of the longer list.
+    const changed = `http://10.0.0.${Math.max(before.length, after.length)}:80`
+    let moved = 0
+    for (const key of keys) {
+      const x = a.pick(key)?.id
+      const y = b.pick(key)?.id
+      if (x !== y && x !== changed && y !== changed) moved++
+    }
+    t.equal(moved, 0, `${before.join(',')} → ${after.join(',')}: no key moves between endpoints present both times`)
+  }
+  t.ok(pointCounts(endpoints(...Array<number>(20).fill(1000))).every((n) => n === Math.floor(MAX_RING_POINTS / 20_000 * 1000)), 'very large weights are scaled down alike, within the cap')
 })
 
 t.test('the ring is bounded, and weights still set the shares', async (t) => {

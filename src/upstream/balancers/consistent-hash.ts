@@ -2,21 +2,21 @@ import { eligible, type Balancer, type BalancedEndpoint, type Usable } from '../
 import type { LoadBalancerConfig } from '../../config/schema.ts'
 import { RoundRobin } from './round-robin.ts'
 
-/** Ring points per unit of weight (after dividing by the weights' GCD): enough to keep shares within a few % of fair. */
+/** Ring points per unit of weight: enough to keep shares within a few % of fair. */
 const POINTS_PER_WEIGHT = 100
 /**
  * At most this many points in all (Envoy bounds its ring too, by
- * `maximum_ring_size`): weights are relative, so 1000 and 999 must not cost
- * 200 000 points, hashed and sorted on every build.
+ * `maximum_ring_size`): 1000 and 999 must not cost 200 000 points, hashed
+ * and sorted on every build.
  */
 export const MAX_RING_POINTS = 65_536
 
 /**
  * Consistent hashing on a ring (Karger et al.; ketama): each endpoint owns
  * points in proportion to its weight, and a key goes to the first point at or
- * after its hash. Removing an endpoint moves only the keys it owned (as long
- * as the weights' GCD stays and the ring is under its bound: otherwise every
- * endpoint's share of points is scaled anew); an ejected endpoint's keys go
+ * after its hash. Removing an endpoint moves only the keys it owned (while
+ * the ring is under its bound: past it every endpoint's points are scaled
+ * anew); an ejected endpoint's keys go
  * to the next healthy point and come back when it does (as do an open
  * circuit's, on the cluster's restricted second pick).
  *
@@ -102,22 +102,17 @@ export class ConsistentHashRing implements Balancer {
 }
 
 /**
- * Ring points per endpoint: weights divided by their GCD (1000 and 3000 are
- * 1 and 3), POINTS_PER_WEIGHT each, scaled down when the ring would exceed
- * MAX_RING_POINTS; never fewer than one.
+ * Ring points per endpoint: POINTS_PER_WEIGHT per unit of weight, so an
+ * endpoint's points depend on its own weight alone and only the keys of an
+ * endpoint that comes or goes move. Weights so large that the ring would
+ * exceed MAX_RING_POINTS scale every endpoint down alike (then a change of
+ * the total moves some keys, as in Envoy's ring); never fewer than one.
  */
 export function pointCounts (endpoints: readonly BalancedEndpoint[]): number[] {
-  let divisor = 0
-  for (const e of endpoints) divisor = gcd(divisor, e.weight)
-  let units = 0
-  for (const e of endpoints) units += e.weight / divisor
-  const perUnit = Math.min(POINTS_PER_WEIGHT, MAX_RING_POINTS / units)
-  return endpoints.map((e) => Math.max(1, Math.floor((e.weight / divisor) * perUnit)))
-}
-
-function gcd (a: number, b: number): number {
-  while (b !== 0) [a, b] = [b, a % b]
-  return a
+  let total = 0
+  for (const e of endpoints) total += e.weight
+  const perUnit = Math.min(POINTS_PER_WEIGHT, MAX_RING_POINTS / total)
+  return endpoints.map((e) => Math.max(1, Math.floor(e.weight * perUnit)))
 }
 
 function compareIds (a: string, b: string): number {
