@@ -50,6 +50,15 @@ t.test('windows: seconds as numbers, strings with units, whole seconds only', as
   t.equal(windowLabel(172_800), '2d')
 })
 
+t.test('the memory store takes windows up to 24 days (its timers cannot wait longer); Redis up to a year', async (t) => {
+  t.same(paths({ points: 1, duration: '24d' }), [])
+  t.same(paths({ points: 1, duration: '30d' }), [['duration']])
+  t.match(issues({ points: 1, duration: '30d' })[0]?.message, /at most 2147483 seconds \(24 days\) with the memory store.*redis/)
+  t.same(paths({ limits: [{ points: 1, duration: '1d' }, { points: 5, duration: '30d' }] }), [['limits', 1, 'duration']])
+  t.same(paths({ points: 1, duration: '1d', overrides: [{ match: { header: { name: 'x-plan', value: 'pro' } }, limits: [{ points: 9, duration: '30d' }] }] }), [['overrides', 0, 'limits', 0, 'duration']])
+  t.same(paths({ points: 1, duration: '30d', store: { type: 'redis', url: 'redis://127.0.0.1:6379' } }), [], 'Redis ends windows itself')
+})
+
 t.test('several limits, named by their window unless named', async (t) => {
   const c = schema.parse({ limits: [{ points: 10, duration: '1s' }, { points: 1000, duration: '1d' }] })
   t.same(c.limits, [{ points: 10, duration: 1, name: '1s' }, { points: 1000, duration: 86_400, name: '1d' }])

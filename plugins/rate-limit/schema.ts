@@ -225,6 +225,7 @@ export const schema = z.strictObject({
   headersOnAllowed: z.boolean().default(false)
     .describe('Also send RateLimit-Policy and RateLimit on allowed responses (a 429 always has them).'),
 }).superRefine((c, ctx) => {
+  if (c.store.type === 'memory') longWindows(c, ctx)
   if (c.limits !== undefined) {
     if (c.points !== undefined) ctx.addIssue({ code: 'custom', path: ['points'], message: 'either points and duration, or limits, not both', input: c.points })
     if (c.duration !== undefined) ctx.addIssue({ code: 'custom', path: ['duration'], message: 'either points and duration, or limits, not both', input: c.duration })
@@ -242,3 +243,17 @@ export const schema = z.strictObject({
 }))
 
 export type RateLimitConfig = z.output<typeof schema>
+
+/**
+ * The memory store's counters end their windows with a timer per key, and a
+ * Node timer cannot wait longer than 2^31-1 ms (24.8 days): a longer window
+ * would end after 1 ms and never limit anything.
+ */
+export const MAX_MEMORY_WINDOW_S = Math.floor((2 ** 31 - 1) / 1000)
+
+function longWindows (c: { duration?: number | undefined, limits?: ReadonlyArray<{ duration: number }> | undefined, overrides: ReadonlyArray<{ limits: ReadonlyArray<{ duration: number }> }> }, ctx: z.RefinementCtx): void {
+  const message = `a window of at most ${MAX_MEMORY_WINDOW_S} seconds (24 days) with the memory store, whose timers cannot wait longer; use the redis store for longer windows`
+  if (c.duration !== undefined && c.duration > MAX_MEMORY_WINDOW_S) ctx.addIssue({ code: 'custom', path: ['duration'], message, input: c.duration })
+  c.limits?.forEach((l, i) => { if (l.duration > MAX_MEMORY_WINDOW_S) ctx.addIssue({ code: 'custom', path: ['limits', i, 'duration'], message, input: l.duration }) })
+  c.overrides.forEach((o, j) => o.limits.forEach((l, i) => { if (l.duration > MAX_MEMORY_WINDOW_S) ctx.addIssue({ code: 'custom', path: ['overrides', j, 'limits', i, 'duration'], message, input: l.duration }) }))
+}

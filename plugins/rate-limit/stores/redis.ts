@@ -1,6 +1,6 @@
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible'
 import type { Logger } from '../../../src/log.ts'
-import { DEFAULT_MAX_KEYS, type RedisStoreConfig } from '../schema.ts'
+import { DEFAULT_MAX_KEYS, MAX_MEMORY_WINDOW_S, type RedisStoreConfig } from '../schema.ts'
 import { KeyCap } from './memory.ts'
 import { ThrottledLog } from '../../../src/throttled-log.ts'
 import { acquireRedis as acquire, releaseRedis as release, redisTarget, type SharedRedis as SharedConnection } from '../../../src/redis-connection.ts'
@@ -129,7 +129,9 @@ export class RedisStore implements LimitStore {
       // blocks, never one that is later refunded.
       inMemoryBlockOnConsumed: limit.points + 1,
       insuranceLimiter: mode === 'local'
-        ? new InsuranceLimiter(Math.max(1, Math.floor(limit.points / c.expectedInstances)), limit.seconds, () => { this.#failed(undefined) })
+        // Its per-key timers cannot wait past 24.8 days: a longer window is
+        // cut to that while Redis is away (a shorter window, never none).
+        ? new InsuranceLimiter(Math.max(1, Math.floor(limit.points / c.expectedInstances)), Math.min(limit.seconds, MAX_MEMORY_WINDOW_S), () => { this.#failed(undefined) })
         : undefined,
     })
     const unknownWindow = limit.seconds * 1000
