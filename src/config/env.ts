@@ -23,7 +23,7 @@ export type Expansion = { value: string } | { error: string }
  * expandEnv('${HOST:-localhost}:$${PORT}', {}) // { value: 'localhost:${PORT}' }
  * expandEnv('${TOKEN}', {}) // { error: 'the environment variable TOKEN to be set …' }
  */
-export function expandEnv (text: string, env: NodeJS.ProcessEnv = process.env): Expansion {
+export function expandEnv (text: string, env: NodeJS.ProcessEnv = process.env, used?: { fromEnv: boolean }): Expansion {
   if (!text.includes('${')) return { value: text }
   let error: string | undefined
   const value = text.replace(REFERENCE, (ref, name: string | undefined, fallback: string | undefined) => {
@@ -33,7 +33,11 @@ export function expandEnv (text: string, env: NodeJS.ProcessEnv = process.env): 
       return ref
     }
     const set = env[name]
-    if (set !== undefined && (set !== '' || fallback === undefined)) return set
+    if (set !== undefined && (set !== '' || fallback === undefined)) {
+      // The caller learns whether the environment (not a default) gave a value.
+      if (used !== undefined) used.fromEnv = true
+      return set
+    }
     if (fallback !== undefined) return fallback
     error ??= `the environment variable ${name} to be set (or a default: \${${name}:-value}; write $\${ for a literal \${)`
     return ref

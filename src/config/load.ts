@@ -129,6 +129,15 @@ function jsonIssue (err: Error): ConfigIssue {
  * keys). A plain, unquoted scalar that is one reference gets the type YAML would
  * give the literal: `port: ${PORT:-8080}` is a number, `'${PORT}'` a string.
  */
+/**
+ * Whether an expanded value is hidden wherever it shows (see envValues): only
+ * what the environment gave (a `:-default` is in the file anyway), and not a
+ * short word such as `info` or `true` that unrelated fields hold too.
+ */
+function worthMatching (value: string, used: { fromEnv: boolean }): boolean {
+  return used.fromEnv && value.length >= 6
+}
+
 /** What substitution recorded: where environment values went, and the values. */
 type EnvSeen = Pick<Source, 'fromEnv' | 'envValues'>
 
@@ -138,11 +147,12 @@ function expandNode (node: unknown, path: Path, env: NodeJS.ProcessEnv, onError:
   } else if (isSeq(node)) {
     node.items.forEach((item, i) => expandNode(item, [...path, i], env, onError, seen))
   } else if (isScalar(node) && typeof node.value === 'string') {
-    const r = expandEnv(node.value, env)
+    const used = { fromEnv: false }
+    const r = expandEnv(node.value, env, used)
     if ('error' in r) return onError(path, node.range?.[0], r.error)
     if (r.value === node.value) return
     seen.fromEnv.add(configPath(path))
-    seen.envValues.add(r.value)
+    if (worthMatching(r.value, used)) seen.envValues.add(r.value)
     node.value = node.type === 'PLAIN' && isWholeReference(node.value) ? plainScalar(r.value) : r.value
   }
 }
@@ -150,9 +160,10 @@ function expandNode (node: unknown, path: Path, env: NodeJS.ProcessEnv, onError:
 /** The same for a JSON value, where every string is quoted and so stays a string. */
 function expandValue (value: unknown, path: Path, env: NodeJS.ProcessEnv, onError: (path: Path, error: string) => void, seen: EnvSeen): unknown {
   if (typeof value === 'string') {
-    const r = expandEnv(value, env)
+    const used = { fromEnv: false }
+    const r = expandEnv(value, env, used)
     if ('error' in r) { onError(path, r.error); return value }
-    if (r.value !== value) { seen.fromEnv.add(configPath(path)); seen.envValues.add(r.value) }
+    if (r.value !== value) { seen.fromEnv.add(configPath(path)); if (worthMatching(r.value, used)) seen.envValues.add(r.value) }
     return r.value
   }
   if (Array.isArray(value)) {

@@ -68,3 +68,22 @@ t.test('literal credentials: an Authorization or Cookie a plugin sends, a JWK\'s
   t.equal(out.hashOn.cookie, 'session', 'a cookie\'s name is not a secret')
   t.same([out.keys[0]?.jwk.k, out.keys[0]?.jwk.kid, out.keys[1]?.jwk.d, out.keys[1]?.jwk.n], ['[redacted]', 'hs', '[redacted]', 'modulus'])
 })
+
+t.test('hiding by value takes only what the environment gave, and not short words', async (t) => {
+  const yaml = `
+clusters: [{ name: api, loadBalancer: { policy: "\${LB_POLICY:-round_robin}" }, endpoints: [{ url: "http://127.0.0.1:9" }] }]
+routes:
+  - name: "\${ROUTE_NAME:-api}"
+    cluster: api
+  - name: other
+    cluster: api
+    plugins: [{ name: headers, config: { request: { set: { x-level: "\${LEVEL}" } } } }]
+clusters_note: unused
+`.replace('clusters_note: unused\n', '')
+  const config = parseConfig(yaml, 'x.yaml', { LEVEL: 'info' })
+  const shown = redactConfig(config) as { clusters: Array<{ name: string }>, routes: Array<{ name: string, cluster: string }> }
+  t.equal(shown.clusters[0]?.name, 'api', 'a default from the file hides nothing elsewhere')
+  t.equal(shown.routes[1]?.cluster, 'api')
+  t.equal(shown.routes[0]?.name, '[redacted]', 'its own field stays hidden')
+  t.notOk(JSON.stringify(shown).includes('"info"'), 'the environment value itself is hidden at its path')
+})
