@@ -196,6 +196,8 @@ export async function runPrimary (file: string, initial: Config, count: number, 
       const targets = workers().filter((w) => w.isConnected())
       const replies = await Promise.all(targets.map((w) => ask(w, { type: 'metrics' }, METRICS_WAIT_MS)))
       const answered = replies.flatMap((r) => r?.type === 'metrics' ? [r.metrics] : [])
+      // Nothing to merge is a failed scrape (500), not an empty one Prometheus would take as up.
+      if (answered.length === 0) throw new Error(`no worker answered in time (${targets.length} asked)`)
       if (answered.length < targets.length) log.warn('metrics: workers that did not answer in time are left out of this scrape', { answered: answered.length, workers: targets.length })
       const registry = AggregatorRegistry.aggregate(answered)
       return { contentType: registry.contentType, body: await registry.metrics() }

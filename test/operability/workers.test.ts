@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import t from 'tap'
 import type { Test } from 'tap'
 import { mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises'
@@ -133,6 +134,14 @@ t.test('/metrics with a worker that does not answer: 200 and the other workers\'
   const bad = body.split('\n').filter((l) => l !== '' && !l.startsWith('#') && !SAMPLE.test(l))
   t.same(bad, [], 'valid exposition text')
   t.match(p.proc.logs(), 'metrics: workers that did not answer in time are left out of this scrape')
+  // None answers: a failed scrape, not an empty 200 that reads as up.
+  const all = execFileSync('pgrep', ['-P', String(p.proc.child.pid)], { encoding: 'utf8' }).split('\n').filter((l) => l !== '').map(Number)
+  t.teardown(() => { for (const pid of all) { try { process.kill(pid, 'SIGCONT') } catch {} } })
+  for (const pid of all) process.kill(pid, 'SIGSTOP')
+  const none = await request(`${p.adminUrl}/metrics`)
+  await none.body.dump()
+  t.equal(none.statusCode, 500)
+  for (const pid of all) process.kill(pid, 'SIGCONT')
   process.kill(worker, 'SIGCONT')
   p.proc.child.kill('SIGTERM')
   t.same(await p.proc.exited, { code: 0, signal: null })
