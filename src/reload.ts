@@ -1,4 +1,4 @@
-import { realpathSync, statSync, watch, type FSWatcher } from 'node:fs'
+import { lstatSync, readlinkSync, realpathSync, statSync, watch, type FSWatcher } from 'node:fs'
 import path from 'node:path'
 import type { Config } from './config/schema.ts'
 import { loadConfigOffThread } from './config/off-thread.ts'
@@ -19,8 +19,9 @@ const MAX_SETTLE_CHECKS = 10
  * the writer's pauses.
  *
  * A config symlinked from another directory (`/etc/outrider.yaml` →
- * `/srv/conf/outrider.yaml`) changes there, not here: the directory of the
- * link's target is watched too, and followed when the link is re-pointed.
+ * `/srv/conf/outrider.yaml`) changes there, not here: the directory of every
+ * link on the way to the file (a chain: `current.yaml` → `v2.yaml`) is
+ * watched too, and the chain followed again when any link is re-pointed.
  */
 export function watchConfigFile (file: string, onChange: () => void, options: { debounceMs?: number } = {}): () => void {
   const dir = path.dirname(path.resolve(file))
@@ -35,19 +36,43 @@ export function watchConfigFile (file: string, onChange: () => void, options: { 
     }, debounceMs)
   }
   const changed = (): void => { clearTimeout(timer); check(undefined, 0) }
-  let target: { file: string, watcher: FSWatcher | undefined } | undefined
+  // Watches beyond the file's own directory, by the path they watch.
+  let targets = new Map<string, FSWatcher | undefined>()
   const follow = (): void => {
-    const real = realpath(file)
-    if (real === target?.file) return
-    target?.watcher?.close()
-    target = real === undefined || real === path.join(dir, base)
-      ? undefined
-      : { file: real, watcher: watchDir(path.dirname(real), (name) => name === path.basename(real), changed) }
+    const next = new Map<string, FSWatcher | undefined>()
+    for (const hop of linkTargets(file)) {
+      if (hop === path.join(dir, base) || next.has(hop)) continue
+      next.set(hop, targets.get(hop) ?? watchDir(path.dirname(hop), (name) => name === path.basename(hop), () => { follow(); changed() }))
+    }
+    for (const [hop, w] of targets) if (!next.has(hop)) w?.close()
+    targets = next
   }
   // ConfigMaps swap a `..data` symlink: any change in the directory may be ours.
   const watcher = watchDir(dir, (name) => name === base || name.startsWith('..'), () => { follow(); changed() })
   follow()
-  return () => { clearTimeout(timer); watcher?.close(); target?.watcher?.close() }
+  return () => { clearTimeout(timer); watcher?.close(); for (const w of targets.values()) w?.close() }
+}
+
+/**
+ * Every place the file's content comes from, as real paths: each link's
+ * target on the way (a link may name another link) and the file it ends at.
+ */
+function linkTargets (file: string): string[] {
+  const out: string[] = []
+  let cur = path.resolve(file)
+  for (let hops = 0; hops < 16; hops++) {
+    let link: string
+    try {
+      if (!lstatSync(cur).isSymbolicLink()) break
+      link = readlinkSync(cur)
+    } catch { break }
+    cur = path.resolve(path.dirname(cur), link)
+    const real = realpath(path.dirname(cur))
+    if (real !== undefined) out.push(path.join(real, path.basename(cur)))
+  }
+  const end = realpath(file)
+  if (end !== undefined) out.push(end)
+  return out
 }
 
 /** Watches `dir` for changes to the names `ours` accepts; undefined where that cannot be done. */

@@ -63,3 +63,25 @@ t.test('a config symlinked from another directory: an edit of the target is seen
   await changed
   t.same(watched.reads.at(-1), 'v: 4\n', 'the new target is watched')
 })
+
+t.test('a chain of links: re-pointing a link in the middle is seen, and so are later edits of the new file', async (t) => {
+  const dir = await tempDir(t)
+  await Promise.all(['etc', 'srv'].map((d) => mkdir(path.join(dir, d))))
+  const link = path.join(dir, 'etc', 'cfg.yaml')
+  const current = path.join(dir, 'srv', 'current.yaml')
+  await writeFile(path.join(dir, 'srv', 'v1.yaml'), 'v: 1\n')
+  await writeFile(path.join(dir, 'srv', 'v2.yaml'), 'v: 2\n')
+  await symlink(path.join(dir, 'srv', 'v1.yaml'), current)
+  await symlink(current, link)
+  const watched = record(t, link, 50)
+
+  let changed = watched.next()
+  await symlink(path.join(dir, 'srv', 'v2.yaml'), `${current}.tmp`)
+  await rename(`${current}.tmp`, current)
+  await changed
+  t.same(watched.reads.at(-1), 'v: 2\n', 'the middle link re-pointed')
+  changed = watched.next()
+  await writeFile(path.join(dir, 'srv', 'v2.yaml'), 'v: 3\n')
+  await changed
+  t.same(watched.reads.at(-1), 'v: 3\n', 'the file it now ends at is watched')
+})
