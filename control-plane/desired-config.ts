@@ -3,6 +3,7 @@ import { StaleStateError, emptyState, type AuditRecord, type ConfigVersion, type
 import { compose, matching, parseOverlay, type Overlay } from './overlays.ts'
 import { canonicalJson, contentHash, validateDocument, type ConfigDocument } from './validate.ts'
 import { readmit, sameEjection, type Ejection } from './ejections.ts'
+import type { ConfigIssue } from '../src/errors.ts'
 
 /** A change an operator (or, later, a rule) asks for. */
 export type Edit =
@@ -37,6 +38,12 @@ export interface NodeDocument {
   hash: string
   /** The overlays applied, in order. */
   overlays: string[]
+  /**
+   * Why the schema refuses the document these overlays make, if it does: a
+   * combination no known node selected when the overlays were stored. It is
+   * withheld from the node rather than sent to be NACKed.
+   */
+  issues?: ConfigIssue[]
 }
 
 export interface DesiredConfigOptions {
@@ -141,6 +148,11 @@ export class DesiredConfig {
     if (cached !== undefined) return cached
     const document = selected.length === 0 ? v.document : compose(v.document, selected)
     const result: NodeDocument = { version: v.version, document, hash: selected.length === 0 ? v.hash : contentHash(document), overlays: names }
+    // The base and each overlay alone were validated when stored; a combination may not have been.
+    if (selected.length > 1) {
+      const validation = validateDocument(document)
+      if (!validation.ok) result.issues = validation.issues.map((i) => ({ path: i.path, expected: `${i.expected} (in the document overlays ${names.map((n) => `"${n}"`).join(' + ')} make)` }))
+    }
     if (v === this.current) {
       if (this.#composed.size > 256) this.#composed.clear()
       this.#composed.set(key, result)

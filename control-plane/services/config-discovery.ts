@@ -71,6 +71,13 @@ function serve (call: StreamCall, deps: ConfigDiscoveryDeps, open: Set<StreamCal
     const key = `${doc.hash}\0${JSON.stringify(weightHints)}`
     if (key === lastKey) return
     lastKey = key
+    if (doc.issues !== undefined) {
+      // Never sent to be refused there: the node keeps what it runs, and the
+      // fleet view says why it is behind.
+      fleet.nack(session, String(v.version), { message: 'withheld by the control plane: the document this node\'s overlays make does not validate', issues: doc.issues })
+      nodeLog.warn('config withheld: the document this node\'s overlays make does not validate', { version: v.version, overlays: doc.overlays, issues: doc.issues })
+      return
+    }
     const nonce = randomBytes(12).toString('base64url')
     latestNonce = nonce
     sent.set(nonce, { version: String(v.version), hash: doc.hash })

@@ -91,3 +91,24 @@ t.test('two data planes with different labels: an overlay change reaches only th
   await waitFor('dp-eu on eu again after the rollback', () => serves(dpEu, '/api/5', 'eu /api/5'))
   t.equal(usApplied, 1, 'neither the delete nor the rollback concerned dp-us')
 })
+
+t.test('overlays valid alone but not together: a new node selecting both is not sent that document; the fleet view says why', async (t) => {
+  const main = await namedUpstream(t, 'main')
+  const cp = await startTestControlPlane(t, { store: `${await tempDir(t)}/store.json` })
+  const admin = operatorClient(t, cp.address, 'admin')
+  const op = operatorClient(t, cp.address, 'operator')
+  await admin.putConfig({ configJson: JSON.stringify(baseDocument([['main', main.url]], [{ name: 'api', match: { pathPrefix: '/api' }, cluster: 'main' }])) })
+  await op.putOverlay({ overlayJson: JSON.stringify({ name: 'eu', selector: { zone: 'eu-1' }, patch: { clusters: [{ name: 'eu-api', endpoints: [{ url: main.url }] }], routes: [{ name: 'eu', match: { pathPrefix: '/eu' }, cluster: 'eu-api', $before: 'api' }] } }) })
+  await op.putOverlay({ overlayJson: JSON.stringify({ name: 'canary', selector: { track: 'canary' }, priority: 1, patch: { clusters: [{ name: 'eu-api', $delete: true }] } }) })
+
+  let applied = 0
+  const dp = await startTestDataPlane(t, cp.address, 'dp-both', { labels: { zone: 'eu-1', track: 'canary' } })
+  dp.client.on('applied', () => { applied++ })
+  const node = await waitFor('the fleet shows the withheld document', async () => {
+    const f = await op.getFleet({})
+    const n = f.nodes.find((x) => x.nodeId === 'dp-both')
+    return n?.nackError !== undefined && n.nackError !== null ? n : undefined
+  })
+  t.match(node.nackError, { message: /withheld by the control plane/, issues: [{ path: 'routes[0].cluster', expected: /overlays "eu" \+ "canary" make/ }] })
+  t.equal(applied, 0, 'nothing was applied on the node')
+})
