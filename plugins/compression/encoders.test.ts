@@ -1,5 +1,6 @@
 import t from 'tap'
 import zlib from 'node:zlib'
+import type { Transform } from 'node:stream'
 import { Registry } from 'prom-client'
 import { Encoders, declareMetrics, windowBits } from './encoders.ts'
 import { schema } from './schema.ts'
@@ -67,5 +68,20 @@ t.test('idle flushing: one flush for the chunks written together, not one each',
       sizes[mode] = Buffer.concat(out).length
     }
     t.ok((sizes.idle as number) < (sizes.chunk as number) * 0.8, `${coding}: idle ${sizes.idle} bytes against ${sizes.chunk} flushed per chunk`)
+  }
+})
+
+t.test('idle flushing: a stream held open after a chunk is flushed once, not on every turn of the event loop', async (t) => {
+  const encoders = new Encoders(schema.parse({}).levels, declareMetrics(new Registry(), 'r'))
+  for (const coding of ['br', 'zstd', 'gzip'] as const) {
+    const z = encoders.create(coding, -1, true, 'idle') as Transform & { flush (...args: unknown[]): void }
+    let flushes = 0
+    const flush = z.flush.bind(z)
+    z.flush = (...args: unknown[]) => { flushes++; flush(...args) }
+    z.resume()
+    z.write(Buffer.from('{"first":"chunk"}'))
+    for (let i = 0; i < 200; i++) await new Promise((resolve) => setImmediate(resolve))
+    t.equal(flushes, 1, `${coding}: one flush for the one chunk`)
+    z.destroy()
   }
 })

@@ -167,7 +167,8 @@ function flushWhenIdle (z: Metered): void {
   const transform = z._transform
   z._transform = function (this: Idle, chunk: Buffer, encoding: BufferEncoding, done: (err?: Error | null) => void): void {
     transform.call(this, chunk, encoding, done)
-    if (!this[kFlushQueued]) { this[kFlushQueued] = true; setImmediate(flushNow, this) }
+    // A flush is itself written as an empty chunk: it must not queue another.
+    if (chunk.length > 0 && !this[kFlushQueued]) { this[kFlushQueued] = true; setImmediate(flushNow, this) }
   }
 }
 
