@@ -726,7 +726,9 @@ export class Exchange implements RequestContext {
       const fault = err !== CANCELLED && (phase === 'reset' || phase === 'response' || phase === 'body')
       this.#verdict(a, fault ? 'gateway-failure' : 'success', a.orca, a.headLatency)
       this.#release(a)
-      if (err !== CANCELLED) this.#env.metrics.upstreamErrors.labels(this.#route.cluster.name, e.code).inc()
+      // Counted as the upstream's error only when it is one (an HTTP/2 client
+      // dropping its session mid-upload reaches here as its body's error).
+      if (fault) this.#env.metrics.upstreamErrors.labels(this.#route.cluster.name, e.code).inc()
       this.#fail(this.#bodyError ?? e, this.#bodyError instanceof PayloadTooLargeError)
       return
     }

@@ -45,7 +45,7 @@ export function upstreamClient (cluster: Cluster, timeouts: { headers: number | 
           bodyTimeout: timeouts.body,
         })
         judged = true
-        cluster.record(picked, res.statusCode >= 500 ? '5xx' : 'success', performance.now() - started, orcaHeader(res.headers['endpoint-load-metrics']), endpointProbe)
+        cluster.record(picked, res.statusCode >= 500 ? '5xx' : 'success', performance.now() - started, orcaHeader(res.headers['endpoint-load-metrics']), endpointProbe, probe)
         const chunks: Buffer[] = []
         let size = 0
         let tooBig = false
@@ -60,7 +60,7 @@ export function upstreamClient (cluster: Cluster, timeouts: { headers: number | 
         if (!judged) {
           const phase = e.extensions?.phase
           const fault = phase === 'connect' || phase === 'reset' || phase === 'headers' || phase === 'response'
-          cluster.record(picked, fault ? 'gateway-failure' : undefined, performance.now() - started, undefined, endpointProbe)
+          cluster.record(picked, fault ? 'gateway-failure' : undefined, performance.now() - started, undefined, endpointProbe, probe)
           if (!fault && probe) cluster.breaker?.release()
         }
         throw e
