@@ -1,4 +1,4 @@
-import { lstatSync, readlinkSync, realpathSync, statSync, watch, type FSWatcher } from 'node:fs'
+import { lstatSync, readlinkSync, statSync, watch, type FSWatcher } from 'node:fs'
 import path from 'node:path'
 import type { Config } from './config/schema.ts'
 import { loadConfigOffThread } from './config/off-thread.ts'
@@ -20,8 +20,9 @@ const MAX_SETTLE_CHECKS = 10
  *
  * A config symlinked from another directory (`/etc/outrider.yaml` →
  * `/srv/conf/outrider.yaml`) changes there, not here: the directory of every
- * link on the way to the file (a chain: `current.yaml` → `v2.yaml`) is
- * watched too, and the chain followed again when any link is re-pointed.
+ * link on the way to the file (a chain: `current.yaml` → `v2.yaml`; a
+ * directory: `current` → `releases/v2`) is watched too, and the way followed
+ * again when any link is re-pointed.
  */
 export function watchConfigFile (file: string, onChange: () => void, options: { debounceMs?: number } = {}): () => void {
   const dir = path.dirname(path.resolve(file))
@@ -54,24 +55,33 @@ export function watchConfigFile (file: string, onChange: () => void, options: { 
 }
 
 /**
- * Every place the file's content comes from, as real paths: each link's
- * target on the way (a link may name another link) and the file it ends at.
+ * Every path whose change can change what the file reads, as paths whose
+ * directories are real: each symlink met on the way, a directory's
+ * (`current` → `releases/v2`, as deploy tools re-point) or the file's (a
+ * chain: `current.yaml` → `v2.yaml`), and the file it ends at. Resolved one
+ * component at a time, as realpath does.
  */
 function linkTargets (file: string): string[] {
   const out: string[] = []
-  let cur = path.resolve(file)
-  for (let hops = 0; hops < 16; hops++) {
-    let link: string
+  let pending = path.resolve(file).split(path.sep).filter((p) => p !== '')
+  let cur: string = path.sep
+  for (let hops = 0; pending.length > 0;) {
+    const next = path.join(cur, pending.shift() as string)
+    let link: string | undefined
     try {
-      if (!lstatSync(cur).isSymbolicLink()) break
-      link = readlinkSync(cur)
-    } catch { break }
-    cur = path.resolve(path.dirname(cur), link)
-    const real = realpath(path.dirname(cur))
-    if (real !== undefined) out.push(path.join(real, path.basename(cur)))
+      if (lstatSync(next).isSymbolicLink()) link = readlinkSync(next)
+    } catch {
+      // Dangling: watch where it should appear.
+      out.push(next)
+      return out
+    }
+    if (link === undefined) { cur = next; continue }
+    if (++hops > 32) return out
+    out.push(next)
+    pending = [...path.resolve(cur, link).split(path.sep).filter((p) => p !== ''), ...pending]
+    cur = path.sep
   }
-  const end = realpath(file)
-  if (end !== undefined) out.push(end)
+  out.push(cur)
   return out
 }
 
@@ -85,10 +95,6 @@ function watchDir (dir: string, ours: (name: string) => boolean, onChange: () =>
     // No inotify (some containers): SIGHUP still reloads.
     return undefined
   }
-}
-
-function realpath (file: string): string | undefined {
-  try { return realpathSync(file) } catch { return undefined }
 }
 
 /** What tells one version of the file from another without reading it. */

@@ -85,3 +85,25 @@ t.test('a chain of links: re-pointing a link in the middle is seen, and so are l
   await changed
   t.same(watched.reads.at(-1), 'v: 3\n', 'the file it now ends at is watched')
 })
+
+t.test('a directory link on the way, re-pointed as deploy tools do (current → releases/v2), is seen', async (t) => {
+  const dir = await tempDir(t)
+  await Promise.all(['etc', 'app/releases/v1', 'app/releases/v2'].map((d) => mkdir(path.join(dir, d), { recursive: true })))
+  await writeFile(path.join(dir, 'app/releases/v1/outrider.yaml'), 'v: v1\n')
+  await writeFile(path.join(dir, 'app/releases/v2/outrider.yaml'), 'v: v2\n')
+  const current = path.join(dir, 'app/current')
+  await symlink(path.join(dir, 'app/releases/v1'), current)
+  const link = path.join(dir, 'etc/outrider.yaml')
+  await symlink(path.join(current, 'outrider.yaml'), link)
+  const watched = record(t, link, 50)
+
+  let changed = watched.next()
+  await symlink(path.join(dir, 'app/releases/v2'), `${current}.tmp`)
+  await rename(`${current}.tmp`, current)
+  await changed
+  t.same(watched.reads.at(-1), 'v: v2\n', 'the re-pointed directory')
+  changed = watched.next()
+  await writeFile(path.join(dir, 'app/releases/v2/outrider.yaml'), 'v: v2b\n')
+  await changed
+  t.same(watched.reads.at(-1), 'v: v2b\n', 'and later edits in the new release')
+})
