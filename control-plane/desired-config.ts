@@ -413,6 +413,9 @@ export class DesiredConfig {
       const key = selected.map((o) => o.name).join('\0')
       if (selected.length < 2 || seen.has(key)) continue
       seen.add(key)
+      // A combination the running version already withholds (see documentFor)
+      // stays withheld: it must not freeze every other change.
+      if (this.current !== undefined && this.documentFor(labels)?.issues !== undefined) continue
       check(selected)
     }
   }

@@ -111,4 +111,15 @@ t.test('overlays valid alone but not together: a new node selecting both is not 
   })
   t.match(node.nackError, { message: /withheld by the control plane/, issues: [{ path: 'routes[0].cluster', expected: /overlays "eu" \+ "canary" make/ }] })
   t.equal(applied, 0, 'nothing was applied on the node')
+
+  // The withheld combination does not freeze changes that leave it as it is.
+  const bump = await admin.putConfig({ configJson: JSON.stringify(baseDocument([['main', main.url]], [{ name: 'api', match: { pathPrefix: '/api/' }, cluster: 'main' }])) })
+  t.match(bump, { changed: true }, 'an unrelated base change is taken')
+  // A version that mends it reaches the node, and the fleet view clears.
+  await op.deleteOverlay({ name: 'canary' })
+  await waitFor('dp-both gets the mended document', async () => {
+    const n = (await op.getFleet({})).nodes.find((x) => x.nodeId === 'dp-both')
+    return n !== undefined && (n.nackError === undefined || n.nackError === null) && applied > 0
+  })
+  t.ok(applied > 0)
 })
