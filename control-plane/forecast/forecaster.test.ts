@@ -169,6 +169,13 @@ t.test('a level shift is followed within hours, a short spike is not', async (t)
   observe(f, spike, 0, at + 4)
   const [next] = f.forecast(1)
   t.ok(within(next!, base(at + 4), 0.1), `after the spike: forecast ${next!.toFixed(0)} vs ${base(at + 4).toFixed(0)}`)
+  // A week after a doubling, ten minutes back at the old level: a dip, not a return.
+  const dipAt = at + 7 * m
+  const doubledThenDip = (i: number): number => (i < at ? 1 : i === dipAt || i === dipAt + 1 ? 1 : 2)
+  const g = createForecaster({ stepSeconds: 300 })
+  observe(g, doubledThenDip, 0, dipAt + 2)
+  const [afterDip] = g.forecast(1)
+  t.ok(within(afterDip!, 2 * base(dipAt + 2), 0.25), `after the dip: forecast ${afterDip!.toFixed(0)} vs ${(2 * base(dipAt + 2)).toFixed(0)}`)
 })
 
 t.test('it beats seasonal-naive and fixed Holt-Winters on synthetic traffic', async (t) => {

@@ -131,6 +131,13 @@ export class SmoothingState {
 const SHIFT_SDS = 2
 /** Steps in a row near the level from before the last shift that take the series back to it. */
 const RETURN_AFTER = 2
+/**
+ * How long after a shift (in units of `shiftAfter`, half an hour: about a
+ * day) the quick return holds. An outage ends or a deploy is rolled back
+ * within hours; a week later the old level is history, and a short dip to it
+ * is a dip, not a return.
+ */
+const RETURN_WITHIN = 48
 
 const mod = (a: number, m: number): number => ((a % m) + m) % m
 
@@ -202,7 +209,8 @@ export function advance (state: SmoothingState, params: Smoothing, opts: EngineO
  * season: `deseasoned`) to the current run, and once the run is `shiftAfter`
  * long moves the level to the run's median: returns whether it did. A return
  * to the level from before the last shift needs only RETURN_AFTER steps (an
- * outage that ends, a deploy rolled back): that level is known. The tracked
+ * outage that ends, a deploy rolled back) within about a day of the shift:
+ * that level is known. The tracked
  * scale becomes at least the run's spread about the new level (a shift on the
  * raw scale changes the noise too), and the AR term, which was following the
  * old level, is dropped.
@@ -217,7 +225,8 @@ function shiftRun (state: SmoothingState, opts: EngineOptions, sign: number, des
   state.runRatios.push(ratio)
   const previous = state.previousLevel
   // Back when the level from before explains each value of the run far better than the current one.
-  const back = state.run.length >= RETURN_AFTER && state.run.every((v) => 3 * Math.abs(v - previous) < Math.abs(v - state.level))
+  const back = state.run.length >= RETURN_AFTER && state.sinceShift <= RETURN_WITHIN * opts.shiftAfter &&
+    state.run.every((v) => 3 * Math.abs(v - previous) < Math.abs(v - state.level))
   if (!back && state.run.length < opts.shiftAfter) return false
   let level = back ? previous : median(state.run)
   // On the square-root and raw scales seasonality is additive but traffic shifts multiply: the profile
