@@ -130,19 +130,21 @@ export async function runPrimary (file: string, initial: Config, count: number, 
 
   for (let i = 0; i < count; i++) fork()
 
-  // Committed once every ready worker applied it; when one refuses, those that
-  // took it go back to the committed config: all workers serve one version.
-  // A worker that exits meanwhile does not count: its replacement starts on
-  // whatever is committed.
+  // Committed once every ready worker applied it, and at least one did: the
+  // primary only checks the schema, so a config no worker built (none ready:
+  // all restarting, or still starting) is never taken, nor one a worker died
+  // applying. When one refuses, those that took it go back to the committed
+  // config: all workers serve one version.
   const applyEverywhere = async (next: Config): Promise<void> => {
     reloading = true
     try {
       const targets = workers().filter((w) => ready.has(w.id))
+      if (targets.length === 0) throw new Error('no worker is ready to build it (keeping the running config; reload again once workers are up)')
       const replies = await Promise.all(targets.map((w) => ask(w, { type: 'apply', config: next }, APPLY_WAIT_MS)))
       const refused = targets.flatMap((w, i) => {
         const r = replies[i]
         if (r?.type === 'applied' && r.ok) return []
-        return w.isConnected() ? [r?.type === 'applied' ? r.error : 'no answer'] : []
+        return [r?.type === 'applied' ? r.error : w.isConnected() ? 'no answer' : 'the worker exited while applying it']
       })
       if (refused.length === 0) config = next
       for (const w of workers()) sync(w)

@@ -158,6 +158,27 @@ t.test('/metrics merges gauges by their meaning: a flag or a state is not summed
   t.same(await p.proc.exited, { code: 0, signal: null })
 })
 
+t.test('a reload while no worker is ready is refused, not committed unbuilt: the replacements start on the running config', async (t) => {
+  const p = await startWorkers(t)
+  const version = async (): Promise<string> => ((await (await request(`${p.adminUrl}/config`)).body.json()) as { version: string }).version
+  const first = await version()
+  const good = await readFile(p.file, 'utf8')
+  // Both workers die (out of memory, say); until their replacements are up none is ready.
+  const pids = execFileSync('pgrep', ['-P', String(p.proc.child.pid)], { encoding: 'utf8' }).split('\n').filter((l) => l !== '').map(Number)
+  for (const pid of pids) process.kill(pid, 'SIGKILL')
+  await until(async () => (await request(`${p.adminUrl}/clusters`)).statusCode !== 200, p.proc)
+  // Valid for the schema, but no worker could build it (the CA file is missing).
+  await writeFile(p.file, good.replace('endpoints: [{ url: ', `tls: { ca: ${p.dir}/missing-ca.pem }\n    endpoints: [{ url: `))
+  p.proc.child.kill('SIGHUP')
+  await p.proc.waitForLog('no worker is ready to build it')
+  t.equal(await version(), first, 'the running version stays committed')
+  await until(async () => (await request(`${p.adminUrl}/ready`)).statusCode === 200, p.proc)
+  t.equal((await get(p.url)).status, 200, 'the replacements serve the running config')
+  t.notMatch(p.proc.logs(), /worker failed to start/)
+  p.proc.child.kill('SIGTERM')
+  t.same(await p.proc.exited, { code: 0, signal: null })
+})
+
 t.test('a reload the workers refuse is not committed: the primary reports the version they serve', async (t) => {
   const p = await startWorkers(t)
   const versions = async (): Promise<{ ready: string, config: string, worker: string }> => {
