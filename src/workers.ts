@@ -95,7 +95,8 @@ export async function runPrimary (file: string, initial: Config, count: number, 
       switch (msg.type) {
         // Asked for, not sent with the fork: a message that arrives before the
         // worker listens is lost.
-        case 'hello': send(w, { type: 'start', config }); break
+        // Draining already: a worker that comes up now only has to go.
+        case 'hello': send(w, shuttingDown ? { type: 'shutdown' } : { type: 'start', config }); break
         case 'ready':
           ready.add(w.id)
           versions.set(w.id, msg.version)
@@ -255,6 +256,11 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
     send({ type: 'hello' })
   })
   let proxy: RunningProxy
+  // A shutdown asked for while the proxy starts (a slow Redis, say) is kept
+  // for when it is up, not dropped: the worker would serve on into the drain.
+  let shutdownAsked = false
+  const early = (msg: ToWorker): void => { if (msg.type === 'shutdown') shutdownAsked = true }
+  process.on('message', early)
   try {
     proxy = await startProxy({ config, source: file, log, metrics, admin: false, reusePort: true })
   } catch (err) {
@@ -265,6 +271,7 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
     process.exit(1)
   }
   process.off('disconnect', orphaned)
+  process.off('message', early)
   installCrashGuards(log)
   send({ type: 'ready', version: proxy.snapshot.version })
   let stopping = false
@@ -307,4 +314,5 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
   // end a worker that has no access-log file (and so no handler of its own).
   process.on('SIGUSR2', () => {})
   process.on('disconnect', stop)
+  if (shutdownAsked) stop()
 }

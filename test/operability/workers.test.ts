@@ -158,6 +158,29 @@ t.test('/metrics merges gauges by their meaning: a flag or a state is not summed
   t.same(await p.proc.exited, { code: 0, signal: null })
 })
 
+t.test('SIGTERM while the workers are still starting: each stops once up, it does not serve on into the drain', async (t) => {
+  const up = await startUpstream((_req, res) => { res.end('ok') })
+  t.teardown(up.close)
+  // A Redis that takes connections and never answers holds the first snapshot for connectTimeout.
+  let connected = 0
+  const silent = net.createServer(() => { connected++ })
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { silent.close() })
+  const redis = `redis://127.0.0.1:${(silent.address() as net.AddressInfo).port}`
+  const dir = await tempDir(t)
+  const file = path.join(dir, 'outrider.yaml')
+  await writeFile(file, yaml(await freePort(), await freePort(), up.url).replace('    cluster: up\n', `    cluster: up\n    plugins: [{ name: rate-limit, config: { points: 10, duration: 1, store: { type: redis, url: "${redis}", connectTimeout: 2s } } }]\n`))
+  const proc = runCli(['--config', file])
+  t.teardown(() => { proc.child.kill('SIGKILL') })
+  // Both workers are inside their start-up once each has connected to Redis.
+  await until(async () => connected >= 2, proc)
+  proc.child.kill('SIGTERM')
+  t.same(await proc.exited, { code: 0, signal: null })
+  const logs = proc.logs()
+  t.equal(logs.split('"msg":"proxy stopped"').length - 1, 2, 'both workers stopped themselves')
+  t.notMatch(logs, /SIGKILL/)
+})
+
 t.test('a reload while no worker is ready is refused, not committed unbuilt: the replacements start on the running config', async (t) => {
   const p = await startWorkers(t)
   const version = async (): Promise<string> => ((await (await request(`${p.adminUrl}/config`)).body.json()) as { version: string }).version
