@@ -1,5 +1,5 @@
 import { z } from 'zod'
-import { duration } from '../../src/config/units.ts'
+import { MAX_TIMER_MS, duration } from '../../src/config/units.ts'
 import { HOP_BY_HOP } from '../../src/http/hop-by-hop.ts'
 import { parseCidr } from './client-ip.ts'
 
@@ -249,7 +249,7 @@ export type RateLimitConfig = z.output<typeof schema>
  * Node timer cannot wait longer than 2^31-1 ms (24.8 days): a longer window
  * would end after 1 ms and never limit anything.
  */
-export const MAX_MEMORY_WINDOW_S = Math.floor((2 ** 31 - 1) / 1000)
+export const MAX_MEMORY_WINDOW_S = Math.floor(MAX_TIMER_MS / 1000)
 
 function longWindows (c: { duration?: number | undefined, limits?: ReadonlyArray<{ duration: number }> | undefined, overrides: ReadonlyArray<{ limits: ReadonlyArray<{ duration: number }> }> }, ctx: z.RefinementCtx): void {
   const message = `a window of at most ${MAX_MEMORY_WINDOW_S} seconds (24 days) with the memory store, whose timers cannot wait longer; use the redis store for longer windows`

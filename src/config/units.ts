@@ -9,30 +9,28 @@ const SIZE_BYTES: Record<string, number> = { b: 1, kb: 1000, kib: 1024, mb: 1e6,
  * The longest delay a Node timer takes: a longer one fires after 1 ms (a
  * `drainTimeout: 600h` would end a drain at once).
  */
-const MAX_DURATION_MS = 2 ** 31 - 1
+export const MAX_TIMER_MS = 2 ** 31 - 1
 const TEN_YEARS_MS = 10 * 365 * 86_400_000
-const TOO_LONG = `a duration of at most ${MAX_DURATION_MS} ms (24.8 days; timers cannot wait longer)`
 
-/** A duration in milliseconds: a number (ms) or a string such as `250ms`, `5s`, `2m`, `1h`; at most MAX_DURATION_MS. */
-export const duration = z.union([
-  z.number().int().nonnegative().max(MAX_DURATION_MS, TOO_LONG),
-  z.string().regex(DURATION, 'a duration such as 250ms, 5s, 2m or 1h').transform((s) => {
-    const m = DURATION.exec(s) as RegExpExecArray
-    return Math.round(Number(m[1]) * (DURATION_MS[m[2] as string] as number))
-  }).pipe(z.number().max(MAX_DURATION_MS, TOO_LONG)),
-], { error: 'a duration: milliseconds as a number, or a string such as 250ms, 5s, 2m, 1h' })
+/** A duration in milliseconds up to `max`: a number (ms) or a string such as `250ms`, `5s`, `2m`, `1h`. */
+function durationUpTo (max: number, tooLong: string): z.ZodType<number, number | string> {
+  return z.union([
+    z.number().int().nonnegative().max(max, tooLong),
+    z.string().regex(DURATION, 'a duration such as 250ms, 5s, 2m or 1h').transform((s) => {
+      const m = DURATION.exec(s) as RegExpExecArray
+      return Math.round(Number(m[1]) * (DURATION_MS[m[2] as string] as number))
+    }).pipe(z.number().max(max, tooLong)),
+  ], { error: 'a duration: milliseconds as a number, or a string such as 250ms, 5s, 2m, 1h' })
+}
+
+/** A duration that may be a timer's delay: at most MAX_TIMER_MS. */
+export const duration = durationUpTo(MAX_TIMER_MS, `a duration of at most ${MAX_TIMER_MS} ms (24.8 days; timers cannot wait longer)`)
 
 /**
  * A duration that is only compared against, never a timer's delay (a token's
  * age, how long a stale response is kept): up to ten years.
  */
-export const longDuration = z.union([
-  z.number().int().nonnegative().max(TEN_YEARS_MS, 'a duration of at most ten years'),
-  z.string().regex(DURATION, 'a duration such as 250ms, 5s, 2m or 1h').transform((s) => {
-    const m = DURATION.exec(s) as RegExpExecArray
-    return Math.round(Number(m[1]) * (DURATION_MS[m[2] as string] as number))
-  }).pipe(z.number().max(TEN_YEARS_MS, 'a duration of at most ten years')),
-], { error: 'a duration: milliseconds as a number, or a string such as 250ms, 5s, 2m, 1h' })
+export const longDuration = durationUpTo(TEN_YEARS_MS, 'a duration of at most ten years')
 
 /** A size in bytes: a number or a string such as `64kb`, `10mib`, `1gb`. */
 export const size = z.union([
