@@ -39,17 +39,19 @@ export function watchConfigFile (file: string, onChange: () => void, options: { 
   const changed = (): void => { clearTimeout(timer); check(undefined, 0) }
   // Watches beyond the file's own directory, by the path they watch.
   let targets = new Map<string, FSWatcher | undefined>()
+  // A link on the way may have been re-pointed: follow the way again, then reload.
+  const moved = (): void => { follow(); changed() }
   const follow = (): void => {
     const next = new Map<string, FSWatcher | undefined>()
     for (const hop of linkTargets(file)) {
       if (hop === path.join(dir, base) || next.has(hop)) continue
-      next.set(hop, targets.get(hop) ?? watchDir(path.dirname(hop), (name) => name === path.basename(hop), () => { follow(); changed() }))
+      next.set(hop, targets.get(hop) ?? watchDir(path.dirname(hop), (name) => name === path.basename(hop), moved))
     }
     for (const [hop, w] of targets) if (!next.has(hop)) w?.close()
     targets = next
   }
   // ConfigMaps swap a `..data` symlink: any change in the directory may be ours.
-  const watcher = watchDir(dir, (name) => name === base || name.startsWith('..'), () => { follow(); changed() })
+  const watcher = watchDir(dir, (name) => name === base || name.startsWith('..'), moved)
   follow()
   return () => { clearTimeout(timer); watcher?.close(); for (const w of targets.values()) w?.close() }
 }
