@@ -5,7 +5,7 @@
  * undici-min as much as for Outrider; the same instruction count comes back
  * within ~1%.)
  *
- *   node bench/instructions.ts [--requests 5000] [--warmup 30000] [--reps 2]
+ *   node bench/instructions.ts [--requests 20000] [--warmup 60000] [--reps 2]
  *                              [--connections 20] [--size 1024] [--only b,c,p]
  *
  * b = Outrider, c = our undici-min (undici 8), p = the peer-bench's
@@ -17,7 +17,7 @@
  * user-space instructions of the proxy process, JIT code, GC and node's C++
  * included; kernel work (the socket syscalls) is not, and it is about the same
  * for every proxy. Needs valgrind (Debian package `valgrind`); about 10× slower
- * than a normal run, so a few thousand requests per rep.
+ * than a normal run: ~5 minutes per target with the defaults.
  */
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
@@ -40,8 +40,12 @@ const { values } = parseArgs({
     only: { type: 'string' },
   },
 })
-const requests = intFlag(values.requests, 'requests', 5000)
-const warmup = intFlag(values.warmup, 'warmup', 30_000)
+// Each rep is a new load run: new connections, and V8 still compiles what
+// they touch for the first time. With 5,000 requests per rep that compiling
+// was up to ~10 % of the count (TurboFan's own functions in the dump) and reps
+// of one target differed by 5 %; at 20,000 they agree within ~2 %.
+const requests = intFlag(values.requests, 'requests', 20_000)
+const warmup = intFlag(values.warmup, 'warmup', 60_000)
 const reps = Math.max(1, intFlag(values.reps, 'reps', 2))
 const connections = Math.max(1, intFlag(values.connections, 'connections', 20))
 const size = intFlag(values.size, 'size', 1024)
