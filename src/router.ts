@@ -23,6 +23,12 @@ export interface RouteRequest {
 export interface RouteEntry<R> {
   readonly match: MatchConfig
   readonly value: R
+  /**
+   * The route answers CORS preflights itself (it has the `cors` plugin), so a
+   * preflight for one of its `methods` is its own even when OPTIONS is not
+   * listed. See `takesPreflight`.
+   */
+  readonly answersPreflight?: boolean
 }
 
 type FieldValue = string | readonly string[] | undefined
@@ -37,6 +43,8 @@ interface FieldMatcher {
 interface CompiledRoute<R> {
   readonly value: R
   readonly methods: readonly string[] | undefined
+  /** `methods` when the route answers preflights for them and OPTIONS is not among them; else undefined. */
+  readonly preflightMethods: readonly string[] | undefined
   readonly path: string | undefined
   readonly pathPrefix: string | undefined
   readonly pathRegex: RegExp | undefined
@@ -153,6 +161,7 @@ export class Router<R> {
       // Exact membership: HEAD does not ride on a GET-only route unless listed,
       // so a route's methods list says exactly what reaches its pipeline.
       methods: m.methods,
+      preflightMethods: entry.answersPreflight === true && m.methods !== undefined && !m.methods.includes('OPTIONS') ? m.methods : undefined,
       path: m.path,
       pathPrefix: m.pathPrefix,
       // No flags: a sticky or global regex would carry lastIndex across requests.
@@ -166,7 +175,7 @@ export class Router<R> {
 
 /** Everything but host and query, cheapest first. */
 function matchesHead (route: CompiledRoute<unknown>, req: RouteRequest): boolean {
-  if (route.methods !== undefined && !route.methods.includes(req.method)) return false
+  if (route.methods !== undefined && !route.methods.includes(req.method) && !takesPreflight(route, req)) return false
   if (route.path !== undefined && req.path !== route.path) return false
   if (route.pathPrefix !== undefined && !req.path.startsWith(route.pathPrefix)) return false
   if (route.pathRegex !== undefined && !route.pathRegex.test(req.path)) return false
@@ -176,6 +185,22 @@ function matchesHead (route: CompiledRoute<unknown>, req: RouteRequest): boolean
     if (!h.test(req.headers[h.name])) return false
   }
   return true
+}
+
+/**
+ * A CORS preflight (OPTIONS with `Origin` and `Access-Control-Request-Method`,
+ * Fetch §3.2.2) asks the resource about the actual request, and the resource's
+ * own policy MUST answer it (§4.8): it belongs to the route that would take
+ * that request. So a route with `cors` takes a preflight for one of its
+ * methods though OPTIONS is not listed; a preflight for a method it does not
+ * serve goes on, as that request would, to the route that serves it (or to
+ * 404, which fails the preflight as surely as a refusal).
+ */
+function takesPreflight (route: CompiledRoute<unknown>, req: RouteRequest): boolean {
+  const methods = route.preflightMethods
+  if (methods === undefined || req.method !== 'OPTIONS' || req.headers.origin === undefined) return false
+  const requested = req.headers['access-control-request-method']
+  return typeof requested === 'string' && methods.includes(requested)
 }
 
 function matchesFields (fields: readonly FieldMatcher[], params: QueryParams): boolean {

@@ -93,7 +93,7 @@ export class Snapshot {
     this.loadedAt = new Date()
     this.clusters = clusters
     this.routes = routes
-    this.router = new Router(routes.map((r) => ({ match: r.config.match, value: r })))
+    this.router = new Router(routes.map((r) => ({ match: r.config.match, value: r, answersPreflight: r.config.plugins.some((p) => p.name === 'cors') })))
     this.unmatched = unmatched
   }
 

@@ -192,3 +192,41 @@ t.test('answers what the browser sent even when Origin is removed before the ups
   t.equal(up.seen[0]?.headers.origin, undefined)
   t.equal(res.headers['access-control-allow-origin'], APP)
 })
+
+t.test('a preflight is answered by the route that serves the requested method', async (t) => {
+  const up = await startUpstream()
+  t.teardown(up.close)
+  const cors = (config: Record<string, unknown>): unknown[] => [{ name: 'cors', config }]
+  const routes = [
+    { name: 'api', match: { pathPrefix: '/api', methods: ['GET', 'PUT'] }, cluster: 'up', plugins: cors({ allowOrigins: [APP], allowMethods: ['GET', 'PUT'], allowCredentials: true }) },
+    { name: 'plain', match: { pathPrefix: '/plain', methods: ['GET', 'PUT'] }, cluster: 'up' },
+  ]
+  const open = { name: 'open', match: { pathPrefix: '/' }, cluster: 'up', plugins: cors({ allowMethods: ['DELETE'] }) }
+  const proxy = await startTestProxy({ clusters: [{ name: 'up', endpoints: [{ url: up.url }] }], routes }, t)
+  const ask = async (path: string, method: string): Promise<{ status: number, headers: Record<string, string | string[] | undefined> }> => {
+    const res = await request(`${proxy.url}${path}`, { method: 'OPTIONS', headers: { origin: APP, 'access-control-request-method': method } })
+    await res.body.dump()
+    return { status: res.statusCode, headers: res.headers }
+  }
+
+  const put = await ask('/api/items', 'PUT')
+  t.equal(put.status, 204, 'OPTIONS is not in the route\'s methods, yet its cors answers')
+  t.equal(put.headers['access-control-allow-origin'], APP)
+  t.equal(put.headers['access-control-allow-credentials'], 'true')
+  t.equal(put.headers['access-control-allow-methods'], 'GET, PUT')
+  t.equal((await ask('/api/items', 'DELETE')).status, 404, 'no route serves DELETE there: the preflight fails')
+  t.equal((await ask('/plain/x', 'PUT')).status, 404, 'a route without cors keeps its methods exact')
+  const notPreflight = await request(`${proxy.url}/api/items`, { method: 'OPTIONS', headers: { origin: APP } })
+  await notPreflight.body.dump()
+  t.equal(notPreflight.statusCode, 404, 'an ordinary OPTIONS request still needs OPTIONS listed')
+  t.equal(up.seen.length, 0)
+
+  await proxy.reload({ clusters: [{ name: 'up', endpoints: [{ url: up.url }] }], routes: [...routes, open] })
+  const own = await ask('/api/items', 'PUT')
+  t.equal(own.headers['access-control-allow-origin'], APP, 'not the catch-all\'s policy')
+  t.equal(own.headers['access-control-allow-methods'], 'GET, PUT')
+  const del = await ask('/api/items', 'DELETE')
+  t.equal(del.headers['access-control-allow-origin'], '*', 'the catch-all, which would take the DELETE, answers for it')
+  t.equal(del.headers['access-control-allow-methods'], 'DELETE')
+  t.equal(up.seen.length, 0)
+})

@@ -52,7 +52,9 @@ function equalsLower (name: string, lower: string): boolean {
  *   one origin's answer (or a non-CORS one) to another.
  *
  * Place it first in the route: a preflight carries no credentials, so an auth
- * plugin before it would refuse every preflight.
+ * plugin before it would refuse every preflight. The route need not list
+ * OPTIONS in `match.methods`: the router gives it the preflights for the
+ * methods it does list (src/router.ts, `takesPreflight`).
  *
  * @example
  * // routes[0].plugins:

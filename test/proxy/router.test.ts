@@ -108,6 +108,28 @@ t.test('methods: exact membership, HEAD does not ride on GET', async (t) => {
   t.ok(takes({ methods: ['GET', 'HEAD'] }, { method: 'HEAD' }))
 })
 
+t.test('methods: a route with cors takes the preflight for a method it serves', async (t) => {
+  const preflight = (method: string, origin: string | undefined): RouteRequest =>
+    req({ method: 'OPTIONS', headers: { origin, 'access-control-request-method': method } })
+  const APP = 'https://app.example'
+  const router = new Router<string>([
+    { match: { pathPrefix: '/api', methods: ['GET', 'PUT'] }, value: 'api', answersPreflight: true },
+    { match: { pathPrefix: '/plain', methods: ['GET', 'PUT'] }, value: 'plain' },
+    { match: { pathPrefix: '/', methods: ['GET', 'DELETE', 'OPTIONS'] }, value: 'open', answersPreflight: true },
+  ])
+  t.equal(router.match({ ...preflight('PUT', APP), path: '/api/x' }), 'api', 'its own policy answers, not the catch-all')
+  t.equal(router.match({ ...preflight('GET', APP), path: '/api/x' }), 'api')
+  t.equal(router.match({ ...preflight('DELETE', APP), path: '/api/x' }), 'open', 'goes where the DELETE itself would go')
+  t.equal(router.match({ ...preflight('put', APP), path: '/api/x' }), 'open', 'methods compare case-sensitively, as Fetch does')
+  t.equal(router.match({ ...preflight('PUT', undefined), path: '/api/x' }), 'open', 'no Origin: not a preflight')
+  t.equal(router.match(req({ method: 'OPTIONS', path: '/api/x', headers: { origin: 'https://app.example' } })), 'open', 'no Access-Control-Request-Method: not a preflight')
+  t.equal(router.match({ ...preflight('PUT', APP), path: '/plain/x' }), 'open', 'a route without cors keeps exact membership')
+  t.equal(router.match({ ...preflight('PATCH', APP), path: '/plain/x' }), 'open')
+  const alone = new Router([{ match: { methods: ['GET', 'PUT'] }, value: 0, answersPreflight: true }])
+  t.equal(alone.match(preflight('DELETE', APP)), undefined, 'a method no route serves: 404, which fails the preflight')
+  t.equal(alone.match(req({ method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': ['PUT', 'PUT'] } })), undefined, 'a repeated request method is no preflight')
+})
+
 t.test('headers: string, exact, prefix, regex, present', async (t) => {
   const h = (headers: RouteRequest['headers']): Partial<RouteRequest> => ({ headers })
   t.ok(takes({ headers: { 'x-env': 'prod' } }, h({ 'x-env': 'prod' })))
