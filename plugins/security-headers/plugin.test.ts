@@ -14,6 +14,8 @@ const opinionated: http.RequestListener = (_req, res) => {
     'x-powered-by': 'Express',
     'x-frame-options': 'SAMEORIGIN',
     'content-security-policy': 'default-src \'self\' https://cdn.example',
+    'referrer-policy': 'strict-origin-when-cross-origin',
+    'strict-transport-security': 'max-age=600',
     'content-type': 'text/html',
   })
   res.end('<p>hi</p>')
@@ -33,12 +35,12 @@ async function headersOf (proxy: TestProxy, init: { method?: string, headers?: R
 
 t.test('adds the defaults and removes what advertises the stack', async (t) => {
   const h = await headersOf(await setup(t, {}))
-  t.equal(h['x-content-type-options'], 'nosniff')
-  t.equal(h['referrer-policy'], 'no-referrer')
-  t.equal(h['x-frame-options'], 'DENY', 'the route\'s policy replaces the upstream\'s by default')
+  t.equal(h['x-content-type-options'], 'nosniff', 'filled in')
+  t.equal(h['referrer-policy'], 'strict-origin-when-cross-origin', 'the upstream\'s choice stands by default')
+  t.equal(h['x-frame-options'], 'SAMEORIGIN', 'the upstream\'s choice stands by default')
   t.equal(h.server, undefined)
   t.equal(h['x-powered-by'], undefined)
-  t.equal(h['strict-transport-security'], undefined, 'never over plain http (RFC 6797 §7.2)')
+  t.equal(h['strict-transport-security'], undefined, 'never over plain http, not even the upstream\'s (RFC 6797 §7.2)')
   t.equal(h['content-security-policy'], 'default-src \'self\' https://cdn.example', 'no csp configured: the upstream\'s is untouched')
   t.equal(h['content-type'], 'text/html')
 })
@@ -53,6 +55,7 @@ t.test('renders CSP, frame-ancestors, Permissions-Policy and COOP', async (t) =>
     permissionsPolicy: { camera: [], geolocation: ['self', 'https://maps.example'], fullscreen: ['*'] },
     crossOriginOpenerPolicy: 'same-origin',
     removeResponseHeaders: ['server'],
+    override: true,
   }))
   t.equal(h['strict-transport-security'], 'max-age=63072000; includeSubDomains; preload', 'httpsOnly: false sends it on http too')
   t.equal(h['referrer-policy'], 'no-referrer, strict-origin-when-cross-origin')
@@ -64,17 +67,30 @@ t.test('renders CSP, frame-ancestors, Permissions-Policy and COOP', async (t) =>
   t.equal(h['x-powered-by'], 'Express', 'only the configured headers are removed')
 })
 
-t.test('override: false keeps the upstream\'s values and fills the gaps', async (t) => {
-  const h = await headersOf(await setup(t, { override: false, csp: 'default-src \'none\'' }))
+t.test('by default the upstream\'s values stand and only the gaps are filled', async (t) => {
+  const h = await headersOf(await setup(t, { csp: 'default-src \'none\'', frameOptions: 'DENY', permissionsPolicy: 'camera=()' }))
   t.equal(h['x-frame-options'], 'SAMEORIGIN', 'the upstream\'s own')
   t.equal(h['content-security-policy'], 'default-src \'self\' https://cdn.example', 'the upstream\'s own')
+  t.equal(h['referrer-policy'], 'strict-origin-when-cross-origin', 'the upstream\'s own')
   t.equal(h['x-content-type-options'], 'nosniff', 'filled in')
-  t.equal(h['referrer-policy'], 'no-referrer', 'filled in')
+  t.equal(h['permissions-policy'], 'camera=()', 'filled in')
   t.equal(h.server, undefined, 'removal applies regardless')
 })
 
+t.test('override: true replaces every upstream value, a list only the fields it names', async (t) => {
+  const all = await headersOf(await setup(t, { csp: 'default-src \'none\'', override: true }))
+  t.equal(all['x-frame-options'], 'DENY')
+  t.equal(all['referrer-policy'], 'no-referrer')
+  t.equal(all['content-security-policy'], 'default-src \'none\'')
+  const some = await headersOf(await setup(t, { csp: 'default-src \'none\'', override: ['x-frame-options', 'referrer-policy'] }))
+  t.equal(some['x-frame-options'], 'DENY', 'named: ours')
+  t.equal(some['referrer-policy'], 'no-referrer', 'named: ours')
+  t.equal(some['content-security-policy'], 'default-src \'self\' https://cdn.example', 'not named: the upstream\'s')
+  t.equal(some['strict-transport-security'], undefined, 'no HSTS over http either way')
+})
+
 t.test('report-only CSP keeps frame-ancestors enforced', async (t) => {
-  const h = await headersOf(await setup(t, { cspReportOnly: true, csp: { 'script-src': '\'self\'' }, frameAncestors: ['\'none\''], frameOptions: false }))
+  const h = await headersOf(await setup(t, { cspReportOnly: true, csp: { 'script-src': '\'self\'' }, frameAncestors: ['\'none\''], frameOptions: false, override: ['content-security-policy'] }))
   t.equal(h['content-security-policy-report-only'], 'script-src \'self\'')
   t.equal(h['content-security-policy'], 'frame-ancestors \'none\'')
   t.equal(h['x-frame-options'], 'SAMEORIGIN', 'frameOptions: false leaves the upstream\'s alone')
@@ -94,12 +110,20 @@ t.test('HSTS only on https requests by default', async (t) => {
     void hooks.onResponse?.({ scheme } as RequestContext, res)
     return res.headers
   }
+  const theirs = { 'strict-transport-security': 'max-age=60' }
   t.equal(run('https')['strict-transport-security'], 'max-age=31536000; includeSubDomains')
   t.equal(run('http')['strict-transport-security'], undefined)
-  const keep = await plugin.create(schema.parse({ override: false }), {} as PluginContext)
-  const res = { status: 200, headers: { 'strict-transport-security': 'max-age=60' }, pipeThrough () {} } as unknown as ResponseContext
-  void keep.onResponse?.({ scheme: 'https' } as RequestContext, res)
-  t.equal(res.headers['strict-transport-security'], 'max-age=60', 'the upstream\'s HSTS kept with override: false')
+  t.equal(run('https', theirs)['strict-transport-security'], 'max-age=60', 'the upstream\'s HSTS stands over https')
+  t.equal(run('http', theirs)['strict-transport-security'], undefined, 'and is removed over http (RFC 6797 §7.2)')
+  const runWith = async (config: Record<string, unknown>, scheme: string): Promise<HeaderMap['x']> => {
+    const hooks = await plugin.create(schema.parse(config), {} as PluginContext)
+    const res = { status: 200, headers: { ...theirs }, pipeThrough () {} } as unknown as ResponseContext
+    void hooks.onResponse?.({ scheme } as RequestContext, res)
+    return res.headers['strict-transport-security']
+  }
+  t.equal(await runWith({ override: ['strict-transport-security'] }, 'https'), 'max-age=31536000; includeSubDomains', 'forced')
+  t.equal(await runWith({ hsts: { httpsOnly: false } }, 'http'), 'max-age=60', 'httpsOnly: false (TLS in front) keeps it over http')
+  t.equal(await runWith({ hsts: false }, 'http'), 'max-age=60', 'hsts: false leaves HSTS alone')
   const off = await plugin.create(schema.parse({ hsts: false }), {} as PluginContext)
   const res2 = { status: 200, headers: {}, pipeThrough () {} } as unknown as ResponseContext
   void off.onResponse?.({ scheme: 'https' } as RequestContext, res2)

@@ -19,7 +19,7 @@ t.test('accepts an empty config and fills every default', async (t) => {
     frameOptions: 'DENY',
     cspReportOnly: false,
     removeResponseHeaders: ['server', 'x-powered-by'],
-    override: true,
+    override: false,
   })
   t.same(schema.parse({ hsts: { maxAge: 600 } }).hsts, { maxAge: 600, includeSubDomains: true, preload: false, httpsOnly: true })
 })
@@ -68,6 +68,15 @@ t.test('refuses values that would break the header', async (t) => {
   t.same(paths({ permissionsPolicy: { camera: ['https://a"b'] } }), [['permissionsPolicy', 'camera', 0]])
   t.same(paths({ referrerPolicy: 'never' }), [['referrerPolicy']])
   t.same(paths({ crossOriginOpenerPolicy: 'same-site' }), [['crossOriginOpenerPolicy']])
+})
+
+t.test('override: a boolean or a list of the fields the plugin sets', async (t) => {
+  t.same(schema.parse({ override: true }).override, true)
+  t.same(schema.parse({ override: ['x-frame-options', 'x-frame-options', 'strict-transport-security'] }).override, ['x-frame-options', 'strict-transport-security'], 'once each')
+  t.same(paths({ override: ['x-frame-options', 'server'] }), [['override']], 'a field it does not set')
+  t.same(paths({ override: ['X-Frame-Options'] }), [['override']], 'names as they are sent: lower case')
+  t.same(paths({ override: [] }), [['override']])
+  t.match(issues({ override: 'yes' })[0]?.message, /true, false, or a list of the fields to force: strict-transport-security, /)
 })
 
 t.test('refuses to remove framing headers', async (t) => {

@@ -30,7 +30,7 @@ const hsts = z.strictObject({
   includeSubDomains: z.boolean().default(true).describe('Apply to every subdomain too (§6.1.2).'),
   preload: z.boolean().default(false).describe('Ask to be in browsers\' built-in HSTS lists (hstspreload.org): hard to undo.'),
   httpsOnly: z.boolean().default(true)
-    .describe('Send only on requests that came over https: RFC 6797 §7.2 forbids it over plain http. false sends it always, for when TLS ends in front of Outrider.'),
+    .describe('Send only on requests that came over https, and remove the upstream\'s own from plain-http responses: RFC 6797 §7.2 forbids it over plain http. false sends it always (and keeps the upstream\'s), for when TLS ends in front of Outrider.'),
 }).superRefine((h, ctx) => {
   // hstspreload.org refuses (and later removes) sites that preload without both.
   if (h.preload && (h.maxAge < 31_536_000 || !h.includeSubDomains)) {
@@ -52,6 +52,12 @@ const csp = z.union([
 /** Permissions Policy allowlist members: `*`, `self`, `src`, or an origin (a string in the structured header). */
 const allowMember = z.string().refine((s) => s === '*' || s === 'self' || s === 'src' || /^https?:\/\/[\x21\x23-\x5b\x5d-\x7e]+$/.test(s),
   'self, src, * or an origin such as https://a.example')
+
+/** The fields this plugin sets: what `override` may name. */
+const MANAGED = [
+  'strict-transport-security', 'x-content-type-options', 'referrer-policy', 'x-frame-options',
+  'content-security-policy', 'content-security-policy-report-only', 'permissions-policy', 'cross-origin-opener-policy',
+] as const
 
 const frameSource = z.string().regex(CSP_VALUE, 'a frame-ancestors source such as \'self\', \'none\' or https://app.example')
 
@@ -87,8 +93,10 @@ export const schema = z.strictObject({
     .default(['server', 'x-powered-by'])
     .transform((names) => [...new Set(names)])
     .describe('Response headers removed because they tell an attacker what runs behind the proxy.'),
-  override: z.boolean().default(true)
-    .describe('Replace values the upstream set itself. false keeps the upstream\'s value where there is one and only fills gaps.'),
+  override: z.union([z.boolean(), z.array(z.enum(MANAGED)).min(1).transform((names) => [...new Set(names)])], {
+    error: `true, false, or a list of the fields to force: ${MANAGED.join(', ')}`,
+  }).default(false)
+    .describe('Replace values the upstream set itself: true for every field, or a list of field names (lower case). Default false: the upstream\'s value stands where it set one, and only the gaps are filled.'),
 }).superRefine((c, ctx) => {
   if (c.frameAncestors !== undefined) {
     if (typeof c.csp === 'string' ? /(?:^|;)\s*frame-ancestors\b/i.test(c.csp) : c.csp?.['frame-ancestors'] !== undefined) {
