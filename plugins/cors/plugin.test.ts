@@ -3,6 +3,8 @@ import type http from 'node:http'
 import { request } from 'undici'
 import { startUpstream, type Upstream } from '../../test/helpers/upstream.ts'
 import { startTestProxy, simpleDoc, type TestProxy } from '../../test/helpers/proxy.ts'
+import { startWsEcho } from '../../test/helpers/ws-echo.ts'
+import { rawRequest } from '../../test/helpers/raw-http.ts'
 
 /** A backend with its own (too permissive) CORS opinion and a Vary of its own. */
 const permissive: http.RequestListener = (req, res) => {
@@ -229,4 +231,31 @@ t.test('a preflight is answered by the route that serves the requested method', 
   t.equal(del.headers['access-control-allow-origin'], '*', 'the catch-all, which would take the DELETE, answers for it')
   t.equal(del.headers['access-control-allow-methods'], 'DELETE')
   t.equal(up.seen.length, 0)
+})
+
+t.test('a WebSocket handshake from an origin the policy does not allow is refused (cross-site WebSocket hijacking)', async (t) => {
+  const echo = await startWsEcho()
+  t.teardown(echo.close)
+  const handshake = (origin: string | undefined): string => 'GET /socket HTTP/1.1\r\nHost: x.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: session=1\r\n' +
+    (origin === undefined ? '' : `Origin: ${origin}\r\n`) + '\r\n'
+  const strict = await startTestProxy(simpleDoc(`http://127.0.0.1:${echo.port}`, { plugins: [{ name: 'cors', config: { ...policy, allowCredentials: true } }] }), t)
+
+  for (const origin of ['https://evil.example', 'null', 'http://app.example.com', 'https://example.org']) {
+    const r = await rawRequest(strict.port, handshake(origin))
+    t.equal(r.responses[0]?.status, 403, origin)
+    t.match(JSON.parse(r.responses[0]?.body.toString() ?? '{}'), { status: 403, code: 'FORBIDDEN' }, origin)
+    t.ok(r.closed, `${origin}: no tunnel`)
+  }
+  t.equal(echo.upgrades.length, 0, 'no refused handshake reached the upstream')
+
+  for (const origin of [APP, 'https://a.example.org', undefined]) {
+    const r = await rawRequest(strict.port, handshake(origin), { expect: 1 })
+    t.equal(r.responses[0]?.status, 101, `${origin ?? 'no Origin (not a browser)'}: the tunnel opens`)
+  }
+  t.equal(echo.upgrades.length, 3)
+
+  const open = await startTestProxy(simpleDoc(`http://127.0.0.1:${echo.port}`, { plugins: [{ name: 'cors', config: {} }] }), t)
+  const any = await rawRequest(open.port, handshake('https://evil.example'), { expect: 1 })
+  t.equal(any.responses[0]?.status, 101, 'allowOrigins: [*] allows every origin')
 })

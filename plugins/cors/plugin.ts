@@ -1,8 +1,9 @@
 import type { IncomingMessage } from 'node:http'
-import { definePlugin, type HeaderMap } from '../../src/plugin.ts'
+import { definePlugin, type HeaderMap, type RequestContext } from '../../src/plugin.ts'
 import { schema } from './schema.ts'
 import { compileOrigins } from './origin.ts'
 import { appendVary } from '../../src/http/vary.ts'
+import { ForbiddenError } from '../../src/errors.ts'
 
 /**
  * The first value of request header `lower` as the client sent it. CORS
@@ -46,6 +47,12 @@ function equalsLower (name: string, lower: string): boolean {
  *   for an allowed `Origin`. The route's policy is authoritative: whatever
  *   CORS headers the upstream sent are replaced, so a permissive backend
  *   cannot widen it.
+ * - WebSocket handshakes: browsers apply no CORS to them (a page on any site
+ *   may open a socket, cookies and all: cross-site WebSocket hijacking), so
+ *   `Origin` is checked here, as RFC 6455 §10.2 advises. A handshake whose
+ *   `Origin` is not allowed is refused with 403; one without `Origin` (not
+ *   from a browser) passes. Scripts cannot set `Upgrade` (Fetch's forbidden
+ *   request-headers), so any request a page sends with it is a handshake.
  * - Caches (§3.2.5): a `*` policy sends `Access-Control-Allow-Origin: *` on
  *   every response and no `Vary`; any other policy sends `Vary: Origin` on
  *   every response, with or without `Origin`, so a shared cache never serves
@@ -105,9 +112,19 @@ export default definePlugin({
       return { status: 204, headers }
     }
 
+    function refuseForeignHandshake (ctx: RequestContext): void {
+      const origin = clientHeader(ctx.req, 'origin')
+      if (origin === undefined || origins.allows(origin)) return
+      ctx.annotate('cors', 'origin-refused')
+      throw new ForbiddenError('the WebSocket handshake comes from an origin this route does not allow')
+    }
+
     return {
       onRequest (ctx) {
-        if (ctx.method !== 'OPTIONS') return
+        if (ctx.method !== 'OPTIONS') {
+          if (!origins.any && clientHeader(ctx.req, 'upgrade') !== undefined) refuseForeignHandshake(ctx)
+          return
+        }
         const origin = clientHeader(ctx.req, 'origin')
         if (origin === undefined) return
         const method = clientHeader(ctx.req, 'access-control-request-method')
