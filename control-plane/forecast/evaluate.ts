@@ -2,7 +2,9 @@
  * Evaluation of the forecaster and the detector on the synthetic corpus
  * (./synthetic.ts): rolling-origin forecasts 2 hours ahead from an origin every
  * hour of the last two weeks, against weekly seasonal-naive and a
- * fixed-parameter Holt-Winters; the detector's precision/recall/F1 at its
+ * fixed-parameter Holt-Winters; the coverage, width and interval score of the
+ * 50, 80 and 90% prediction intervals over the same origins, and over the day
+ * after only 3 or 4 days of history; the detector's precision/recall/F1 at its
  * default threshold, with a rolling z-score for reference. Prints markdown
  * tables.
  *
@@ -11,7 +13,7 @@
  * `--draws 5` adds four more draws of the corpus (other seeds) as a summary.
  */
 import { createForecaster } from './forecaster.ts'
-import type { Forecaster } from './forecaster.ts'
+import type { Forecaster, PredictionInterval } from './forecaster.ts'
 import { createDetector } from './detector.ts'
 import { createFixedHoltWinters, createRollingZScore, createSeasonalNaive } from './baselines.ts'
 import { corpus, generateSeries } from './synthetic.ts'
@@ -19,8 +21,51 @@ import type { SyntheticSeries } from './synthetic.ts'
 import { mae, naiveScale, smape, mape, precisionRecallF1, pointAdjustedF1, eventPrecisionRecallF1 } from './metrics.ts'
 import type { DetectionScore } from './metrics.ts'
 
+const DAY = 86_400
 const WEEK = 604_800
 const HORIZON = 7200
+/** Prediction-interval levels scored. */
+export const LEVELS = [0.5, 0.8, 0.9]
+
+/**
+ * Sums over the scored (origin, horizon) pairs of one series, per level of
+ * LEVELS: what coverage, mean width and the interval score are made of.
+ */
+export interface IntervalTally {
+  /** Pairs scored (an actual that is missing is not). */
+  n: number
+  inside: number[]
+  /** Σ (hi − lo). */
+  width: number[]
+  /** Σ interval score (Gneiting & Raftery 2007): the width plus 2/α times the miss, α = 1 − level. */
+  score: number[]
+  /** The MASE denominator, so widths and scores are comparable across series (M4's MSIS). */
+  scale: number
+}
+
+export function createTally (scale: number): IntervalTally {
+  return { n: 0, inside: LEVELS.map(() => 0), width: LEVELS.map(() => 0), score: LEVELS.map(() => 0), scale }
+}
+
+/** Adds one actual and its intervals, one per level of LEVELS. */
+export function tallyInterval (tally: IntervalTally, actual: number, bands: PredictionInterval[]): void {
+  if (!Number.isFinite(actual)) return
+  tally.n++
+  LEVELS.forEach((level, k) => {
+    const { lo, hi } = bands[k]!
+    const alpha = 1 - level
+    tally.width[k]! += hi - lo
+    tally.score[k]! += hi - lo + (2 / alpha) * (Math.max(0, lo - actual) + Math.max(0, actual - hi))
+    if (actual >= lo && actual <= hi) tally.inside[k]!++
+  })
+}
+
+/** Share of actuals inside the `level` interval (one of LEVELS). */
+export const coverage = (t: IntervalTally, level: number): number => t.inside[LEVELS.indexOf(level)]! / t.n
+/** Mean interval score ÷ the series' scale: M4's MSIS at `level`. Lower is better. */
+export const msis = (t: IntervalTally, level: number): number => t.score[LEVELS.indexOf(level)]! / t.n / t.scale
+/** Mean width ÷ the series' scale. */
+export const scaledWidth = (t: IntervalTally, level: number): number => t.width[LEVELS.indexOf(level)]! / t.n / t.scale
 
 interface ForecastScore {
   /** MASE over the whole 1…H path, scaled by the in-sample weekly seasonal-naive MAE. */
@@ -29,7 +74,10 @@ interface ForecastScore {
   maseAtH: number
   smape: number
   mape: number
+  intervals: IntervalTally
 }
+
+type PointMetric = Exclude<keyof ForecastScore, 'intervals'>
 
 type Method = (stepSeconds: number) => Forecaster
 
@@ -51,25 +99,67 @@ export function rollingOrigin (series: SyntheticSeries, make: Method): ForecastS
   const predicted: number[] = []
   const actualH: number[] = []
   const predictedH: number[] = []
+  const scale = naiveScale(values.slice(0, evalStart), Math.round(WEEK / stepSeconds))
+  const intervals = createTally(scale)
   for (let i = 0; i < n; i++) {
     f.observe(times[i]!, values[i]!)
     if (i + 1 >= evalStart && (i + 1 - evalStart) % every === 0 && i + H < n) {
       const p = f.forecast(H)
+      const bands = LEVELS.map((level) => f.interval(H, level))
       for (let h = 1; h <= H; h++) {
         actual.push(values[i + h]!)
         predicted.push(p[h - 1]!)
+        tallyInterval(intervals, values[i + h]!, bands.map((b) => b[h - 1]!))
       }
       actualH.push(values[i + H]!)
       predictedH.push(p[H - 1]!)
     }
   }
-  const scale = naiveScale(values.slice(0, evalStart), Math.round(WEEK / stepSeconds))
   return {
     mase: mae(actual, predicted) / scale,
     maseAtH: mae(actualH, predictedH) / scale,
     smape: smape(actual, predicted),
-    mape: mape(actual, predicted)
+    mape: mape(actual, predicted),
+    intervals
   }
+}
+
+export interface ShortHistoryScore {
+  /** MASE scaled by the history's in-sample daily seasonal-naive MAE (there is no week to take). */
+  mase: number
+  intervals: IntervalTally
+}
+
+/**
+ * A route that is new: fitted on `days` days from `startDay` (days after the
+ * series' start), then scored like rollingOrigin on the next day (2 h ahead
+ * from every hour) while it keeps observing. Its intervals come from the
+ * errors of one or two days, which is where they are least reliable.
+ */
+export function shortHistory (series: SyntheticSeries, days: number, startDay: number, make: Method): ShortHistoryScore {
+  const { stepSeconds, times, values } = series
+  const perDay = Math.round(DAY / stepSeconds)
+  const H = Math.round(HORIZON / stepSeconds)
+  const every = Math.max(1, Math.round(3600 / stepSeconds))
+  const start = startDay * perDay
+  const end = start + days * perDay
+  const scale = naiveScale(values.slice(start, end), perDay)
+  const intervals = createTally(scale)
+  const actual: number[] = []
+  const predicted: number[] = []
+  const f = make(stepSeconds)
+  for (let i = start; i < end + perDay && i + H < values.length; i++) {
+    f.observe(times[i]!, values[i]!)
+    if (i + 1 < end || (i + 1 - end) % every !== 0) continue
+    const p = f.forecast(H)
+    const bands = LEVELS.map((level) => f.interval(H, level))
+    for (let h = 1; h <= H; h++) {
+      actual.push(values[i + h]!)
+      predicted.push(p[h - 1]!)
+      tallyInterval(intervals, values[i + h]!, bands.map((b) => b[h - 1]!))
+    }
+  }
+  return { mase: mae(actual, predicted) / scale, intervals }
 }
 
 const fmt = (v: number, d = 3): string => (Number.isFinite(v) ? v.toFixed(d) : '–')
@@ -79,7 +169,13 @@ interface ForecastSummary {
   /** Mean over series, per method. */
   scores: Map<string, ForecastScore[]>
   seconds: Map<string, number>
+  /** Outrider's, per number of days of history. */
+  short: Map<number, ShortHistoryScore[]>
 }
+
+/** Days of history of the short-history case, and the days (after the series' start) its windows start on. */
+const SHORT_DAYS = [3, 4]
+const SHORT_STARTS = [0, 5, 10, 15]
 
 function evaluateForecasts (all: SyntheticSeries[]): ForecastSummary {
   const scores = new Map<string, ForecastScore[]>()
@@ -89,10 +185,47 @@ function evaluateForecasts (all: SyntheticSeries[]): ForecastSummary {
     scores.set(name, all.map((s) => rollingOrigin(s, make)))
     seconds.set(name, (performance.now() - started) / 1000)
   }
-  return { scores, seconds }
+  const short = new Map<number, ShortHistoryScore[]>()
+  for (const days of SHORT_DAYS) short.set(days, all.flatMap((s) => SHORT_STARTS.map((d) => shortHistory(s, days, d, methods.outrider!))))
+  return { scores, seconds, short }
 }
 
-const meanOf = (summary: ForecastSummary, name: string, key: keyof ForecastScore): number => mean(summary.scores.get(name)!.map((s) => s[key]))
+const meanOf = (summary: ForecastSummary, name: string, key: PointMetric): number => mean(summary.scores.get(name)!.map((s) => s[key]))
+
+/** Coverage over all the pairs of `tallies`; widths and MSIS averaged over them (each already scale-free), like MASE. */
+function pooled (tallies: IntervalTally[]): { coverage: (l: number) => number, width: (l: number) => number, msis: (l: number) => number } {
+  const total = tallies.reduce((a, t) => a + t.n, 0)
+  const k = (l: number): number => LEVELS.indexOf(l)
+  return {
+    coverage: (l) => tallies.reduce((a, t) => a + t.inside[k(l)]!, 0) / total,
+    width: (l) => mean(tallies.map((t) => scaledWidth(t, l))),
+    msis: (l) => mean(tallies.map((t) => msis(t, l)))
+  }
+}
+
+const pct = (v: number): string => fmt(100 * v, 1)
+
+function printIntervals (all: SyntheticSeries[], summary: ForecastSummary): void {
+  console.log('### Prediction intervals (outrider): the same origins, and the day after a short history\n')
+  console.log('Coverage: share of actuals inside the central 50/80/90% intervals (%), pooled over the 1…2 h path. Width and MSIS (M4\'s mean scaled interval score: width + 2/α × miss, α = 1 − level) are divided by the MASE scale and averaged over series; lower MSIS is better.\n')
+  console.log('| series | cover 50 % | cover 80 % | cover 90 % | width 80 % | width 90 % | MSIS 80 % | MSIS 90 % |')
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|')
+  const ours = summary.scores.get('outrider')!.map((s) => s.intervals)
+  all.forEach((s, i) => {
+    const t = ours[i]!
+    console.log(`| ${s.spec.name} | ${pct(coverage(t, 0.5))} | ${pct(coverage(t, 0.8))} | ${pct(coverage(t, 0.9))} | ${fmt(scaledWidth(t, 0.8), 2)} | ${fmt(scaledWidth(t, 0.9), 2)} | ${fmt(msis(t, 0.8), 2)} | ${fmt(msis(t, 0.9), 2)} |`)
+  })
+  const row = (label: string, tallies: IntervalTally[], extra = ''): void => {
+    const p = pooled(tallies)
+    console.log(`| ${label} | ${pct(p.coverage(0.5))} | ${pct(p.coverage(0.8))} | **${pct(p.coverage(0.9))}** | ${fmt(p.width(0.8), 2)} | ${fmt(p.width(0.9), 2)} | ${fmt(p.msis(0.8), 2)} | **${fmt(p.msis(0.9), 2)}**${extra} |`)
+  }
+  row('**all, pooled**', ours)
+  console.log(`\nShort history: fitted on ${SHORT_DAYS.join(' or ')} days starting on day ${SHORT_STARTS.join(', ')} of each series, scored 2 h ahead from every hour of the next day; MASE and MSIS scaled by the history's daily seasonal-naive MAE.\n`)
+  console.log('| history | cover 50 % | cover 80 % | cover 90 % | width 80 % | width 90 % | MSIS 80 % | MSIS 90 % | MASE |')
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
+  for (const [days, scores] of summary.short) row(`${days} days (${scores.length} windows)`, scores.map((s) => s.intervals), ` | ${fmt(mean(scores.map((s) => s.mase)))}`)
+  console.log()
+}
 
 function printForecasts (all: SyntheticSeries[], summary: ForecastSummary): void {
   const names = Object.keys(methods)
@@ -221,7 +354,10 @@ function main (): void {
     const detector = args.includes('--skip-detector') ? undefined : evaluateDetector(all)
     if (k === 0) {
       console.log(`## Outrider forecasting and anomaly detection on ${all.length} synthetic series (${all.reduce((a, s) => a + s.values.length, 0)} points)\n`)
-      if (forecast !== undefined) printForecasts(all, forecast)
+      if (forecast !== undefined) {
+        printForecasts(all, forecast)
+        printIntervals(all, forecast)
+      }
       if (detector !== undefined) printDetector(detector)
     }
     perDraw.push({ offset, forecast, detector })
