@@ -277,8 +277,30 @@ export const configSchema = z.strictObject({
     if (r.rewrite !== undefined && r.match.pathPrefix === undefined) {
       ctx.addIssue({ code: 'custom', path: ['routes', i, 'rewrite'], message: 'match.pathPrefix to be set when rewrite.pathPrefix is used' })
     }
+    cacheBeforeAuth(r.plugins, ['routes', i, 'plugins'], ctx)
   })
 })
+
+/** Plugins that decide who may see a response. */
+const AUTH_PLUGINS: ReadonlySet<string> = new Set(['jwt-auth', 'api-key'])
+
+/**
+ * A cache answers from its store in the request phase, and the first plugin
+ * that answers ends it: listed before an auth plugin, it would hand stored
+ * responses to clients that were never authenticated.
+ */
+function cacheBeforeAuth (plugins: ReadonlyArray<{ name: string }>, path: Array<string | number>, ctx: z.RefinementCtx): void {
+  const cache = plugins.findIndex((p) => p.name === 'cache')
+  if (cache === -1) return
+  const auth = plugins.findLastIndex((p) => AUTH_PLUGINS.has(p.name))
+  if (auth < cache) return
+  const name = (plugins[auth] as { name: string }).name
+  ctx.addIssue({
+    code: 'custom',
+    path: [...path, cache],
+    message: `cache after the route's authentication (cache at plugins[${cache}] would answer from its store before ${name} at plugins[${auth}] checks the client: list ${name} first)`,
+  })
+}
 
 export type Config = z.output<typeof configSchema>
 export type ClusterConfig = Config['clusters'][number]

@@ -215,6 +215,13 @@ const cases: Case[] = [
     line: 8,
   },
   {
+    name: 'cache before an auth plugin (it would serve stored responses to anyone)',
+    lines: [...ROUTE, '    plugins:', '      - name: headers', '      - name: cache', '      - name: api-key', "        config: { keys: [{ id: a, hash: 'sha256:" + '0'.repeat(64) + "' }] }"],
+    path: 'routes[0].plugins[1]',
+    expected: ['cache after the route\'s authentication', 'cache at plugins[1]', 'before api-key at plugins[2]'],
+    line: 10,
+  },
+  {
     name: 'bad duration string',
     lines: ['limits:', '  headersTimeout: 5 secs'],
     path: 'limits.headersTimeout',

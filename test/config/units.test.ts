@@ -32,11 +32,11 @@ routes:
   - name: r
     cluster: c
     plugins:
-      - { name: cache, config: { ${cache} } }
       - { name: jwt-auth, config: { keys: [{ type: secret, secret: "0123456789abcdef0123456789abcdef" }], algorithms: [HS256], ${jwt} } }
+      - { name: cache, config: { ${cache} } }
 `
   const config = parseConfig(doc('keepStale: 720h, heuristicMax: 2400h', 'maxAge: 8760h'), 'units.yaml')
-  const [cache, jwt] = config.routes[0]?.plugins ?? []
+  const [jwt, cache] = config.routes[0]?.plugins ?? []
   t.same([(cache?.config as { keepStale: number }).keepStale, (jwt?.config as { maxAge: number }).maxAge], [720 * 3_600_000, 8760 * 3_600_000])
-  t.match(issue(doc('keepStale: 200000h', 'maxAge: 1h')), { path: 'routes[0].plugins[0].config.keepStale', expected: /at most ten years/ })
+  t.match(issue(doc('keepStale: 200000h', 'maxAge: 1h')), { path: 'routes[0].plugins[1].config.keepStale', expected: /at most ten years/ })
 })
