@@ -10,7 +10,7 @@ import { parseCacheControl, pragmaNoCache, type CacheControl } from './cache-con
 import { currentAge, effectiveCacheControl, refresh, type FreshnessOptions, type StoredResponse } from './stored-response.ts'
 import { varyMatches, varyNames, varyValues } from './vary.ts'
 import { isConditional, notModified, NOT_MODIFIED_FIELDS, sameValidator } from './conditional.ts'
-import { explicitLifetime, isServerFailure, SAFE_METHODS, staleIfError, storable, usable, type NotStorable } from './policy.ts'
+import { explicitLifetime, isServerFailure, SAFE_METHODS, sharedWhenAuthenticated, staleIfError, storable, usable, type NotStorable } from './policy.ts'
 import { acquireStore, metricsFor } from './process-state.ts'
 import { byteRange, ifRangeHolds, storedPart } from './range.ts'
 import { Capture } from './capture.ts'
@@ -72,6 +72,16 @@ function tagsOf (value: string | string[] | undefined): string[] {
   if (value === undefined) return []
   const raw = typeof value === 'string' ? value : value.join(' ')
   return [...new Set(raw.split(/[\s,]+/).filter((t) => t !== ''))].slice(0, 64)
+}
+
+/**
+ * Does the request carry credentials (RFC 9111 §3.5)? `Authorization`, or an
+ * identity an auth plugin before the cache established from wherever its
+ * credential was (an `x-api-key` header, a cookie, a query parameter), which
+ * it may also have removed before the cache looks.
+ */
+function authenticated (c: RequestContext): boolean {
+  return c.identity !== undefined || c.req.headers.authorization !== undefined
 }
 
 /** Where a URL lives in the cache: `host/path?query`, host lower-cased and without a default port. */
@@ -261,21 +271,28 @@ export default definePlugin({
       return c.state.cache as CacheState | undefined
     }
 
-    /** Why a response to `req` may not be stored (RFC 9111 §3, with this config's Set-Cookie and targeted rules); undefined when it may. */
-    function whyNotStored (status: number, headers: HeaderMap, reqCC: CacheControl, req: HeaderMap, partial = false): NotStorable | undefined {
+    /** Why a response to `c` may not be stored (RFC 9111 §3, with this config's Set-Cookie and targeted rules); undefined when it may. */
+    function whyNotStored (status: number, headers: HeaderMap, reqCC: CacheControl, c: RequestContext, partial = false): NotStorable | undefined {
       const resCC = effectiveCacheControl(headers, config.targetedCacheControl).cc
-      return storable(status, headers, resCC, reqCC, req.authorization !== undefined, config.setCookie, partial)
+      return storable(status, headers, resCC, reqCC, authenticated(c), config.setCookie, partial)
     }
 
-    /** Updates a stored response from a 304 (RFC 9111 §3.2, §4.3.4). False when the 304 is about another representation. */
-    function freshen (e: StoredResponse, headers: HeaderMap, requestTime: number, now: number): StoredResponse | undefined {
+    /**
+     * Updates a stored response from a 304 (RFC 9111 §3.2, §4.3.4) to a
+     * request (`authed`: with credentials). Undefined when the 304 is about
+     * another representation.
+     */
+    function freshen (e: StoredResponse, headers: HeaderMap, authed: boolean, requestTime: number, now: number): StoredResponse | undefined {
       const match = sameValidator(headers.etag, e.etag)
       if (match === undefined) return undefined
       const cc = effectiveCacheControl(headers, config.targetedCacheControl).cc
       // The origin no longer lets a shared cache keep it: a copy answers this
       // client once (with its fields), and the shared object stays untouched
-      // for requests still holding it.
-      const shared = !cc.private && !cc.noStore
+      // for requests still holding it. Updated by an authenticated request's
+      // 304, it is a response to that request (§3.5): shared only when the
+      // directives it has then (the 304's, else its own) say so.
+      const shared = !cc.private && !cc.noStore &&
+        (!authed || sharedWhenAuthenticated(effectiveCacheControl({ ...e.headers, ...headers }, config.targetedCacheControl).cc))
       const out = shared ? e : { ...e, headers: { ...e.headers } }
       for (const name in headers) {
         const v = headers[name]
@@ -309,7 +326,7 @@ export default definePlugin({
      * and length, its headers and freshness refresh the stored copy; a
      * different representation makes the stored one unusable.
      */
-    function headUpdate (e: StoredResponse, headers: HeaderMap, requestTime: number, now: number): void {
+    function headUpdate (e: StoredResponse, headers: HeaderMap, authed: boolean, requestTime: number, now: number): void {
       const etag = headers.etag
       const lm = headers['last-modified']
       const length = headers['content-length']
@@ -317,7 +334,7 @@ export default definePlugin({
         (lm !== undefined && String(lm) !== e.lastModified) ||
         (length !== undefined && Number(length) !== e.body.length)
       if (changed) { l1.remove(e); return }
-      freshen(e, headers, requestTime, now)
+      freshen(e, headers, authed, requestTime, now)
     }
 
     /** stale-while-revalidate: refresh `e` once in the background; the client already has its answer. */
@@ -334,12 +351,13 @@ export default definePlugin({
       if (e.lastModified !== undefined) headers['if-modified-since'] = e.lastModified
       const requestTime = Date.now()
       const req = c.req.headers as HeaderMap
+      const authed = authenticated(c)
       const reqCC = st(c)?.reqCC ?? parseCacheControl(undefined)
       ctx.upstream.request({ method: 'GET', path: c.upstreamPath, headers, maxBodySize: config.maxEntrySize }).then((reply) => {
         const now = Date.now()
-        if (reply.status === 304) { if (freshen(e, reply.headers, requestTime, now) === undefined) l1.remove(e); return }
+        if (reply.status === 304) { if (freshen(e, reply.headers, authed, requestTime, now) === undefined) l1.remove(e); return }
         if (isServerFailure(reply.status)) return
-        if (whyNotStored(reply.status, reply.headers, reqCC, req) !== undefined || reply.body === undefined) { l1.remove(e); return }
+        if (whyNotStored(reply.status, reply.headers, reqCC, c) !== undefined || reply.body === undefined) { l1.remove(e); return }
         put(makeEntry(e.key, reply.status, reply.headers, reply.body, req, requestTime, now, reply.headers.age), now)
       }, (err: unknown) => {
         ctx.log.debug('background revalidation failed; the stale response stays', { key: e.key, err })
@@ -512,7 +530,7 @@ export default definePlugin({
         const e = state.entry
         if (e !== undefined && state.revalidating && res.status === 304 && !res.local) {
           const from304 = { ...res.headers }
-          const answer = freshen(e, res.headers, state.requestTime, now)
+          const answer = freshen(e, res.headers, authenticated(c), state.requestTime, now)
           if (answer !== undefined) {
             serveInstead(c, res, answer, now, 'REVALIDATED', true)
             clientFields(res, from304)
@@ -533,10 +551,10 @@ export default definePlugin({
           return
         }
         finishOutcome(c, res, 'MISS')
-        if (c.method === 'HEAD' && e !== undefined && !res.local && res.status === 200) headUpdate(e, res.headers, state.requestTime, now)
+        if (c.method === 'HEAD' && e !== undefined && !res.local && res.status === 200) headUpdate(e, res.headers, authenticated(c), state.requestTime, now)
         if (res.local || c.method !== 'GET') { release(state); return }
         const req = c.req.headers as HeaderMap
-        if (whyNotStored(res.status, res.headers, state.reqCC, req) !== undefined) {
+        if (whyNotStored(res.status, res.headers, state.reqCC, c) !== undefined) {
           // A stored copy the origin no longer lets us keep must go (e.g. now no-store).
           if (e !== undefined) l1.remove(e)
           passUntil.set(state.key, true)
@@ -607,7 +625,7 @@ export default definePlugin({
       finishOutcome(c, res, 'MISS')
       const now = Date.now()
       const req = c.req.headers as HeaderMap
-      if (whyNotStored(reply.status, reply.headers, state.reqCC, req) === undefined) {
+      if (whyNotStored(reply.status, reply.headers, state.reqCC, c) === undefined) {
         put(makeEntry(state.key, reply.status, reply.headers, reply.body, req, requestTime, now, reply.headers.age), now)
       }
       release(state)
@@ -644,7 +662,7 @@ export default definePlugin({
       const part = partial ? storedPart(res.headers['content-range']) : undefined
       if (partial ? part === undefined : res.status !== 200) return
       const req = c.req.headers as HeaderMap
-      if (whyNotStored(res.status, res.headers, state.reqCC, req, partial) !== undefined) return
+      if (whyNotStored(res.status, res.headers, state.reqCC, c, partial) !== undefined) return
       keep(res, state, req, part === undefined ? undefined : part.last - part.first + 1)
     }
 
@@ -657,7 +675,7 @@ export default definePlugin({
       if (res.status !== 200) return
       if (!explicitLifetime(res.headers, effectiveCacheControl(res.headers, config.targetedCacheControl).cc)) return
       const req = c.req.headers as HeaderMap
-      if (whyNotStored(res.status, res.headers, state.reqCC, req) !== undefined) return
+      if (whyNotStored(res.status, res.headers, state.reqCC, c) !== undefined) return
       keep(res, state, req, undefined)
     }
 

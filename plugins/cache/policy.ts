@@ -31,7 +31,7 @@ export function storable (status: number, res: HeaderMap, resCC: CacheControl, r
   if (reqCC.noStore) return 'no-store'
   if (resCC.private) return 'private'
   // §3.5: a response to an authenticated request is shared only when the origin said so.
-  if (authorized && !resCC.public && !resCC.mustRevalidate && resCC.sMaxage === undefined) return 'authorization'
+  if (authorized && !sharedWhenAuthenticated(resCC)) return 'authorization'
   if (res.vary !== undefined && String(res.vary).split(',').some((v) => v.trim() === '*')) return 'vary-star'
   if (res['set-cookie'] !== undefined && setCookie === 'bypass') return 'set-cookie'
   if (resCC.public || explicitLifetime(res, resCC)) return undefined
@@ -40,6 +40,11 @@ export function storable (status: number, res: HeaderMap, resCC: CacheControl, r
   // with: such a copy could never be reused, so it is not worth its memory.
   if (res['last-modified'] === undefined && res.etag === undefined) return 'no-freshness'
   return undefined
+}
+
+/** RFC 9111 §3.5: directives that let a shared cache reuse a response to an authenticated request for others. */
+export function sharedWhenAuthenticated (cc: CacheControl): boolean {
+  return cc.public || cc.mustRevalidate || cc.sMaxage !== undefined
 }
 
 /** Does the response give its freshness lifetime itself (s-maxage, max-age or Expires), no heuristic needed? */
