@@ -205,6 +205,21 @@ t.test('a reload keeps the fetched keys: one JWKS per URL and process, shared by
   t.equal(idp.hits, 1, 'and did not fetch again')
 })
 
+t.test('a reload that changes the JWKS options or the algorithms during an IdP outage keeps the fetched keys', async (t) => {
+  const { up, idp, proxy } = await setup(t, {}, [k1, k2])
+  const doc = (config: Record<string, unknown>): Record<string, unknown> => simpleDoc(up.url, { plugins: [{ name: 'jwt-auth', config: { jwksUrl: idp.url, issuer: ISS, audience: AUD, ...config } }] })
+  t.equal((await get(proxy, bearer(await sign(k1, good)))).status, 200)
+  idp.failWith = 503
+  await proxy.reload(doc({ jwks: { timeout: '3s', cooldown: '10s' } }))
+  t.equal((await get(proxy, bearer(await sign(k1, good)))).status, 200, 'another timeout and cooldown')
+  await proxy.reload(doc({ algorithms: ['ES256'] }))
+  t.equal((await get(proxy, bearer(await sign(k2, good)))).status, 200, 'another algorithm list')
+  const rs = await get(proxy, bearer(await sign(k1, good)))
+  t.equal(rs.status, 401, 'and it applies: RS256 is no longer accepted')
+  t.match(rs.headers['www-authenticate'], /not accepted/)
+  t.equal(idp.hits, 1, 'no new key set, no new fetch')
+})
+
 t.test('a refresh revalidates with If-None-Match; a 304 keeps the keys', async (t) => {
   const { idp, proxy } = await setup(t, { jwks: { minRefresh: '1s' } }, [k1])
   idp.cacheControl = 'max-age=1'
@@ -213,7 +228,7 @@ t.test('a refresh revalidates with If-None-Match; a 304 keeps the keys', async (
   t.equal((await get(proxy, bearer(await sign(k1, good)))).status, 200)
 })
 
-t.test('refuses tokens while no key was ever fetched', async (t) => {
+t.test('answers 503 while no key was ever fetched', async (t) => {
   const idp = await startJwksServer([])
   idp.failWith = 500
   t.teardown(idp.close)
@@ -221,8 +236,11 @@ t.test('refuses tokens while no key was ever fetched', async (t) => {
   t.teardown(up.close)
   const proxy = await startTestProxy(simpleDoc(up.url, { plugins: [{ name: 'jwt-auth', config: { jwksUrl: idp.url, jwks: { cooldown: '1s' } } }] }), t)
   const res = await get(proxy, bearer(await sign(k1, good)))
-  t.equal(res.status, 401)
-  t.match(res.headers['www-authenticate'], /signing keys are unavailable/)
+  t.equal(res.status, 503, 'the proxy\'s failure, not the token\'s')
+  t.equal(res.headers['www-authenticate'], undefined, 'no invalid_token: the client keeps its token')
+  t.equal(res.headers['content-type'], 'application/problem+json')
+  t.equal(res.body.code, 'AUTH_UNAVAILABLE')
+  t.ok(Number(res.headers['retry-after']) >= 1, `Retry-After ${String(res.headers['retry-after'])}`)
   t.equal(up.seen.length, 0)
 
   idp.failWith = undefined

@@ -1,9 +1,9 @@
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions, type CryptoKey } from 'jose'
 import { definePlugin, type HeaderMap, type RequestContext } from '../../src/plugin.ts'
-import { BadRequestError, ForbiddenError, UnauthorizedError } from '../../src/errors.ts'
+import { BadRequestError, ForbiddenError, OutriderError, UnauthorizedError } from '../../src/errors.ts'
 import { schema, localKeyJwk, JWKS_DEFAULTS, type JwtAuthConfig } from './schema.ts'
 import { buildKeyIndex, type Algorithm } from './keys.ts'
-import { KeysUnavailableError, acquireKeySet, type HeldKeySet } from './remote-jwks.ts'
+import { KeysUnavailableError, acquireKeySet, type HeldKeySet, type KeyLookup } from './remote-jwks.ts'
 import { fromBearer, fromCookie, fromHeader, removeCookie, MISSING, INVALID_REQUEST, type Extracted } from './token.ts'
 import { claimHeaderValue, compileRequirements, meetsRequirements, scopesOf } from './claims.ts'
 
@@ -16,7 +16,6 @@ const DESCRIPTIONS = {
   malformed: 'the token is malformed',
   algorithm: 'the token algorithm is not accepted',
   unknownKey: 'no known key matches the token',
-  keysUnavailable: 'the signing keys are unavailable',
   signature: 'the token signature is invalid',
   expired: 'the token has expired',
   notYetValid: 'the token is not valid yet',
@@ -34,12 +33,22 @@ type Reason = keyof typeof DESCRIPTIONS
 
 /**
  * The `auth` annotation of a refusal (access log, trace): whether the token
- * was bad, merely old, or could not be checked at all (the IdP's keys are
- * unreachable: not the client's fault). `authReason` carries the Reason.
+ * was bad or merely old. `authReason` carries the Reason.
  */
-function outcomeOf (reason: Reason): 'invalid' | 'expired' | 'unavailable' {
-  if (reason === 'expired' || reason === 'tooOld') return 'expired'
-  return reason === 'keysUnavailable' ? 'unavailable' : 'invalid'
+function outcomeOf (reason: Reason): 'invalid' | 'expired' {
+  return reason === 'expired' || reason === 'tooOld' ? 'expired' : 'invalid'
+}
+
+/**
+ * The token could not be checked: no signing key was ever fetched from the
+ * JWKS (the IdP is down or misconfigured). The proxy's failure, not the
+ * client's, so a 503 with Retry-After, as Envoy and Kong report a JWKS they
+ * cannot fetch: a 401 `invalid_token` would tell the client to discard a
+ * token that may be perfectly good (RFC 6750 §3.1).
+ */
+export class AuthUnavailableError extends OutriderError {
+  readonly code = 'AUTH_UNAVAILABLE'
+  readonly status = 503
 }
 
 /** The key source found no key for the token's alg and kid. */
@@ -50,7 +59,6 @@ class NoMatchingKeyError extends Error {
 /** Maps what jose (or the key source) threw to a reason; anything else is a bug and is rethrown. */
 function reasonFor (err: unknown): Reason {
   if (err instanceof NoMatchingKeyError) return 'unknownKey'
-  if (err instanceof KeysUnavailableError) return 'keysUnavailable'
   if (err instanceof errors.JWTExpired) return err.claim === 'iat' ? 'tooOld' : 'expired'
   if (err instanceof errors.JWTClaimValidationFailed) {
     switch (err.claim) {
@@ -76,11 +84,6 @@ function param (name: string, value: string): string {
   return `, ${name}="${value}"`
 }
 
-/** Something that finds verification keys for a token header. */
-interface KeySource {
-  resolve (alg: string, kid: unknown): readonly CryptoKey[] | Promise<readonly CryptoKey[]>
-}
-
 function firstKey (keys: readonly CryptoKey[]): CryptoKey {
   const key = keys[0]
   if (key === undefined) throw new NoMatchingKeyError()
@@ -94,20 +97,23 @@ function firstKey (keys: readonly CryptoKey[]): CryptoKey {
  *
  * - Keys come from a JWKS URL (see RemoteKeySet: cached by Cache-Control,
  *   refetched on an unknown kid at most once per cooldown, kept through an
- *   IdP outage) or from local JWKs, PEM public keys or HMAC secrets. Every key
- *   is imported once, per allowed algorithm, before it is used; a request
- *   only looks one up.
+ *   IdP outage and reloads) or from local JWKs, PEM public keys or HMAC
+ *   secrets. Every key is imported once per algorithm it fits, before it is
+ *   used; a request only looks one up.
  * - `algorithms` is an allow-list checked before any key is touched; `none`
  *   cannot be configured and HMAC never mixes with public keys (RFC 8725 §2.1).
  * - Missing credentials get `401` with a bare `Bearer realm="…"` challenge;
  *   a bad token `401 error="invalid_token"` with a description; a token
  *   without the route's scopes `403 error="insufficient_scope", scope="…"`
- *   (RFC 6750 §3); a repeated or unreadable credential `400 invalid_request`.
+ *   (RFC 6750 §3); a repeated or unreadable credential `400 invalid_request`;
+ *   a token that cannot be checked because no JWKS key could ever be fetched
+ *   `503` with `Retry-After` (AuthUnavailableError).
  * - The client's own copies of the forwarded-claim headers are removed before
  *   anything else, so an upstream can trust them whatever the outcome.
  * - Every decision is annotated for the access log and the trace: `auth` (ok,
  *   missing, invalid, expired, unavailable, forbidden) and, on a refusal,
- *   `authReason` (a key of DESCRIPTIONS, `invalidRequest`, `scope`, `claims`).
+ *   `authReason` (a key of DESCRIPTIONS, `keysUnavailable`, `invalidRequest`,
+ *   `scope`, `claims`).
  *
  * @example
  * // routes[0].plugins:
@@ -124,7 +130,7 @@ export default definePlugin({
   schema,
   async create (config: JwtAuthConfig, ctx) {
     const algorithms = config.algorithms as Algorithm[]
-    let source: KeySource
+    let source: KeyLookup
     let remote: HeldKeySet | undefined
     if (config.jwksUrl !== undefined) {
       const o = config.jwks ?? JWKS_DEFAULTS
@@ -253,6 +259,10 @@ export default definePlugin({
         try {
           claims = await verify(token)
         } catch (err) {
+          if (err instanceof KeysUnavailableError) {
+            annotate(rc, 'unavailable', 'keysUnavailable')
+            throw new AuthUnavailableError('the signing keys are unavailable', { cause: err, headers: { 'retry-after': String(err.retryAfter) } })
+          }
           throw reject(rc, reasonFor(err))
         }
         // jose checks iat only against maxAge; a token from the future is

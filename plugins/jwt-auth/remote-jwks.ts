@@ -1,9 +1,10 @@
 import { request } from 'undici'
 import type { CryptoKey, JWK } from 'jose'
 import type { Logger } from '../../src/log.ts'
-import { buildKeyIndex, hasPrivateMembers, type Algorithm, type KeyIndex } from './keys.ts'
+import { ALGORITHMS, buildKeyIndex, hasPrivateMembers, isSymmetric, type Algorithm, type KeyIndex } from './keys.ts'
 
 export interface RemoteKeySetOptions {
+  /** A fetch that yields no key for any of these failed (an IdP misconfiguration keeps the keys we have). */
   readonly algorithms: readonly Algorithm[]
   /** Least time between two fetches made because of an unknown kid (or no keys yet). */
   readonly cooldownMs: number
@@ -19,9 +20,25 @@ export interface RemoteKeySetOptions {
 /** A JWK Set is a few keys; anything bigger is a misconfigured (or hostile) endpoint. */
 const MAX_BYTES = 1024 * 1024
 
-/** No key was ever fetched: the token cannot be judged, only refused. */
+/**
+ * Keys are imported for every public-key algorithm: the set is shared by
+ * holders with different allow-lists, and each applies its own when it
+ * verifies (jose checks the token's alg against it before asking for a key).
+ */
+const PUBLIC_KEY_ALGORITHMS: readonly Algorithm[] = ALGORITHMS.filter((a) => !isSymmetric(a))
+
+const NONE: readonly CryptoKey[] = Object.freeze([])
+
+/** No key was ever fetched: the token cannot be judged, only turned away until keys can be had. */
 export class KeysUnavailableError extends Error {
   override name = 'KeysUnavailableError'
+  /** Seconds until the next fetch may bring keys (for Retry-After). */
+  readonly retryAfter: number
+
+  constructor (message: string, retryAfter: number) {
+    super(message)
+    this.retryAfter = retryAfter
+  }
 }
 
 type HeaderValue = string | string[] | undefined
@@ -89,12 +106,14 @@ async function readLimited (body: AsyncIterable<Buffer> & { destroy (): unknown 
  */
 export class RemoteKeySet {
   readonly #url: string
-  readonly #o: RemoteKeySetOptions
+  #o: RemoteKeySetOptions
   readonly #abort = new AbortController()
   #index: KeyIndex | undefined
   #etag: string | undefined
   #pending: Promise<void> | undefined
   #lastAttempt = -Infinity
+  /** When the refresh timer fires next (performance.now() time). */
+  #nextAttempt = Infinity
   #failures = 0
   #timer: NodeJS.Timeout | undefined
   #closed = false
@@ -107,6 +126,11 @@ export class RemoteKeySet {
   /** Starts the first fetch without waiting for it. */
   start (): void {
     void this.#refresh()
+  }
+
+  /** Options for the fetches from now on (the keys stay; the refresh already scheduled stays too). */
+  configure (options: RemoteKeySetOptions): void {
+    this.#o = options
   }
 
   /** Whether a key set was fetched at least once. */
@@ -128,8 +152,14 @@ export class RemoteKeySet {
     const pending = this.#pending ?? (this.#coolingDown() ? undefined : this.#refresh())
     if (pending !== undefined) await pending
     const index = this.#index
-    if (index === undefined) throw new KeysUnavailableError(`no signing keys could be fetched from ${this.#url}`)
+    if (index === undefined) throw new KeysUnavailableError(`no signing keys could be fetched from ${this.#url}`, this.#retryAfter())
     return index.resolve(alg, kid)
+  }
+
+  /** Whole seconds (at least 1) until the next fetch: the refresh timer, or the end of the cooldown for a request-driven one. */
+  #retryAfter (): number {
+    const next = Math.min(this.#nextAttempt, this.#lastAttempt + this.#o.cooldownMs)
+    return Math.max(1, Math.ceil((next - performance.now()) / 1000))
   }
 
   #coolingDown (): boolean {
@@ -162,6 +192,7 @@ export class RemoteKeySet {
   #schedule (ms: number): void {
     if (this.#closed) return
     clearTimeout(this.#timer)
+    this.#nextAttempt = performance.now() + ms
     this.#timer = setTimeout(() => { void this.#refresh() }, ms)
     // A refresh timer alone must not keep the process alive.
     this.#timer.unref()
@@ -200,10 +231,11 @@ export class RemoteKeySet {
       }
       usable.push(jwk)
     }
-    const index = await buildKeyIndex(usable, this.#o.algorithms, (jwk, reason) => {
+    const index = await buildKeyIndex(usable, PUBLIC_KEY_ALGORITHMS, (jwk, reason) => {
       this.#o.log.debug('JWKS key skipped', { url: this.#url, kid: jwk.kid, kty: jwk.kty, reason })
     })
-    if (index.size === 0) throw new Error(`the JWKS holds no key usable with ${this.#o.algorithms.join(', ')}`)
+    const wanted = this.#o.algorithms
+    if (!wanted.some((alg) => index.resolve(alg, undefined).length > 0)) throw new Error(`the JWKS holds no key usable with ${wanted.join(', ')}`)
     if (this.#closed) return fresh
     this.#index = index
     const etag = res.headers.etag
@@ -219,41 +251,57 @@ export class RemoteKeySet {
   }
 }
 
+/** Verification keys for a token header, as one holder may use them. */
+export interface KeyLookup {
+  resolve (alg: string, kid: unknown): readonly CryptoKey[] | Promise<readonly CryptoKey[]>
+}
+
 /** A process-wide key set held by one route's plugin; `release` once, when the plugin closes. */
 export interface HeldKeySet {
-  readonly keys: RemoteKeySet
+  /** The shared keys, for this holder's algorithms only. */
+  readonly keys: KeyLookup
   release (): void
 }
 
 /**
- * Key sets by URL and options, reference-counted. Every route that names the
- * same JWKS (and the next snapshot, built before the old one closes) gets the
- * same set: one fetch per IdP and process, and a reload inherits the keys, so
- * a config push during an IdP outage does not lock every client out. The last
- * release stops its refresh timer.
+ * Key sets by URL, reference-counted. Every route that names the same JWKS
+ * (and the next snapshot, built before the old one closes) gets the same set:
+ * one fetch per IdP and process, and a reload inherits the keys whatever else
+ * it changed (algorithms, timeouts), so a config push during an IdP outage
+ * does not lock every client out. Options are per holder where they can be:
+ * each holder's algorithms filter its lookups. The fetch itself has one set
+ * of timings: those of the holder that came last (the newest config), and a
+ * fetch counts as good when it brings a key for any holder's algorithm. The
+ * last release stops the refresh timer.
  */
-const shared = new Map<string, { keys: RemoteKeySet, refs: number }>()
+const shared = new Map<string, { keys: RemoteKeySet, holders: RemoteKeySetOptions[] }>()
 
 export function acquireKeySet (url: string, options: RemoteKeySetOptions): HeldKeySet {
-  const { log: _log, ...rest } = options
-  const id = JSON.stringify([url, rest])
-  let entry = shared.get(id)
-  if (entry === undefined) {
-    entry = { keys: new RemoteKeySet(url, options), refs: 0 }
-    shared.set(id, entry)
-    entry.keys.start()
-  }
-  entry.refs++
+  let entry = shared.get(url)
+  const created = entry === undefined
+  entry ??= { keys: new RemoteKeySet(url, options), holders: [] }
+  shared.set(url, entry)
+  entry.holders.push(options)
+  entry.keys.configure(fetchOptions(entry.holders))
+  if (created) entry.keys.start()
   const held = entry
+  const allowed: ReadonlySet<string> = new Set(options.algorithms)
   let released = false
   return {
-    keys: held.keys,
+    keys: { resolve: (alg, kid) => allowed.has(alg) ? held.keys.resolve(alg, kid) : NONE },
     release: () => {
       if (released) return
       released = true
-      if (--held.refs > 0) return
+      held.holders.splice(held.holders.indexOf(options), 1)
+      if (held.holders.length > 0) { held.keys.configure(fetchOptions(held.holders)); return }
       held.keys.close()
-      if (shared.get(id) === held) shared.delete(id)
+      if (shared.get(url) === held) shared.delete(url)
     },
   }
+}
+
+/** The newest holder's timings and log, with every holder's algorithms. */
+function fetchOptions (holders: readonly RemoteKeySetOptions[]): RemoteKeySetOptions {
+  const latest = holders[holders.length - 1] as RemoteKeySetOptions
+  return { ...latest, algorithms: [...new Set(holders.flatMap((h) => h.algorithms))] }
 }
