@@ -72,6 +72,16 @@ t.test('reads the key from a query parameter and strips only that parameter', as
   t.equal(up.seen.length, 2)
 })
 
+t.test('a percent-encoded spelling of the key parameter is the same parameter', async (t) => {
+  const { up, proxy } = await setup(t, { keyFrom: { from: 'query', name: 'api_key' } })
+  t.equal((await get(proxy, `/items?api%5Fkey=${READER}&x=1`)).status, 200, 'api%5Fkey is api_key')
+  t.equal(up.seen[0]?.url, '/items?x=1', 'and is removed')
+  t.equal((await get(proxy, `/items?api_key=${READER}&api%5Fkey=${WRITER}`)).status, 400, 'two spellings: repeated')
+  t.equal((await get(proxy, `/items?api_key=${READER}&%61pi_key=${READER}`)).status, 400, 'even with the same key')
+  t.equal((await get(proxy, `/items?api_key=${READER}&api_key%00=z&api%ZZkey=y`)).status, 200, 'other names stay other names')
+  t.equal(up.seen[1]?.url, '/items?api_key%00=z&api%ZZkey=y')
+})
+
 t.test('forwardKey keeps the key for the upstream', async (t) => {
   const { up, proxy } = await setup(t, { forwardKey: true })
   t.equal((await get(proxy, '/items', { 'x-api-key': WRITER })).status, 200)

@@ -42,13 +42,26 @@ async function loadKeysFile (file: string): Promise<KeyEntry[]> {
   return r.data
 }
 
+/**
+ * Is the raw parameter name `raw` the name `name` in any spelling? `api%5Fkey`
+ * is `api_key` to any decoding upstream (RFC 3986 §2.3: percent-encoded
+ * unreserved characters are equivalent to them), so it must not pass as
+ * another parameter. Only %XX is decoded: `name` is unreserved characters,
+ * never a space a `+` could stand for.
+ */
+function isName (raw: string, name: string): boolean {
+  if (raw === name) return true
+  if (raw.length <= name.length || !raw.includes('%')) return false
+  try { return decodeURIComponent(raw) === name } catch { return false }
+}
+
 /** The values of query parameter `name` in a raw query string (form-urlencoded, so `+` is a space). */
 function queryKey (query: string, name: string): string | typeof MISSING | typeof REPEATED {
-  if (query === '' || !query.includes(name)) return MISSING
+  if (query === '' || (!query.includes(name) && !query.includes('%'))) return MISSING
   let found: string | undefined
   for (const part of query.split('&')) {
     const eq = part.indexOf('=')
-    if ((eq === -1 ? part : part.slice(0, eq)) !== name) continue
+    if (!isName(eq === -1 ? part : part.slice(0, eq), name)) continue
     if (found !== undefined) return REPEATED
     try {
       found = eq === -1 ? '' : decodeURIComponent(part.slice(eq + 1).replaceAll('+', ' '))
@@ -59,13 +72,13 @@ function queryKey (query: string, name: string): string | typeof MISSING | typeo
   return found === undefined || found === '' ? MISSING : found
 }
 
-/** `path?query` without parameter `name`; other parameters keep their bytes and order. */
+/** `path?query` without parameter `name`, however it is spelt; other parameters keep their bytes and order. */
 function withoutParam (pathAndQuery: string, name: string): string {
   const q = pathAndQuery.indexOf('?')
   if (q === -1) return pathAndQuery
   const kept = pathAndQuery.slice(q + 1).split('&').filter((part) => {
     const eq = part.indexOf('=')
-    return (eq === -1 ? part : part.slice(0, eq)) !== name
+    return !isName(eq === -1 ? part : part.slice(0, eq), name)
   })
   return kept.length === 0 ? pathAndQuery.slice(0, q) : `${pathAndQuery.slice(0, q)}?${kept.join('&')}`
 }
