@@ -133,6 +133,40 @@ export class AccessLog {
  */
 const CREDENTIAL_PARAM = /^(?:api[-_]?key|apikey|key|x-api-key|(?:access|id|refresh|auth|session)?[-_]?token|code|client[-_]?secret|secret|password|passwd|pwd|sig|signature|x-amz-(?:signature|security-token|credential)|x-goog-(?:signature|credential))$/i
 
+/**
+ * Credential parameters the running config names itself (api-key's
+ * `keyFrom.name`), lower-cased, each with the number of plugin instances
+ * naming it. Per process, like the destinations: a name stays while any
+ * snapshot that names it serves, the old one's too.
+ */
+const configuredParams = new Map<string, number>()
+
+/**
+ * Redacts query parameter `name` (compared as the decoded name, case-insensitively)
+ * in this process's access logs until the returned function is called. A
+ * plugin that reads a credential from the query calls it in create() and the
+ * release in close().
+ *
+ * @example
+ * const release = redactQueryParam('k') // ?k=secret is logged as k=[redacted]
+ */
+export function redactQueryParam (name: string): () => void {
+  const key = name.toLowerCase()
+  configuredParams.set(key, (configuredParams.get(key) ?? 0) + 1)
+  let released = false
+  return () => {
+    if (released) return
+    released = true
+    const n = (configuredParams.get(key) ?? 1) - 1
+    if (n > 0) configuredParams.set(key, n)
+    else configuredParams.delete(key)
+  }
+}
+
+function isCredential (name: string): boolean {
+  return CREDENTIAL_PARAM.test(name) || (configuredParams.size > 0 && configuredParams.has(name.toLowerCase()))
+}
+
 /** The query with the values of credential parameters replaced by `[redacted]`. */
 export function loggedQuery (query: string): string {
   if (query.indexOf('=') === -1) return query
@@ -141,7 +175,7 @@ export function loggedQuery (query: string): string {
     const eq = pair.indexOf('=')
     let name = eq === -1 ? pair : pair.slice(0, eq)
     try { name = decodeURIComponent(name) } catch { /* kept as sent */ }
-    out += (out === '' ? '' : '&') + (eq !== -1 && CREDENTIAL_PARAM.test(name) ? `${pair.slice(0, eq)}=[redacted]` : pair)
+    out += (out === '' ? '' : '&') + (eq !== -1 && isCredential(name) ? `${pair.slice(0, eq)}=[redacted]` : pair)
   }
   return out
 }

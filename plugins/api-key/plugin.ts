@@ -4,6 +4,7 @@ import { extname } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { definePlugin, type RequestContext } from '../../src/plugin.ts'
 import { BadRequestError, ConfigError, ForbiddenError, UnauthorizedError } from '../../src/errors.ts'
+import { redactQueryParam } from '../../src/access-log.ts'
 import { keyList, schema, type ApiKeyConfig, type KeyEntry } from './schema.ts'
 
 export { hashApiKey } from './hash.ts'
@@ -134,6 +135,8 @@ export default definePlugin({
     const forwardKey = config.forwardKey
     const forwardId = config.forwardId
     const challenge = Object.freeze({ 'www-authenticate': `ApiKey realm="${config.realm}"` })
+    // Whatever the parameter is called, the access log must not show the key.
+    const unredact = keyFrom.from === 'query' ? redactQueryParam(keyFrom.name) : undefined
 
     function extract (ctx: RequestContext): string | typeof MISSING | typeof REPEATED {
       if (keyFrom.from === 'query') return queryKey(ctx.query, keyFrom.name)
@@ -187,6 +190,10 @@ export default definePlugin({
         // Shared and frozen: built once per key, not per request.
         ctx.identity = { subject: found.id, scopes: found.scopes as string[] }
         annotate(ctx, 'ok', undefined)
+      },
+
+      close () {
+        unredact?.()
       },
     }
   },

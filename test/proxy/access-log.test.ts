@@ -113,3 +113,25 @@ t.test('includeQuery logs the query, but never the values of credential paramete
   const [rec] = await lines(file)
   t.equal(rec?.path, '/a?api_key=[redacted]&page=2')
 })
+
+t.test('the query parameter an api-key route reads its key from is redacted too, whatever it is called', async (t) => {
+  const { hashApiKey } = await import('../../plugins/api-key/hash.ts')
+  const { loggedQuery } = await import('../../src/access-log.ts')
+  const up = await startUpstream()
+  t.teardown(up.close)
+  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
+  const file = path.join(dir, 'access.log')
+  const KEY = 'ck_0123456789abcdef0123'
+  const proxy = await startTestProxy({
+    accessLog: { destination: file, includeQuery: true },
+    clusters: [{ name: 'c', endpoints: [{ url: up.url }] }],
+    routes: [{ name: 'api', cluster: 'c', plugins: [{ name: 'api-key', config: { keyFrom: { from: 'query', name: 'consumer_key' }, keys: [{ id: 'a', hash: hashApiKey(KEY) }] } }] }],
+  })
+  t.equal((await request(`${proxy.url}/a?page=2&consumer_key=${KEY}`)).statusCode, 200)
+  t.equal((await request(`${proxy.url}/a?Consumer%5FKey=${KEY}x`)).statusCode, 401)
+  const recs = await lines(file, 2)
+  t.same(recs.map((r) => r.path), ['/a?page=2&consumer_key=[redacted]', '/a?Consumer%5FKey=[redacted]'])
+  t.notOk(JSON.stringify(recs).includes(KEY), 'the key is in no line')
+  await proxy.shutdown()
+  t.equal(loggedQuery('consumer_key=1'), 'consumer_key=1', 'once no config names it, it is an ordinary parameter again')
+})
