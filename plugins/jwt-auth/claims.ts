@@ -22,21 +22,40 @@ function add (out: string[], v: unknown): void {
 const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/
 const NON_ASCII = /[^\x00-\x7f]/
 
+const AMBIGUOUS = /[,"]|^\s|\s$/
+
+/**
+ * A list element that reads back as itself from a comma-joined list: a
+ * number, a boolean, or a string that is not empty and has no `,` or `"` and
+ * no whitespace at its ends (RFC 9110 §5.6.1 list parsing splits at commas,
+ * trims, skips empty elements and unquotes).
+ */
+function plainElement (x: unknown): boolean {
+  if (typeof x === 'number' || typeof x === 'boolean') return true
+  return typeof x === 'string' && x !== '' && !AMBIGUOUS.test(x)
+}
+
 /**
  * A claim as a request header value, or undefined when it has none. Strings,
  * numbers and booleans as they are; a list of them comma-joined (the list
- * syntax of RFC 9110 §5.6.1); an object as JSON. A value with control
- * characters is dropped: the token is signed, but a CR/LF from an IdP's user
- * profile must still never split a request head. Non-ASCII text travels as
- * its UTF-8 bytes (obs-text, §5.5), which is what upstreams decoding header
- * bytes as UTF-8 expect.
+ * syntax of RFC 9110 §5.6.1); an object as JSON. A list with an element that
+ * would not come back as itself (`["admin,x", "b"]` would read as three
+ * groups; an object or a nested list) has none: an upstream that authorises
+ * by it must see no list rather than another one. Quoting such elements
+ * (§5.6.4) was not chosen, as upstreams that split at every comma are common.
+ * A value with control characters is dropped too: the token is signed, but a
+ * CR/LF from an IdP's user profile must still never split a request head.
+ * Non-ASCII text travels as its UTF-8 bytes (obs-text, §5.5), which is what
+ * upstreams decoding header bytes as UTF-8 expect.
  */
 export function claimHeaderValue (v: unknown): string | undefined {
   let s: string
   if (typeof v === 'string') s = v
   else if (typeof v === 'number' || typeof v === 'boolean') return String(v)
-  else if (Array.isArray(v)) s = v.filter((x) => typeof x === 'string' || typeof x === 'number' || typeof x === 'boolean').join(',')
-  else if (typeof v === 'object' && v !== null) s = JSON.stringify(v)
+  else if (Array.isArray(v)) {
+    if (!v.every(plainElement)) return undefined
+    s = v.join(',')
+  } else if (typeof v === 'object' && v !== null) s = JSON.stringify(v)
   else return undefined
   s = s.trim()
   if (s === '' || CONTROL.test(s)) return undefined

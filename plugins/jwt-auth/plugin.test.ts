@@ -36,14 +36,15 @@ const k2 = await signingKey('ES256', 'k2')
 const good = { iss: ISS, aud: AUD }
 
 t.test('a valid token passes; claims are forwarded and forged copies stripped', async (t) => {
-  const { up, proxy } = await setup(t, { forwardClaims: { sub: 'x-user-id', email: 'x-user-email', roles: 'x-user-roles', tenant: 'x-tenant' } }, [k1, k2])
-  const token = await sign(k1, { ...good, sub: 'alice', email: 'alice@example.com', roles: ['admin', 'dev'] })
-  const res = await get(proxy, { ...bearer(token), 'x-user-id': 'mallory', 'X-Tenant': 'forged' })
+  const { up, proxy } = await setup(t, { forwardClaims: { sub: 'x-user-id', email: 'x-user-email', roles: 'x-user-roles', tenant: 'x-tenant', groups: 'x-user-groups' } }, [k1, k2])
+  const token = await sign(k1, { ...good, sub: 'alice', email: 'alice@example.com', roles: ['admin', 'dev'], groups: ['staff,admin', 'dev'] })
+  const res = await get(proxy, { ...bearer(token), 'x-user-id': 'mallory', 'X-Tenant': 'forged', 'x-user-groups': 'forged' })
   t.equal(res.status, 200)
   const seen = up.seen[0]?.headers ?? {}
   t.equal(seen['x-user-id'], 'alice', 'the claim, not the client\'s header')
   t.equal(seen['x-user-email'], 'alice@example.com')
   t.equal(seen['x-user-roles'], 'admin,dev', 'a list claim is comma-joined')
+  t.equal(seen['x-user-groups'], undefined, 'a list whose element holds a comma is not forwarded: it would read as three groups')
   t.equal(seen['x-tenant'], undefined, 'a forged header is stripped even when the token lacks the claim')
   t.equal(seen.authorization, `Bearer ${token}`, 'forwardToken defaults to true')
 

@@ -286,8 +286,10 @@ export default definePlugin({
         if (!forwardToken) stripToken(h)
         for (let i = 0; i < forward.length; i++) {
           const [claim, header] = forward[i] as [string, string]
-          const value = Object.hasOwn(claims, claim) ? claimHeaderValue(claims[claim]) : undefined
+          if (!Object.hasOwn(claims, claim)) continue
+          const value = claimHeaderValue(claims[claim])
           if (value !== undefined) h[header] = value
+          else ctx.log.debug('claim not forwarded: no unambiguous header value', { claim, header })
         }
         rc.identity = { subject, claims, scopes }
         annotate(rc, 'ok', undefined)
