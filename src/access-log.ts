@@ -31,6 +31,18 @@ function destinationFor (pino: Pino, target: string): { dest: Destination, logge
       warned = true
       process.emitWarning(`access log ${target}: ${err.message}; its lines may be lost until it can be written again`)
     })
+    // Lines past the backlog are dropped, not queued: say so, at most once a
+    // minute, with how many went since the last time it was said.
+    let dropped = 0
+    let saidAt = -Infinity
+    dest.on('drop', () => {
+      dropped++
+      const now = performance.now()
+      if (now - saidAt < 60_000) return
+      process.emitWarning(`access log ${target}: ${dropped} line(s) dropped, the destination is not keeping up (16 MiB behind)`)
+      saidAt = now
+      dropped = 0
+    })
     const logger = pino({
       base: undefined,
       timestamp: pino.stdTimeFunctions.isoTime,
@@ -104,7 +116,7 @@ export class AccessLog {
     this.#logger.info({
       // Plugin decisions first: a plugin that names one `status` or `route`
       // must never overwrite the exchange's own fields, which come after.
-      ...r.annotations,
+      ...decisions(r.annotations),
       requestId: r.requestId,
       traceId: r.traceId,
       route: r.route,
@@ -127,11 +139,25 @@ export class AccessLog {
 }
 
 /**
- * Parameter names that carry credentials in the wild: API keys (`api_key`,
- * Google's `key`), OAuth's tokens and code (RFC 6749, RFC 6750 §2.3), signed
- * URLs' signatures (S3, GCS, Azure SAS `sig`), passwords and secrets.
+ * The annotations without `time` and `log`: pino writes those keys itself
+ * (the timestamp, the `access` tag) and a second copy in the same line is
+ * one that parsers may well take instead.
  */
-const CREDENTIAL_PARAM = /^(?:api[-_]?key|apikey|key|x-api-key|(?:access|id|refresh|auth|session)?[-_]?token|code|client[-_]?secret|secret|password|passwd|pwd|sig|signature|x-amz-(?:signature|security-token|credential)|x-goog-(?:signature|credential))$/i
+function decisions (annotations: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (annotations === undefined || !('time' in annotations || 'log' in annotations)) return annotations
+  const { time: _time, log: _log, ...rest } = annotations
+  return rest
+}
+
+/**
+ * Parameter names that carry credentials in the wild: API keys (`api_key`,
+ * Google's `key`, `access_key`, `consumer_key`), OAuth's tokens, code and
+ * client assertions (RFC 6749, RFC 6750 §2.3, RFC 7523), GitLab's
+ * `private_token`, a bare `jwt` or `authorization`, signed URLs' signatures
+ * (S3, GCS, Azure SAS `sig`), passwords and secrets. Matched on the name
+ * without a trailing `[]` (`token[]`, PHP and Rails arrays).
+ */
+const CREDENTIAL_PARAM = /^(?:api[-_]?key|apikey|key|x-api-key|(?:access|consumer|secret|private)[-_]?key|(?:access|id|refresh|auth|session|private|bearer)?[-_]?token|jwt|authorization|code|client[-_]?(?:secret|assertion)|secret|password|passwd|pwd|sig|signature|x-amz-(?:signature|security-token|credential)|x-goog-(?:signature|credential))(?:\[\])?$/i
 
 /**
  * Credential parameters the running config names itself (api-key's

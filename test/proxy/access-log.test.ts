@@ -97,12 +97,57 @@ t.test('a plugin annotation named like a core field never replaces it', async (t
   t.equal(rec?.waf, 'pass', 'other annotations are kept')
 })
 
+t.test('a plugin annotation named time or log never shadows the ones pino writes', async (t) => {
+  const { AccessLog } = await import('../../src/access-log.ts')
+  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
+  const file = path.join(dir, 'access.log')
+  const log = await AccessLog.open({ enabled: true, destination: file, sampleRate: 1, includeQuery: false })
+  log.write({
+    requestId: 'r-1', traceId: undefined, route: 'api', cluster: 'c', endpoint: undefined, method: 'GET', path: '/a', query: '',
+    status: 200, bytesIn: 0, bytesOut: 5, durationMs: 1.5, upstreamMs: 1, attempts: 1, clientIp: '10.0.0.1', error: undefined,
+    annotations: { time: 'forged', log: 'error', waf: 'pass' },
+  })
+  await lines(file)
+  const text = await readFile(file, 'utf8')
+  t.equal(text.split('"time"').length - 1, 1, 'one time key in the line')
+  t.equal(text.split('"log"').length - 1, 1, 'one log key in the line')
+  const [rec] = await lines(file)
+  t.equal(rec?.log, 'access')
+  t.not(rec?.time, 'forged')
+  t.equal(rec?.waf, 'pass', 'other annotations are kept')
+})
+
+t.test('lines dropped past the backlog are reported, not lost in silence', async (t) => {
+  const { spawn } = await import('node:child_process')
+  const { fileURLToPath } = await import('node:url')
+  const module = fileURLToPath(new URL('../../src/access-log.ts', import.meta.url))
+  // A child logs to a stdout pipe nobody reads: the backlog passes 16 MiB.
+  const script = `
+    const { AccessLog } = await import(${JSON.stringify(module)})
+    const log = await AccessLog.open({ enabled: true, destination: 'stdout', sampleRate: 1, includeQuery: false })
+    const r = { requestId: 'x'.repeat(36), traceId: undefined, route: 'r', cluster: 'c', endpoint: 'http://10.0.0.1:8080', method: 'GET', path: '/p'.repeat(40), query: '', status: 200, bytesIn: 0, bytesOut: 10, durationMs: 1, upstreamMs: 1, attempts: 1, clientIp: '10.1.1.1', error: undefined, annotations: undefined }
+    for (let i = 0; i < 120000; i++) log.write(r)
+    setImmediate(() => { process.stderr.write('written\\n'); process.exit(0) })
+  `
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  // Read stdout only once the child says something (the warning, or that it
+  // wrote everything): pino flushes what is left synchronously on exit.
+  child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); child.stdout.resume() })
+  await exited
+  t.match(stderr, /access log stdout: \d+ line\(s\) dropped/, 'a warning says lines were dropped')
+})
+
 t.test('includeQuery logs the query, but never the values of credential parameters', async (t) => {
   const { AccessLog, loggedQuery } = await import('../../src/access-log.ts')
   t.equal(loggedQuery('page=2&api_key=rk_live_123&q=shoes'), 'page=2&api_key=[redacted]&q=shoes')
   t.equal(loggedQuery('access_token=eyJ&X-Amz-Signature=abc&X-Amz-Date=20250101&sig=zz&code=42&key=AIza'), 'access_token=[redacted]&X-Amz-Signature=[redacted]&X-Amz-Date=20250101&sig=[redacted]&code=[redacted]&key=[redacted]')
   t.equal(loggedQuery('api%5Fkey=secret&monkey=1&tokens=3'), 'api%5Fkey=[redacted]&monkey=1&tokens=3', 'by the decoded name; names that only end alike are kept')
   t.equal(loggedQuery('flag&x=%zz'), 'flag&x=%zz')
+  t.equal(loggedQuery('private_token=glpat&jwt=eyJ&client_assertion=eyJ&Authorization=Bearer%20x&token%5B%5D=a&token[]=b&access_key=AK&consumer_key=ck&page=1'),
+    'private_token=[redacted]&jwt=[redacted]&client_assertion=[redacted]&Authorization=[redacted]&token%5B%5D=[redacted]&token[]=[redacted]&access_key=[redacted]&consumer_key=[redacted]&page=1',
+    'GitLab, JWT, RFC 7523 and array-style names too')
   const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
   const file = path.join(dir, 'access.log')
   const log = await AccessLog.open({ enabled: true, destination: file, sampleRate: 1, includeQuery: true })
@@ -125,13 +170,13 @@ t.test('the query parameter an api-key route reads its key from is redacted too,
   const proxy = await startTestProxy({
     accessLog: { destination: file, includeQuery: true },
     clusters: [{ name: 'c', endpoints: [{ url: up.url }] }],
-    routes: [{ name: 'api', cluster: 'c', plugins: [{ name: 'api-key', config: { keyFrom: { from: 'query', name: 'consumer_key' }, keys: [{ id: 'a', hash: hashApiKey(KEY) }] } }] }],
+    routes: [{ name: 'api', cluster: 'c', plugins: [{ name: 'api-key', config: { keyFrom: { from: 'query', name: 'partner' }, keys: [{ id: 'a', hash: hashApiKey(KEY) }] } }] }],
   })
-  t.equal((await request(`${proxy.url}/a?page=2&consumer_key=${KEY}`)).statusCode, 200)
-  t.equal((await request(`${proxy.url}/a?Consumer%5FKey=${KEY}x`)).statusCode, 401)
+  t.equal((await request(`${proxy.url}/a?page=2&partner=${KEY}`)).statusCode, 200)
+  t.equal((await request(`${proxy.url}/a?%50artner=${KEY}x`)).statusCode, 401)
   const recs = await lines(file, 2)
-  t.same(recs.map((r) => r.path), ['/a?page=2&consumer_key=[redacted]', '/a?Consumer%5FKey=[redacted]'])
+  t.same(recs.map((r) => r.path), ['/a?page=2&partner=[redacted]', '/a?%50artner=[redacted]'])
   t.notOk(JSON.stringify(recs).includes(KEY), 'the key is in no line')
   await proxy.shutdown()
-  t.equal(loggedQuery('consumer_key=1'), 'consumer_key=1', 'once no config names it, it is an ordinary parameter again')
+  t.equal(loggedQuery('partner=1'), 'partner=1', 'once no config names it, it is an ordinary parameter again')
 })
