@@ -113,8 +113,8 @@ function weightHint (req: http.IncomingMessage, res: http.ServerResponse, source
   req.setEncoding('utf8')
   req.on('data', (c: string) => { if (raw.length < 4096) raw += c })
   req.on('end', () => {
-    let body: { endpoint?: unknown, weight?: unknown }
-    try { body = JSON.parse(raw) as typeof body } catch { json(res, 400, { error: 'a JSON body { endpoint, weight }' }); return }
+    const body = jsonObject(raw)
+    if (body === undefined) { json(res, 400, { error: 'a JSON body { endpoint, weight }' }); return }
     const weight = body.weight === null ? undefined : body.weight
     if (typeof body.endpoint !== 'string' || (weight !== undefined && (typeof weight !== 'number' || !(weight > 0) || !Number.isFinite(weight)))) {
       json(res, 400, { error: 'endpoint must be a string (the endpoint URL) and weight a positive number or null' }); return
@@ -139,8 +139,7 @@ function purge (req: http.IncomingMessage, res: http.ServerResponse, source: Adm
   req.setEncoding('utf8')
   req.on('data', (c: string) => { if (raw.length < 16384) raw += c })
   req.on('end', () => {
-    let body: Record<string, unknown>
-    try { body = JSON.parse(raw) as Record<string, unknown> } catch { body = {} }
+    const body = jsonObject(raw) ?? {}
     const kinds = (['url', 'prefix', 'tag'] as const).filter((k) => body[k] !== undefined)
     const kind = kinds[0]
     const value = kind === undefined ? undefined : body[kind]
@@ -163,14 +162,24 @@ function logLevel (req: http.IncomingMessage, res: http.ServerResponse, source: 
   req.setEncoding('utf8')
   req.on('data', (c: string) => { if (raw.length < 1024) raw += c })
   req.on('end', () => {
-    let level: unknown
-    try { level = (JSON.parse(raw) as { level?: unknown }).level } catch { level = undefined }
+    const level = jsonObject(raw)?.level
     if (typeof level !== 'string' || !LEVELS.includes(level as Level)) { json(res, 400, { error: `a JSON body { "level": ${LEVELS.map((l) => `"${l}"`).join(' | ')} }` }); return }
     if (source.setLogLevel !== undefined) source.setLogLevel(level as Level)
     else log.setLevel(level as Level)
     log.warn('log level changed', { level })
     json(res, 200, { level })
   })
+}
+
+/**
+ * A request body that is a JSON object, or undefined (not JSON, or `null`,
+ * a number, an array…): a handler reading fields off `null` would throw and
+ * leave the request unanswered.
+ */
+function jsonObject (raw: string): Record<string, unknown> | undefined {
+  let v: unknown
+  try { v = JSON.parse(raw) } catch { return undefined }
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? v as Record<string, unknown> : undefined
 }
 
 function json (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -17,3 +17,16 @@ t.test('an admin path with a malformed percent-escape is answered 400, not left 
   t.equal(ok.statusCode, 200, 'a well-formed escape still names the cluster')
   t.match(await ok.body.json(), { cluster: 'up', weight: 2 })
 })
+
+t.test('admin POST bodies that are JSON but not an object are answered 400, not left hanging', async (t) => {
+  const up = await startUpstream()
+  t.teardown(up.close)
+  const proxy = await startTestProxy(simpleDoc(up.url, {}, { loadBalancer: { policy: 'peak_ewma' } }), t)
+  for (const path of ['/clusters/up/weight-hints', '/cache/purge', '/log-level']) {
+    for (const body of ['null', '7', '"x"', '[]', '[{"url":"a"}]']) {
+      const res = await request(`${proxy.adminUrl}${path}`, { method: 'POST', body, headersTimeout: 5000 })
+      t.equal(res.statusCode, 400, `${path} ${body}`)
+      t.match(await res.body.json(), { error: String })
+    }
+  }
+})
