@@ -166,7 +166,8 @@ function logLevel (req: http.IncomingMessage, res: http.ServerResponse, source: 
     if (typeof level !== 'string' || !LEVELS.includes(level as Level)) { json(res, 400, { error: `a JSON body { "level": ${LEVELS.map((l) => `"${l}"`).join(' | ')} }` }); return }
     if (source.setLogLevel !== undefined) source.setLogLevel(level as Level)
     else log.setLevel(level as Level)
-    log.warn('log level changed', { level })
+    // Not `level`: that is the record's own (warn).
+    log.warn('log level changed', { to: level })
     json(res, 200, { level })
   })
 }

@@ -20,15 +20,44 @@ export interface Logger {
 
 export const LEVELS: readonly Level[] = ['debug', 'info', 'warn', 'error']
 
-function serialise (v: unknown): unknown {
+/** Deeper `cause` chains are cut. */
+const MAX_CAUSE_DEPTH = 5
+/** A record's own keys: a field of the same name is written as `_time`, `_level`, `_msg`. */
+const RESERVED = new Set(['time', 'level', 'msg'])
+
+/** An Error as a plain object, with its `cause` chain (`chain`: the errors above it, so a cycle ends). */
+function serialise (v: unknown, chain: unknown[] = []): unknown {
   if (v instanceof Error) {
     const out: Record<string, unknown> = { type: v.name, message: v.message }
     const code = (v as { code?: unknown }).code
     if (code !== undefined) out.code = code
-    if (v.cause !== undefined) out.cause = serialise(v.cause)
+    const cause = v.cause
+    if (cause !== undefined) {
+      chain.push(v)
+      out.cause = chain.includes(cause) ? '[circular]' : chain.length > MAX_CAUSE_DEPTH ? '[cause chain cut]' : serialise(cause, chain)
+    }
     return out
   }
   return v
+}
+
+/**
+ * JSON.stringify that cannot throw on what a caller may hand it (a thrown
+ * value reaches the crash guard's log as it is): BigInt as a string, a
+ * circular reference as `[circular]`. A getter or toJSON that throws still
+ * can; `emit` catches that.
+ */
+function stringify (rec: Record<string, unknown>): string {
+  const ancestors: object[] = []
+  return JSON.stringify(rec, function (this: unknown, _key, value: unknown) {
+    if (typeof value === 'bigint') return value.toString()
+    if (typeof value !== 'object' || value === null) return value
+    // The replacer is called with the holder as `this`: drop the ancestors it is not under.
+    while (ancestors.length > 0 && ancestors.at(-1) !== this) ancestors.pop()
+    if (ancestors.includes(value)) return '[circular]'
+    ancestors.push(value)
+    return value
+  })
 }
 
 /**
@@ -59,9 +88,19 @@ export function createLogger (options: { level?: Level, base?: Record<string, un
   const write = options.write ?? stderrWriter()
   const emit = (level: Level, msg: string, fields?: Record<string, unknown>): void => {
     if (ORDER[level] < ORDER[state.level]) return
-    const rec: Record<string, unknown> = { time: new Date().toISOString(), level, msg, ...base }
-    if (fields !== undefined) for (const k in fields) rec[k] = serialise(fields[k])
-    write(JSON.stringify(rec) + '\n')
+    const time = new Date().toISOString()
+    // Logging MUST NOT throw: the crash guard logs, and a throw from its
+    // handler ends the process it guards.
+    let line: string
+    try {
+      const rec: Record<string, unknown> = { time, level, msg }
+      for (const k in base) rec[RESERVED.has(k) ? `_${k}` : k] = base[k]
+      if (fields !== undefined) for (const k in fields) rec[RESERVED.has(k) ? `_${k}` : k] = serialise(fields[k])
+      line = stringify(rec)
+    } catch {
+      line = JSON.stringify({ time, level, msg, logError: 'the fields could not be serialised' })
+    }
+    try { write(line + '\n') } catch {}
   }
   return {
     debug: (m, f) => { emit('debug', m, f) },
