@@ -31,6 +31,9 @@ export interface ProxyMetrics {
   readonly pendingRequests: Map<string, RequestTally>
 }
 
+/** prom-client default metrics that are gauges ending in `_total`. */
+const NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
+
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 /**
@@ -41,7 +44,13 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
  */
 export function createMetrics (options: { defaultMetrics?: boolean } = {}): ProxyMetrics {
   const registry = new Registry()
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'outrider_' })
+  if (options.defaultMetrics !== false) {
+    collectDefaultMetrics({ register: registry, prefix: 'outrider_' })
+    // Gauges named like counters, which `promtool check metrics` rejects; the
+    // per-type gauges (`outrider_nodejs_active_handles{type}`, …) stay, and
+    // sum() over them is the same total.
+    for (const m of NAMED_LIKE_COUNTERS) registry.removeSingleMetric(`outrider_${m}`)
+  }
   const registers = [registry]
   // Read at scrape time: two prom-client calls per request saved on the hot path.
   const live = { inFlight: 0 }

@@ -1,12 +1,15 @@
 import t from 'tap'
+import type { Test } from 'tap'
 import { execFile } from 'node:child_process'
-import { writeFile, mkdtemp } from 'node:fs/promises'
+import { writeFile, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import { request } from 'undici'
 import { startUpstream } from '../helpers/upstream.ts'
-import { startTestProxy, simpleDoc } from '../helpers/proxy.ts'
+import { startTestProxy, simpleDoc, testConfig, testLogger } from '../helpers/proxy.ts'
+import { startProxy } from '../../src/proxy.ts'
+import { createMetrics } from '../../src/metrics.ts'
 
 const run = promisify(execFile)
 
@@ -80,15 +83,32 @@ t.test('/metrics: per-route series with bounded labels', async (t) => {
   t.equal(m.get('outrider_config_reloads_total{result="success"}'), 1)
   t.notOk(text.includes('attacker-chosen') || text.includes('secret') || text.includes('PROPFIND'), 'no client input in label values')
 
-  if (await hasPromtool()) {
-    const dir = await mkdtemp(path.join(tmpdir(), 'outrider-metrics-'))
-    const file = path.join(dir, 'metrics.txt')
-    await writeFile(file, text)
-    const { stdout, stderr } = await run('sh', ['-c', `promtool check metrics < ${file}`]).catch((e: { stdout: string, stderr: string }) => e)
-    t.equal(`${stdout}${stderr}`.trim(), '', 'promtool check metrics finds no problem')
-  } else {
-    t.comment('promtool not installed: exposition format not cross-checked')
-  }
+  await promtoolCheck(t, text)
+})
+
+/** `promtool check metrics` on an exposition: no output is no problem. Skipped (with a comment) without promtool. */
+async function promtoolCheck (t: Test, text: string): Promise<void> {
+  if (!await hasPromtool()) { t.comment('promtool not installed: exposition format not cross-checked'); return }
+  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-metrics-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const file = path.join(dir, 'metrics.txt')
+  await writeFile(file, text)
+  const { stdout, stderr } = await run('sh', ['-c', `promtool check metrics < ${file}`]).catch((e: { stdout: string, stderr: string }) => e)
+  t.equal(`${stdout}${stderr}`.trim(), '', 'promtool check metrics finds no problem')
+}
+
+t.test('/metrics as served, process metrics included, passes promtool', async (t) => {
+  const up = await startUpstream()
+  t.teardown(up.close)
+  // Not startTestProxy: it leaves prom-client's default metrics out.
+  const proxy = await startProxy({ config: testConfig(simpleDoc(up.url)), source: 'test', log: testLogger(), metrics: createMetrics() })
+  t.teardown(() => proxy.shutdown(0))
+  await (await request(`http://127.0.0.1:${proxy.port}/`)).body.dump()
+  const text = await (await request(`http://127.0.0.1:${proxy.adminPort ?? 0}/metrics`)).body.text()
+  t.match(text, /^outrider_process_cpu_seconds_total /m, 'the default metrics are there')
+  t.match(text, /^outrider_nodejs_active_handles\{type="[^"]+"\} \d+$/m, 'active handles by type')
+  t.notMatch(text, /^outrider_nodejs_active_\w+_total/m, 'no gauge named like a counter')
+  await promtoolCheck(t, text)
 })
 
 t.test('weight hints for peak_ewma clusters', async (t) => {
