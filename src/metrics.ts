@@ -29,6 +29,8 @@ export interface ProxyMetrics {
   readonly tunnelBytes: Counter<'route' | 'direction'>
   /** Per-route request counts not yet added to `requests` (flushed at scrape time). */
   readonly pendingRequests: Map<string, RequestTally>
+  /** Who holds each (cluster, endpoint) series: they go when the last holder drains. */
+  readonly endpointSeries: EndpointSeries
 }
 
 /** prom-client default metrics that are gauges ending in `_total`. */
@@ -59,6 +61,10 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
   const upstreamDuration = new FastHistogram('outrider_upstream_duration_seconds', 'Time from dispatch to the upstream response head, by cluster.', 'cluster', LATENCY_BUCKETS)
   registry.registerMetric(requestDuration as unknown as Parameters<Registry['registerMetric']>[0])
   registry.registerMetric(upstreamDuration as unknown as Parameters<Registry['registerMetric']>[0])
+  const circuitState = new Gauge({ name: 'outrider_circuit_state', help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open. endpoint="" is the cluster-wide breaker. With several workers, the most open of theirs.', labelNames: ['cluster', 'endpoint'], registers, aggregator: 'max' })
+  const circuitTransitions = new Counter({ name: 'outrider_circuit_transitions_total', help: 'Circuit breaker state changes.', labelNames: ['cluster', 'endpoint', 'to'], registers })
+  const endpointHealthy = new Gauge({ name: 'outrider_endpoint_healthy', help: '1 when the endpoint takes traffic by its own verdict (active checks and outlier detection), else 0. With several workers, 1 only when every worker sends it traffic.', labelNames: ['cluster', 'endpoint'], registers, aggregator: 'min' })
+  const outlierEjections = new Counter({ name: 'outrider_outlier_ejections_total', help: 'Endpoints ejected by outlier detection.', labelNames: ['cluster', 'endpoint'], registers })
   return {
     live,
     registry,
@@ -77,13 +83,53 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     retries: new Counter({ name: 'outrider_retries_total', help: 'Retried upstream attempts, by route and reason.', labelNames: ['route', 'reason'], registers }),
     retryBudgetExhausted: new Counter({ name: 'outrider_retry_budget_exhausted_total', help: 'Retries not made because the cluster\'s retry budget was spent.', labelNames: ['cluster'], registers }),
     hedges: new Counter({ name: 'outrider_hedges_total', help: 'Hedged attempts sent, by route and whether the hedge won.', labelNames: ['route', 'outcome'], registers }),
-    circuitState: new Gauge({ name: 'outrider_circuit_state', help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open. endpoint="" is the cluster-wide breaker. With several workers, the most open of theirs.', labelNames: ['cluster', 'endpoint'], registers, aggregator: 'max' }),
-    circuitTransitions: new Counter({ name: 'outrider_circuit_transitions_total', help: 'Circuit breaker state changes.', labelNames: ['cluster', 'endpoint', 'to'], registers }),
-    endpointHealthy: new Gauge({ name: 'outrider_endpoint_healthy', help: '1 when the endpoint takes traffic by its own verdict (active checks and outlier detection), else 0. With several workers, 1 only when every worker sends it traffic.', labelNames: ['cluster', 'endpoint'], registers, aggregator: 'min' }),
-    outlierEjections: new Counter({ name: 'outrider_outlier_ejections_total', help: 'Endpoints ejected by outlier detection.', labelNames: ['cluster', 'endpoint'], registers }),
+    circuitState,
+    circuitTransitions,
+    endpointHealthy,
+    outlierEjections,
+    endpointSeries: new EndpointSeries([circuitState, endpointHealthy, outlierEjections], circuitTransitions),
     overloaded: new Counter({ name: 'outrider_overload_rejections_total', help: 'Requests refused by a cluster overload limit.', labelNames: ['cluster', 'limit'], registers }),
     tunnelsOpen: new Gauge({ name: 'outrider_tunnels_open', help: 'WebSocket tunnels open now, by route.', labelNames: ['route'], registers }),
     tunnelBytes: new Counter({ name: 'outrider_tunnel_bytes_total', help: 'Bytes through closed WebSocket tunnels, by route and direction (from_client, to_client; the upstream\'s 101 head included), counted when the tunnel closes.', labelNames: ['route', 'direction'], registers }),
+  }
+}
+
+type EndpointMetric = Gauge<'cluster' | 'endpoint'> | Counter<'cluster' | 'endpoint'>
+
+/** The values of a circuit breaker transition's `to` label. */
+const BREAKER_STATES = ['closed', 'half-open', 'open'] as const
+
+/**
+ * The series labelled with one of a cluster's endpoints (`endpoint=""`: the
+ * cluster-wide breaker). A reload that changes a cluster builds a new Cluster
+ * while the old one drains, and both speak for the endpoints they share; so
+ * each Cluster holds its endpoints' series, and a series goes when its last
+ * holder has drained. An endpoint a reload removed then leaves no gauge frozen
+ * at its last value, and endpoints that come and go (pods) no growing set of
+ * series.
+ */
+export class EndpointSeries {
+  readonly #metrics: readonly EndpointMetric[]
+  readonly #transitions: Counter<'cluster' | 'endpoint' | 'to'>
+  readonly #holders = new Map<string, number>()
+
+  constructor (metrics: readonly EndpointMetric[], transitions: Counter<'cluster' | 'endpoint' | 'to'>) {
+    this.#metrics = metrics
+    this.#transitions = transitions
+  }
+
+  hold (cluster: string, endpoint: string): void {
+    const key = `${cluster}\n${endpoint}`
+    this.#holders.set(key, (this.#holders.get(key) ?? 0) + 1)
+  }
+
+  release (cluster: string, endpoint: string): void {
+    const key = `${cluster}\n${endpoint}`
+    const left = (this.#holders.get(key) ?? 1) - 1
+    if (left > 0) { this.#holders.set(key, left); return }
+    this.#holders.delete(key)
+    for (const m of this.#metrics) m.remove(cluster, endpoint)
+    for (const to of BREAKER_STATES) this.#transitions.remove(cluster, endpoint, to)
   }
 }
 

@@ -100,17 +100,21 @@ export class Cluster {
   readonly upstreamDuration: { observe (v: number): void }
   /** Snapshots using it; 0 once drained. */
   #users = 1
+  /** The metrics its endpoints' series are written to; undefined once it drains (a successor may speak for them). */
+  #series: ProxyMetrics | undefined
 
   constructor (config: ClusterConfig, options: { metrics?: ProxyMetrics, log?: Logger, tls?: UpstreamTlsOptions } = {}) {
     this.name = config.name
     this.config = config
     this.#metrics = options.metrics
+    this.#series = options.metrics
     const metrics = options.metrics
     const n = config.endpoints.length
     // max_connections is cluster-wide (Envoy); undici sizes pools per endpoint.
     const perEndpoint = Math.max(1, Math.min(config.connectionsPerEndpoint, Math.floor(config.overload.maxConnections / n)))
     this.#maxPendingPerEndpoint = Math.ceil(config.overload.maxPendingRequests / n)
     this.endpoints = config.endpoints.map((e, i) => new Endpoint(i, e.url, e.weight, config, perEndpoint, options.tls))
+    if (metrics !== undefined) for (const id of this.#seriesIds()) metrics.endpointSeries.hold(config.name, id)
     this.#balancer = createBalancer(config.loadBalancer, this.endpoints)
     this.#hashKey = config.loadBalancer.policy === 'consistent_hash' ? createHashKeyExtractor(config.loadBalancer.hashOn) : undefined
     this.upstreamDuration = metrics?.upstreamDuration.labels(config.name) ?? { observe () {} }
@@ -120,7 +124,7 @@ export class Cluster {
       logger: options.log,
       onChange: (i, healthy, reason) => {
         const e = this.endpoints[i] as Endpoint
-        metrics?.endpointHealthy.labels(config.name, e.id).set(healthy ? 1 : 0)
+        this.#series?.endpointHealthy.labels(config.name, e.id).set(healthy ? 1 : 0)
         options.log?.warn(healthy ? 'endpoint healthy' : 'endpoint unhealthy', { cluster: config.name, endpoint: e.id, reason })
       },
       onPanic: (panic) => { options.log?.warn(panic ? 'cluster in panic mode: balancing over all endpoints' : 'cluster left panic mode', { cluster: config.name }) },
@@ -134,7 +138,7 @@ export class Cluster {
       const ejections: EjectionSink = {
         size: health.size,
         eject: (i, untilMs, reason) => {
-          metrics?.outlierEjections.labels(config.name, (this.endpoints[i] as Endpoint).id).inc()
+          this.#series?.outlierEjections.labels(config.name, (this.endpoints[i] as Endpoint).id).inc()
           health.eject(i, untilMs, reason)
         },
         readmit: (i, reason) => { health.readmit(i, reason) },
@@ -148,8 +152,8 @@ export class Cluster {
     const cb = config.circuitBreaker
     if (cb !== undefined) {
       const onChange = (endpoint: string) => (state: BreakerState): void => {
-        metrics?.circuitState.labels(config.name, endpoint).set(BREAKER_GAUGE[state])
-        metrics?.circuitTransitions.labels(config.name, endpoint, state).inc()
+        this.#series?.circuitState.labels(config.name, endpoint).set(BREAKER_GAUGE[state])
+        this.#series?.circuitTransitions.labels(config.name, endpoint, state).inc()
         options.log?.warn('circuit breaker state changed', { cluster: config.name, endpoint: endpoint === '' ? undefined : endpoint, state })
       }
       this.breaker = new CircuitBreaker(cb, { onChange: onChange('') })
@@ -332,6 +336,11 @@ export class Cluster {
     }
   }
 
+  /** The `endpoint` label values of its series: its endpoints, and "" for the cluster-wide breaker. */
+  #seriesIds (): string[] {
+    return ['', ...this.endpoints.map((e) => e.id)]
+  }
+
   /** One more snapshot uses the cluster as it is; false once it is drained (build a new one then). */
   retain (): boolean {
     if (this.#users === 0) return false
@@ -351,10 +360,14 @@ export class Cluster {
   /**
    * Lets requests already dispatched finish (undici's `close` waits for them),
    * then closes the pools; after `deadlineMs` whatever is left is destroyed.
-   * Final, whoever else retained the cluster.
+   * Final, whoever else retained the cluster. Its endpoints' series are
+   * let go of: from here on, its verdicts are not the proxy's.
    */
   async drain (deadlineMs: number): Promise<void> {
     this.#users = 0
+    const series = this.#series
+    this.#series = undefined
+    if (series !== undefined) for (const id of this.#seriesIds()) series.endpointSeries.release(this.name, id)
     this.#detector?.close()
     const stopping = this.#checker?.stop()
     let timer: NodeJS.Timeout | undefined
