@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 
 /**
  * The process-wide metric set. Label values are bounded: route and cluster names
@@ -35,6 +35,9 @@ export interface ProxyMetrics {
 
 /** prom-client default metrics that are gauges ending in `_total`. */
 const NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']
+
+const CONFIG_RELOADS = 'outrider_config_reloads_total'
+const CONFIG_RELOADS_HELP = 'Config loads and reloads, by result (success, failure).'
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
@@ -76,7 +79,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Prox
     requestDuration,
     upstreamDuration,
     inFlight: new Gauge({ name: 'outrider_requests_in_flight', help: 'Requests being served now.', registers, collect () { this.set(live.inFlight) } }),
-    configReloads: new Counter({ name: 'outrider_config_reloads_total', help: 'Config loads and reloads, by result (success, failure).', labelNames: ['result'], registers }),
+    configReloads: new Counter({ name: CONFIG_RELOADS, help: CONFIG_RELOADS_HELP, labelNames: ['result'], registers }),
     localReplies: new Counter({ name: 'outrider_local_replies_total', help: 'Error responses made by the proxy itself, by route and error code.', labelNames: ['route', 'code'], registers }),
     upstreamErrors: new Counter({ name: 'outrider_upstream_errors_total', help: 'Failed upstream attempts, by cluster and error code.', labelNames: ['cluster', 'code'], registers }),
     configVersion: new Gauge({ name: 'outrider_config_info', help: 'The active config version (value is always 1).', labelNames: ['version'], registers, aggregator: 'max' }),
@@ -131,6 +134,87 @@ export class EndpointSeries {
     for (const m of this.#metrics) m.remove(cluster, endpoint)
     for (const to of BREAKER_STATES) this.#transitions.remove(cluster, endpoint, to)
   }
+}
+
+/** A metric as `Registry#getMetricsAsJSON` gives it: what a worker sends the primary. */
+export interface MetricJson {
+  name: string
+  help: string
+  type: string
+  aggregator: string
+  values: Array<{ labels: Record<string, string | number | undefined>, value: number, metricName?: string }>
+}
+
+/** A registry's metrics as JSON (prom-client's typings call `type` an enum; at run time it is the string). */
+export async function metricsJson (registry: Registry): Promise<MetricJson[]> {
+  return await registry.getMetricsAsJSON() as unknown as MetricJson[]
+}
+
+/**
+ * The multi-worker primary's `/metrics`: its workers' registries merged by
+ * each metric's aggregator (prom-client's cluster protocol), such that no
+ * counter ever goes down, which Prometheus would read as a restart:
+ *
+ * - a worker that does not answer a scrape in time (stopped, busy) is in it
+ *   with its last answer, counted by `outrider_workers_late`;
+ * - the counters and histograms of a worker that exited stay in the sums
+ *   (as of its last answer); its gauges go with it.
+ *
+ * Config reloads are counted here, once each, not by every worker (and a
+ * replacement worker's start is no reload).
+ */
+export class WorkerMetrics {
+  readonly configReloads: Counter<'result'>
+  readonly #late: Gauge
+  readonly #own = new Registry()
+  /** Worker id → its last answer. */
+  readonly #last = new Map<number, MetricJson[]>()
+  /** The counters and histograms of exited workers, summed. */
+  #exited: MetricJson[] = []
+
+  constructor () {
+    const registers = [this.#own]
+    this.configReloads = new Counter({ name: CONFIG_RELOADS, help: CONFIG_RELOADS_HELP, labelNames: ['result'], registers })
+    this.#late = new Gauge({ name: 'outrider_workers_late', help: 'Workers that did not answer this scrape in time: their series are those of their last answer (none if they never answered).', registers })
+  }
+
+  /** A worker's answer to a scrape; the series the primary counts itself are left out. */
+  answered (worker: number, metrics: MetricJson[]): void {
+    this.#last.set(worker, metrics.filter((m) => m.name !== CONFIG_RELOADS))
+  }
+
+  /** A worker exited: its counters and histograms are kept, as of its last answer. */
+  exited (worker: number): void {
+    const last = this.#last.get(worker)
+    this.#last.delete(worker)
+    if (last !== undefined) this.#exited = addCumulative(this.#exited, last)
+  }
+
+  /** This scrape: the last answers of the `live` workers, `late` of them not fresh. */
+  async merge (live: readonly number[], late: number): Promise<Registry> {
+    this.#late.set(late)
+    const parts = [await metricsJson(this.#own), this.#exited]
+    for (const id of live) parts.push(this.#last.get(id) ?? [])
+    return AggregatorRegistry.aggregate(parts)
+  }
+}
+
+/** `into` plus the counters and histograms of `from`, added up series by series. */
+function addCumulative (into: readonly MetricJson[], from: readonly MetricJson[]): MetricJson[] {
+  const key = (v: MetricJson['values'][number]): string => `${v.metricName ?? ''}${JSON.stringify(Object.entries(v.labels).sort(([a], [b]) => a < b ? -1 : 1))}`
+  const out = new Map<string, { metric: MetricJson, values: Map<string, MetricJson['values'][number]> }>()
+  for (const m of into) out.set(m.name, { metric: m, values: new Map(m.values.map((v) => [key(v), { ...v }])) })
+  for (const m of from) {
+    if ((m.type !== 'counter' && m.type !== 'histogram') || m.aggregator !== 'sum') continue
+    let acc = out.get(m.name)
+    if (acc === undefined) { acc = { metric: m, values: new Map() }; out.set(m.name, acc) }
+    for (const v of m.values) {
+      const same = acc.values.get(key(v))
+      if (same === undefined) acc.values.set(key(v), { ...v })
+      else same.value += v.value
+    }
+  }
+  return [...out.values()].map(({ metric, values }) => ({ ...metric, values: [...values.values()] }))
 }
 
 /** Methods that get their own label value; everything else is `OTHER`. */

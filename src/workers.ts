@@ -1,8 +1,7 @@
 import cluster, { type Worker } from 'node:cluster'
-import { AggregatorRegistry } from 'prom-client'
 import type { Config } from './config/schema.ts'
 import { deepFreeze } from './config/path.ts'
-import { createMetrics } from './metrics.ts'
+import { createMetrics, metricsJson, WorkerMetrics, type MetricJson } from './metrics.ts'
 import { createAdminServer } from './admin.ts'
 import { createReloader, watchConfigFile } from './reload.ts'
 import { installCrashGuards } from './run.ts'
@@ -34,12 +33,11 @@ type Reply =
   | { type: 'applied', id: number, ok: boolean, version?: string, error?: string }
   | { type: 'state', id: number, body: unknown }
   | { type: 'purged', id: number, count: number }
-  | { type: 'metrics', id: number, metrics: object[] }
+  | { type: 'metrics', id: number, metrics: MetricJson[] }
 
 type ToWorker =
   | (Request & { id: number })
   | { type: 'start', config: Config }
-  | { type: 'count-load-failure' }
   | { type: 'weight-hint', cluster: string, endpoint: string, weight: number | undefined }
   | { type: 'log-level', level: Level }
   | { type: 'reopen-logs' }
@@ -54,7 +52,7 @@ const RESTART_MIN_MS = 500
 const RESTART_MAX_MS = 30_000
 /**
  * How long a scrape waits for each worker. One starting, stopped or stuck is
- * left out of that scrape: Prometheus gets the others' series, not a 500.
+ * in that scrape with its last answer: Prometheus gets every series, not a 500.
  */
 const METRICS_WAIT_MS = 2000
 /** A worker that has not applied a config by then counts as having refused it. */
@@ -72,6 +70,9 @@ export async function runPrimary (file: string, initial: Config, count: number, 
   let lastCrash = 0
   let requestSeq = 0
   const pending = new Map<number, { worker: number, done: (reply: Reply | undefined) => void }>()
+  const metrics = new WorkerMetrics()
+  // The primary loaded it (cli.ts): the one load it counts for the workers' starts.
+  metrics.configReloads.labels('success').inc()
 
   const send = (w: Worker, msg: ToWorker): void => { if (w.isConnected()) w.send(msg) }
   const workers = (): Worker[] => Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
@@ -109,9 +110,15 @@ export async function runPrimary (file: string, initial: Config, count: number, 
           // One that answered after its reload gave up on it.
           if (msg.ok && !reloading) sync(w)
           break
+        case 'metrics':
+          // Kept even when it comes too late for its scrape: the next one may
+          // need it. Empty is a failed collection (a registry lists its
+          // metrics even before they have values): the last answer stands.
+          if (msg.metrics.length > 0 && !w.isDead()) metrics.answered(w.id, msg.metrics)
+          pending.get(msg.id)?.done(msg)
+          break
         case 'state':
-        case 'purged':
-        case 'metrics': pending.get(msg.id)?.done(msg); break
+        case 'purged': pending.get(msg.id)?.done(msg); break
       }
     })
   }
@@ -119,6 +126,7 @@ export async function runPrimary (file: string, initial: Config, count: number, 
   cluster.on('exit', (w, code, signal) => {
     ready.delete(w.id)
     versions.delete(w.id)
+    metrics.exited(w.id)
     for (const p of pending.values()) if (p.worker === w.id) p.done(undefined)
     if (shuttingDown) return
     // Crash loop protection: back off when workers die in quick succession.
@@ -154,10 +162,17 @@ export async function runPrimary (file: string, initial: Config, count: number, 
       reloading = false
     }
   }
-  const reload = createReloader(file, applyEverywhere, log, () => {
-    const first = workers()[0]
-    if (first !== undefined) send(first, { type: 'count-load-failure' })
-  })
+  // Counted once here: each worker's own count is left out of /metrics.
+  const countedApply = async (next: Config): Promise<void> => {
+    try {
+      await applyEverywhere(next)
+    } catch (err) {
+      metrics.configReloads.labels('failure').inc()
+      throw err
+    }
+    metrics.configReloads.labels('success').inc()
+  }
+  const reload = createReloader(file, countedApply, log, () => { metrics.configReloads.labels('failure').inc() })
   const stopWatching = watchConfigFile(file, () => { void reload() })
   process.on('SIGHUP', () => { void reload() })
   // Log rotation: the access-log files are the workers'. Relayed as a message,
@@ -198,11 +213,11 @@ export async function runPrimary (file: string, initial: Config, count: number, 
     metrics: async () => {
       const targets = workers().filter((w) => w.isConnected())
       const replies = await Promise.all(targets.map((w) => ask(w, { type: 'metrics' }, METRICS_WAIT_MS)))
-      const answered = replies.flatMap((r) => r?.type === 'metrics' ? [r.metrics] : [])
-      // Nothing to merge is a failed scrape (500), not an empty one Prometheus would take as up.
-      if (answered.length === 0) throw new Error(`no worker answered in time (${targets.length} asked)`)
-      if (answered.length < targets.length) log.warn('metrics: workers that did not answer in time are left out of this scrape', { answered: answered.length, workers: targets.length })
-      const registry = AggregatorRegistry.aggregate(answered)
+      const answered = replies.filter((r) => r?.type === 'metrics' && r.metrics.length > 0).length
+      // None answering is a failed scrape (500), not one Prometheus would take as up.
+      if (answered === 0) throw new Error(`no worker answered in time (${targets.length} asked)`)
+      if (answered < targets.length) log.warn('metrics: workers that did not answer in time are in this scrape with their last answer', { answered, workers: targets.length })
+      const registry = await metrics.merge(targets.map((w) => w.id), targets.length - answered)
       return { contentType: registry.contentType, body: await registry.metrics() }
     },
   }, log)
@@ -240,7 +255,7 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
   const metrics = createMetrics()
   process.on('message', (msg: ToWorker) => {
     if (msg.type !== 'metrics') return
-    metrics.registry.getMetricsAsJSON().then((m) => { send({ type: 'metrics', id: msg.id, metrics: m }) }, (err: unknown) => {
+    metricsJson(metrics.registry).then((m) => { send({ type: 'metrics', id: msg.id, metrics: m }) }, (err: unknown) => {
       log.error('metrics collection failed', { err })
       send({ type: 'metrics', id: msg.id, metrics: [] })
     })
@@ -290,9 +305,6 @@ export async function runWorker (file: string, log: Logger): Promise<void> {
         break
       case 'state':
         send({ type: 'state', id: msg.id, body: { version: proxy.snapshot.version, worker: process.pid, clusters: [...proxy.snapshot.clusters.values()].map((c) => c.state()) } })
-        break
-      case 'count-load-failure':
-        proxy.metrics.configReloads.labels('failure').inc()
         break
       case 'weight-hint': proxy.snapshot.clusters.get(msg.cluster)?.setWeightHint(msg.endpoint, msg.weight); break
       case 'log-level': log.setLevel(msg.level); break

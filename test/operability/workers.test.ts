@@ -120,9 +120,25 @@ t.test('a worker that cannot start exits non-zero, so the primary restarts it wi
 /** Prometheus text exposition: comments, or `name{labels} value`. */
 const SAMPLE = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? [-+0-9.eEInfNa]+$/
 
-t.test('/metrics with a worker that does not answer: 200 and the other workers\' series, not a 500', async (t) => {
+/** Statuses of `n` requests, each on a new connection. */
+async function serve (url: string, n: number): Promise<number[]> {
+  const out: number[] = []
+  for (let i = 0; i < n; i++) out.push((await get(url)).status)
+  return out
+}
+
+/** One sample of a /metrics body, by its `name{labels}`. */
+function sample (body: string, series: string): number | undefined {
+  const line = body.split('\n').find((l) => l.startsWith(`${series} `))
+  return line === undefined ? undefined : Number(line.slice(series.length + 1))
+}
+const REQUESTS = 'outrider_requests_total{route="all",method="GET",status_class="2xx"}'
+
+t.test('/metrics with a worker that does not answer: 200 with its last answer, counters do not go down, not a 500', async (t) => {
   const p = await startWorkers(t)
-  for (let i = 0; i < 6; i++) t.equal((await get(p.url)).status, 200)
+  // Enough new connections that both workers served some (the kernel spreads them).
+  t.same(await serve(p.url, 20), Array(20).fill(200))
+  t.equal(sample((await get(`${p.adminUrl}/metrics`)).body, REQUESTS), 20)
   const { worker } = await (await request(`${p.adminUrl}/clusters`)).body.json() as { worker: number }
   process.kill(worker, 'SIGSTOP')
   t.teardown(() => { try { process.kill(worker, 'SIGCONT') } catch {} })
@@ -130,10 +146,11 @@ t.test('/metrics with a worker that does not answer: 200 and the other workers\'
   const body = await res.body.text()
   t.equal(res.statusCode, 200)
   t.match(res.headers['content-type'], 'text/plain')
-  t.match(body, /^outrider_requests_total\{route="all",method="GET",status_class="2xx"\} \d+$/m, 'the answering worker\'s counts')
+  t.equal(sample(body, REQUESTS), 20, 'the stopped worker\'s counts are still in the sum')
+  t.equal(sample(body, 'outrider_workers_late'), 1)
   const bad = body.split('\n').filter((l) => l !== '' && !l.startsWith('#') && !SAMPLE.test(l))
   t.same(bad, [], 'valid exposition text')
-  t.match(p.proc.logs(), 'metrics: workers that did not answer in time are left out of this scrape')
+  t.match(p.proc.logs(), 'metrics: workers that did not answer in time are in this scrape with their last answer')
   // None answers: a failed scrape, not an empty 200 that reads as up.
   const all = execFileSync('pgrep', ['-P', String(p.proc.child.pid)], { encoding: 'utf8' }).split('\n').filter((l) => l !== '').map(Number)
   t.teardown(() => { for (const pid of all) { try { process.kill(pid, 'SIGCONT') } catch {} } })
@@ -143,6 +160,38 @@ t.test('/metrics with a worker that does not answer: 200 and the other workers\'
   t.equal(none.statusCode, 500)
   for (const pid of all) process.kill(pid, 'SIGCONT')
   process.kill(worker, 'SIGCONT')
+  p.proc.child.kill('SIGTERM')
+  t.same(await p.proc.exited, { code: 0, signal: null })
+})
+
+t.test('/metrics across worker restarts and reloads: counters keep what exited workers counted, a reload counts once', async (t) => {
+  const p = await startWorkers(t)
+  t.same(await serve(p.url, 20), Array(20).fill(200))
+  let body = (await get(`${p.adminUrl}/metrics`)).body
+  t.equal(sample(body, REQUESTS), 20)
+  t.equal(sample(body, 'outrider_config_reloads_total{result="success"}'), 1, 'one load, not one per worker')
+  t.equal(sample(body, 'outrider_workers_late'), 0)
+
+  p.proc.child.kill('SIGHUP')
+  await until(async () => sample((await get(`${p.adminUrl}/metrics`)).body, 'outrider_config_reloads_total{result="success"}') !== 1, p.proc)
+  t.equal(sample((await get(`${p.adminUrl}/metrics`)).body, 'outrider_config_reloads_total{result="success"}'), 2, 'one reload, counted once')
+
+  // A worker dies: its 20-odd requests must not vanish from the sum.
+  const { worker } = await (await request(`${p.adminUrl}/clusters`)).body.json() as { worker: number }
+  process.kill(worker, 'SIGKILL')
+  await p.proc.waitForLog('worker exited; restarting')
+  body = (await get(`${p.adminUrl}/metrics`)).body
+  t.equal(sample(body, REQUESTS), 20, 'with one worker gone')
+  await p.proc.waitForLog('proxy listening', 3)
+  await until(async () => (await get(`${p.adminUrl}/ready`)).status === 200, p.proc)
+  t.equal((await get(p.url)).status, 200)
+  body = (await get(`${p.adminUrl}/metrics`)).body
+  t.equal(sample(body, REQUESTS), 21, 'and with its replacement')
+  t.equal(sample(body, 'outrider_config_reloads_total{result="success"}'), 2, 'a restart is no reload')
+
+  await writeFile(p.file, 'listen: [')
+  await until(async () => sample((await get(`${p.adminUrl}/metrics`)).body, 'outrider_config_reloads_total{result="failure"}') !== undefined, p.proc)
+  t.equal(sample((await get(`${p.adminUrl}/metrics`)).body, 'outrider_config_reloads_total{result="failure"}'), 1)
   p.proc.child.kill('SIGTERM')
   t.same(await p.proc.exited, { code: 0, signal: null })
 })
