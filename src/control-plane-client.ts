@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import * as grpc from '@grpc/grpc-js'
 import { parseConfigOffThread } from './config/off-thread.ts'
 import type { Config } from './config/schema.ts'
+import { MAX_TIMER_MS } from './config/units.ts'
 import { ConfigError } from './errors.ts'
 import type { Logger } from './log.ts'
 import type { ProxyMetrics } from './metrics.ts'
@@ -374,9 +375,11 @@ export async function startManagedProxy (options: ManagedProxyOptions): Promise<
   started.catch(() => {})
   let client: ControlPlaneClient | undefined
   const ready = (): boolean => fromCache || client?.received === true
+  let waiting: NodeJS.Timeout | undefined
   const start = async (config: Config, source: string): Promise<RunningProxy> => {
     const p = await startProxy({ ...options.start, config, source, log, ready })
     proxy = p
+    clearInterval(waiting)
     resolveStarted(p)
     return p
   }
@@ -389,6 +392,10 @@ export async function startManagedProxy (options: ManagedProxyOptions): Promise<
   } else {
     log.info('waiting for the first config from the control plane', { address: options.address })
   }
+  // Until a proxy listens nothing else holds the event loop (the client's
+  // timers are unref'd): without this handle the process would exit 0 while
+  // the control plane is down, instead of retrying.
+  if (proxy === undefined) waiting = setInterval(() => {}, MAX_TIMER_MS)
 
   client = new ControlPlaneClient({
     ...options,
@@ -413,6 +420,7 @@ export async function startManagedProxy (options: ManagedProxyOptions): Promise<
     ready,
     shutdown (deadlineMs) {
       stopping ??= (async () => {
+        clearInterval(waiting)
         client.close()
         if (proxy !== undefined) await proxy.shutdown(deadlineMs)
         else rejectStarted(new Error('shut down before the first config arrived'))
