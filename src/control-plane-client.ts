@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { mkdir, readFile } from 'node:fs/promises'
+import { mkdir, readFile, rename } from 'node:fs/promises'
 import path from 'node:path'
 import { randomUUID } from 'node:crypto'
 import * as grpc from '@grpc/grpc-js'
@@ -308,6 +308,17 @@ export async function readCachedConfig (cacheDir: string, log: Logger, env?: Nod
   }
 }
 
+/** Renames the cache file to `<file>.bad` (replacing an older one); the new name, or undefined when it could not be moved. */
+async function moveCacheAside (cacheDir: string): Promise<string | undefined> {
+  const file = path.join(cacheDir, CACHE_FILE)
+  try {
+    await rename(file, `${file}.bad`)
+    return `${file}.bad`
+  } catch {
+    return undefined
+  }
+}
+
 /** Per-route cumulative counters from this process's metrics, for Telemetry.Report. */
 export async function readRouteCounters (metrics: ProxyMetrics): Promise<pb.RouteCounters[]> {
   const byRoute = new Map<string, pb.RouteCounters>()
@@ -366,8 +377,8 @@ export interface ManagedProxy {
  */
 export async function startManagedProxy (options: ManagedProxyOptions): Promise<ManagedProxy> {
   const log = options.log
-  const cache = options.cacheDir === undefined ? undefined : await readCachedConfig(options.cacheDir, log, options.env)
-  const fromCache = cache !== undefined
+  let cache = options.cacheDir === undefined ? undefined : await readCachedConfig(options.cacheDir, log, options.env)
+  let fromCache = false
   let proxy: RunningProxy | undefined
   let resolveStarted!: (p: RunningProxy) => void
   let rejectStarted!: (err: unknown) => void
@@ -384,14 +395,23 @@ export async function startManagedProxy (options: ManagedProxyOptions): Promise<
     return p
   }
 
-  if (cache !== undefined) {
+  if (cache !== undefined && options.cacheDir !== undefined) {
     log.info('starting on the cached config from the control plane', { version: cache.cached.version, savedAt: cache.cached.savedAt })
-    await start(cache.config, `control-plane v${cache.cached.version} (cache)`)
-  } else if (options.bootstrap !== undefined) {
-    await start(options.bootstrap, 'bootstrap')
-  } else {
-    log.info('waiting for the first config from the control plane', { address: options.address })
+    fromCache = true
+    try {
+      await start(cache.config, `control-plane v${cache.cached.version} (cache)`)
+    } catch (err) {
+      // Valid but not buildable here (a TLS file gone): it would fail every
+      // start, so it is put aside and this node runs the bootstrap config or
+      // waits for the control plane's.
+      fromCache = false
+      const movedTo = await moveCacheAside(options.cacheDir)
+      log.error('the cached config does not start; moved aside, starting without it', { version: cache.cached.version, movedTo: movedTo ?? null, error: errorDetail(err).message })
+      cache = undefined
+    }
   }
+  if (!fromCache && options.bootstrap !== undefined) await start(options.bootstrap, 'bootstrap')
+  else if (!fromCache) log.info('waiting for the first config from the control plane', { address: options.address })
   // Until a proxy listens nothing else holds the event loop (the client's
   // timers are unref'd): without this handle the process would exit 0 while
   // the control plane is down, instead of retrying.
