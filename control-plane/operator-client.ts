@@ -15,6 +15,14 @@ export interface ConnectOptions {
   key?: Buffer
 }
 
+/**
+ * The largest message a data plane accepts from the control plane (gRPC's
+ * default, 4 MiB, is less than a big fleet's config document).
+ */
+export const MAX_PUSH_BYTES = 64 * 1024 * 1024
+/** The largest config document the control plane pushes: the push's other fields (hash, nonce, weight hints) fit in the rest of MAX_PUSH_BYTES. */
+export const MAX_DOCUMENT_BYTES = MAX_PUSH_BYTES - 1024 * 1024
+
 /** Channel credentials for a control-plane address: TLS when a CA is given, with the token on every call. */
 export function channelCredentials (options: ConnectOptions): grpc.ChannelCredentials {
   if (options.ca === undefined) return grpc.credentials.createInsecure()
@@ -82,7 +90,8 @@ const METHODS = ['PutRoute', 'GetRoute', 'ListRoutes', 'DeleteRoute', 'PutCluste
  * await op.putRoute({ routeJson: JSON.stringify({ name: 'api', match: { pathPrefix: '/api' }, cluster: 'api' }) })
  */
 export function createOperatorClient (address: string, options: ConnectOptions = {}): OperatorClient {
-  const client = new (services().Operator)(address, channelCredentials(options)) as unknown as Record<string, (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void> & grpc.Client
+  // GetConfig and ListHistory return whole documents: as large as a push may be.
+  const client = new (services().Operator)(address, channelCredentials(options), { 'grpc.max_receive_message_length': MAX_PUSH_BYTES }) as unknown as Record<string, (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void> & grpc.Client
   const call = (method: string) => (request: unknown): Promise<never> => new Promise((resolve, reject) => {
     const fn = client[method]
     if (fn === undefined) { reject(new Error(`no method ${method}`)); return }

@@ -12,7 +12,7 @@ import type { ProxyMetrics } from './metrics.ts'
 import { startProxy, type RunningProxy, type StartOptions } from './proxy.ts'
 import { installCrashGuards, onStopSignals } from './run.ts'
 import { services } from '../control-plane/protos.ts'
-import { channelCredentials, tokenMetadata, type ConnectOptions } from '../control-plane/operator-client.ts'
+import { MAX_PUSH_BYTES, channelCredentials, tokenMetadata, type ConnectOptions } from '../control-plane/operator-client.ts'
 import { writeFileAtomic } from '../control-plane/store.ts'
 import type * as pb from '../control-plane/generated/types.ts'
 
@@ -62,6 +62,17 @@ export interface CachedConfig {
 }
 
 const CACHE_FILE = 'outrider-config-cache.json'
+
+/**
+ * A fresh channel per attempt with a subchannel of its own (see #connect),
+ * and keepalive pings, so a control plane that vanished without closing the
+ * connection (a partition) is noticed in half a minute.
+ */
+const CHANNEL_OPTIONS = {
+  'grpc.use_local_subchannel_pool': 1,
+  'grpc.keepalive_time_ms': 20_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+} as const
 
 type DiscoveryStream = grpc.ClientDuplexStream<pb.DiscoveryRequest, pb.DiscoveryResponse>
 
@@ -134,9 +145,8 @@ export class ControlPlaneClient extends EventEmitter {
     this.#client?.close()
     const Client = services().ConfigDiscovery
     this.#client = new Client(this.#options.address, channelCredentials(this.#options), {
-      'grpc.use_local_subchannel_pool': 1,
-      'grpc.keepalive_time_ms': 20_000,
-      'grpc.keepalive_timeout_ms': 10_000,
+      ...CHANNEL_OPTIONS,
+      'grpc.max_receive_message_length': MAX_PUSH_BYTES,
     })
     const stream = (this.#client as unknown as { Stream: (md: grpc.Metadata) => DiscoveryStream }).Stream(tokenMetadata(this.#options.token))
     this.#stream = stream

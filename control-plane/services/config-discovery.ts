@@ -10,12 +10,15 @@ import type { ConfigVersion } from '../store.ts'
 import type * as pb from '../generated/types.ts'
 import { authorize, toStatus } from './status.ts'
 import { flattenHints } from './operator.ts'
+import { MAX_DOCUMENT_BYTES } from '../operator-client.ts'
 
 export interface ConfigDiscoveryDeps {
   desired: DesiredConfig
   fleet: Fleet
   tokens: TokenTable | undefined
   log: Logger
+  /** A node's document larger than this (JSON bytes) is withheld, not sent to be refused by the node's gRPC (default MAX_DOCUMENT_BYTES). */
+  maxDocumentBytes?: number
 }
 
 type StreamCall = grpc.ServerDuplexStream<pb.DiscoveryRequest, pb.DiscoveryResponse>
@@ -46,6 +49,7 @@ export function register (server: grpc.Server, deps: ConfigDiscoveryDeps): { end
 
 function serve (call: StreamCall, deps: ConfigDiscoveryDeps, open: Set<StreamCall>): void {
   const { desired, fleet, log } = deps
+  const maxDocumentBytes = deps.maxDocumentBytes ?? MAX_DOCUMENT_BYTES
   try {
     authorize(call.metadata, deps.tokens, 'data-plane')
   } catch (err) {
@@ -78,11 +82,20 @@ function serve (call: StreamCall, deps: ConfigDiscoveryDeps, open: Set<StreamCal
       nodeLog.warn('config withheld: the document this node\'s overlays make does not validate', { version: v.version, overlays: doc.overlays, issues: doc.issues })
       return
     }
+    const configJson = JSON.stringify(doc.document)
+    const bytes = Buffer.byteLength(configJson)
+    if (bytes > maxDocumentBytes) {
+      // The node's gRPC would drop the stream (RESOURCE_EXHAUSTED) and resubscribe forever.
+      const message = `withheld by the control plane: the document for this node is ${size(bytes)}, more than the ${size(maxDocumentBytes)} a data plane accepts`
+      fleet.nack(session, String(v.version), { message, issues: [] })
+      nodeLog.warn('config withheld: the document is too large to push', { version: v.version, bytes, maxBytes: maxDocumentBytes })
+      return
+    }
     const nonce = randomBytes(12).toString('base64url')
     latestNonce = nonce
     sent.set(nonce, { version: String(v.version), hash: doc.hash })
     if (sent.size > NONCES_KEPT) sent.delete(sent.keys().next().value as string)
-    call.write({ versionInfo: String(v.version), nonce, configJson: JSON.stringify(doc.document), contentHash: doc.hash, weightHints } satisfies pb.DiscoveryResponse)
+    call.write({ versionInfo: String(v.version), nonce, configJson, contentHash: doc.hash, weightHints } satisfies pb.DiscoveryResponse)
     fleet.sent(session, String(v.version), doc.overlays)
     nodeLog.debug('config pushed', { version: v.version, overlays: doc.overlays })
   }
@@ -130,6 +143,10 @@ function serve (call: StreamCall, deps: ConfigDiscoveryDeps, open: Set<StreamCal
   call.on('error', () => { cleanup() })
   call.on('cancelled', () => { cleanup() })
   call.on('close', () => { cleanup() })
+}
+
+function size (bytes: number): string {
+  return bytes < 1024 * 1024 ? `${bytes} bytes` : `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 }
 
 function fail (call: StreamCall, status: Partial<grpc.StatusObject>): void {

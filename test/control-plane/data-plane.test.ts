@@ -2,6 +2,12 @@ import t from 'tap'
 import { once } from 'node:events'
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import * as grpc from '@grpc/grpc-js'
+import { DesiredConfig } from '../../control-plane/desired-config.ts'
+import { Fleet } from '../../control-plane/fleet.ts'
+import { register } from '../../control-plane/services/config-discovery.ts'
+import { FileStore } from '../../control-plane/store.ts'
+import { testLogger } from '../helpers/proxy.ts'
 import { baseDocument, namedUpstream, operatorClient, serves, startTestControlPlane, startTestDataPlane, tempDir, waitFor } from './helpers.ts'
 
 const CACHE_FILE = 'outrider-config-cache.json'
@@ -44,4 +50,43 @@ t.test('a poisoned cache with a bootstrap config starts on the bootstrap config'
   t.equal(dp.proxy?.snapshot.source, 'bootstrap')
   await access(`${file}.bad`)
   t.equal(dp.ready(), false, 'not ready: nothing from the control plane runs')
+})
+
+t.test('a document over gRPC\'s default 4 MiB reaches the data plane', async (t) => {
+  const a = await namedUpstream(t, 'a')
+  const cp = await startTestControlPlane(t, { store: `${await tempDir(t)}/store.json` })
+  const admin = operatorClient(t, cp.address, 'admin')
+  await admin.putConfig({ configJson: JSON.stringify(baseDocument([['a', a.url]], [{ name: 'a', match: { pathPrefix: '/a' }, cluster: 'a' }])) })
+  const dp = await startTestDataPlane(t, cp.address, 'dp-big')
+  await dp.started
+  // Each write under the control plane's own 4 MiB request limit; together over 4 MiB.
+  let put
+  for (const n of ['big1', 'big2']) put = await admin.putRoute({ routeJson: JSON.stringify({ name: n, match: { path: `/${n}${'x'.repeat(2_500_000)}` }, cluster: 'a' }) })
+  const version = String(put?.version)
+  await waitFor('the big version applied', () => dp.client.version === version, 20_000)
+  t.ok(await serves(dp, '/a/2', 'a /a/2'))
+  t.match((await admin.getFleet({})).nodes, [{ nodeId: 'dp-big', ackedVersion: version, nackedVersion: '' }])
+})
+
+t.test('a document over the push limit is withheld, and the fleet view says why', async (t) => {
+  const a = await namedUpstream(t, 'a')
+  const desired = await DesiredConfig.open(new FileStore(`${await tempDir(t)}/store.json`))
+  const fleet = new Fleet()
+  const server = new grpc.Server()
+  register(server, { desired, fleet, tokens: undefined, log: testLogger(), maxDocumentBytes: 4096 })
+  const port = await new Promise<number>((resolve, reject) => { server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => { if (err === null) resolve(p); else reject(err) }) })
+  t.teardown(() => { server.forceShutdown() })
+  const small = baseDocument([['a', a.url]], [{ name: 'a', match: { pathPrefix: '/a' }, cluster: 'a' }])
+  const v1 = (await desired.change('test', { action: 'put_config', document: small })).version
+
+  const dp = await startTestDataPlane(t, `127.0.0.1:${port}`, 'dp-limit')
+  await dp.started
+  await waitFor('v1 ACKed', () => fleet.list().find((n) => n.nodeId === 'dp-limit')?.ackedVersion === String(v1))
+
+  const big = await desired.change('test', { action: 'put_route', route: { name: 'big', match: { path: `/${'x'.repeat(5000)}` }, cluster: 'a' } })
+  const node = await waitFor('withheld', () => { const n = fleet.list().find((n) => n.nodeId === 'dp-limit'); return n?.nackedVersion === String(big.version) ? n : undefined })
+  t.match(node.nackError?.message, /^withheld by the control plane: the document for this node is \d+ bytes, more than the 4096 bytes a data plane accepts$/)
+  t.equal(node.ackedVersion, String(v1), 'the node still runs v1')
+  t.equal(dp.client.version, String(v1))
+  t.ok(dp.client.connected, 'and its stream stays up')
 })
