@@ -74,6 +74,7 @@ const CHANNEL_OPTIONS = {
   'grpc.keepalive_timeout_ms': 10_000,
 } as const
 
+type TelemetryCall = grpc.ClientWritableStream<pb.TelemetryReport>
 type DiscoveryStream = grpc.ClientDuplexStream<pb.DiscoveryRequest, pb.DiscoveryResponse>
 
 /** Events: `applied` (version), `rejected` (version, error), `connected`, `disconnected` (grpc status code), `weight-hints` (how many are in force). */
@@ -93,7 +94,8 @@ export class ControlPlaneClient extends EventEmitter {
   #closed = false
   #pending: { stream: DiscoveryStream, response: pb.DiscoveryResponse } | undefined
   #draining: Promise<void> | undefined
-  #telemetry: { timer: NodeJS.Timeout, call: grpc.ClientWritableStream<pb.TelemetryReport> | undefined } | undefined
+  #telemetry: { timer: NodeJS.Timeout, call: TelemetryCall | undefined, reading: boolean, writing: TelemetryCall | undefined } | undefined
+  #reports = { sent: 0, skipped: 0 }
   /** The control plane's hints in force, `cluster\0endpoint` → weight: the ones it drops are cleared. */
   #hints = new Map<string, number>()
 
@@ -110,6 +112,8 @@ export class ControlPlaneClient extends EventEmitter {
   /** True once a config pushed by the control plane was applied in this process. */
   get received (): boolean { return this.#received }
   get connected (): boolean { return this.#stream !== undefined }
+  /** Telemetry reports written, and skipped because the one before was not sent yet. */
+  get reports (): { readonly sent: number, readonly skipped: number } { return { ...this.#reports } }
 
   /** Opens the stream (and keeps it open until close()). */
   start (): void {
@@ -118,7 +122,7 @@ export class ControlPlaneClient extends EventEmitter {
     this.#connect()
     const t = this.#options.telemetry
     if (t !== undefined) {
-      this.#telemetry = { timer: setInterval(() => { void this.#report() }, t.intervalMs), call: undefined }
+      this.#telemetry = { timer: setInterval(() => { void this.#report() }, t.intervalMs), call: undefined, reading: false, writing: undefined }
       this.#telemetry.timer.unref()
     }
   }
@@ -264,12 +268,22 @@ export class ControlPlaneClient extends EventEmitter {
     const t = this.#telemetry
     const read = this.#options.telemetry?.read
     if (t === undefined || read === undefined || this.#closed || this.#client === undefined) return
+    if (t.reading || (t.call !== undefined && t.writing === t.call)) {
+      // A control plane that stopped reading (or a network that dropped its
+      // packets) must not make reports pile up here: the counters are
+      // cumulative, so the next report sent carries this one's counts too.
+      this.#reports.skipped++
+      this.#log.debug('telemetry report skipped: the previous one is not sent yet', { skipped: this.#reports.skipped })
+      return
+    }
     let routes: pb.RouteCounters[]
-    try { routes = await read() } catch (err) { this.#log.warn('reading route counters failed', { err }); return }
+    t.reading = true
+    try { routes = await read() } catch (err) { this.#log.warn('reading route counters failed', { err }); return } finally { t.reading = false }
+    if (this.#closed) return
     if (t.call === undefined) {
       const Client = services().Telemetry
-      const client = new Client(this.#options.address, channelCredentials(this.#options), { 'grpc.use_local_subchannel_pool': 1 })
-      const call = (client as unknown as { Report: (md: grpc.Metadata, cb: (err: grpc.ServiceError | null) => void) => grpc.ClientWritableStream<pb.TelemetryReport> })
+      const client = new Client(this.#options.address, channelCredentials(this.#options), CHANNEL_OPTIONS)
+      const call = (client as unknown as { Report: (md: grpc.Metadata, cb: (err: grpc.ServiceError | null) => void) => TelemetryCall })
         .Report(tokenMetadata(this.#options.token), (err) => {
           // The next tick opens a new stream: cumulative counters lose nothing meanwhile.
           if (t.call === call) t.call = undefined
@@ -279,7 +293,12 @@ export class ControlPlaneClient extends EventEmitter {
       call.on('error', () => {})
       t.call = call
     }
-    t.call.write({ nodeId: this.#options.nodeId, instance: this.#instance, at: new Date().toISOString(), routes, sequence: ++this.#reportSequence } satisfies pb.TelemetryReport)
+    const call = t.call
+    t.writing = call
+    call.write({ nodeId: this.#options.nodeId, instance: this.#instance, at: new Date().toISOString(), routes, sequence: ++this.#reportSequence } satisfies pb.TelemetryReport, () => {
+      if (t.writing === call) t.writing = undefined
+    })
+    this.#reports.sent++
   }
 }
 

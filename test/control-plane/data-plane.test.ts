@@ -6,7 +6,9 @@ import * as grpc from '@grpc/grpc-js'
 import { DesiredConfig } from '../../control-plane/desired-config.ts'
 import { Fleet } from '../../control-plane/fleet.ts'
 import { register } from '../../control-plane/services/config-discovery.ts'
+import { services } from '../../control-plane/protos.ts'
 import { FileStore } from '../../control-plane/store.ts'
+import { ControlPlaneClient } from '../../src/control-plane-client.ts'
 import { testLogger } from '../helpers/proxy.ts'
 import { baseDocument, namedUpstream, operatorClient, serves, startTestControlPlane, startTestDataPlane, tempDir, waitFor } from './helpers.ts'
 
@@ -89,4 +91,32 @@ t.test('a document over the push limit is withheld, and the fleet view says why'
   t.equal(node.ackedVersion, String(v1), 'the node still runs v1')
   t.equal(dp.client.version, String(v1))
   t.ok(dp.client.connected, 'and its stream stays up')
+})
+
+t.test('telemetry: while the control plane does not read, reports are skipped, not queued', async (t) => {
+  let opened = 0
+  const server = new grpc.Server()
+  server.addService(services().Telemetry.service, {
+    // A stalled control plane: takes the stream, never reads it.
+    Report: (call: grpc.ServerReadableStream<unknown, unknown>) => { opened++; call.pause() },
+  })
+  const port = await new Promise<number>((resolve, reject) => { server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => { if (err === null) resolve(p); else reject(err) }) })
+  t.teardown(() => { server.forceShutdown() })
+  // Big reports, so HTTP/2 flow control and gRPC's buffers fill after a few.
+  const routes = Array.from({ length: 5000 }, (_, i) => ({ route: `route-${i}`, requests: i, errors: 0, latencyBounds: [0.1, 1], latencyCounts: [i, i, i] }))
+  const client = new ControlPlaneClient({
+    address: `127.0.0.1:${port}`,
+    nodeId: 'stalled',
+    log: testLogger(),
+    backoff: { initialMs: 50, maxMs: 400 },
+    apply: async () => {},
+    telemetry: { intervalMs: 5, read: async () => routes },
+  })
+  client.start()
+  t.teardown(() => { client.close() })
+  await waitFor('a skipped report', () => client.reports.skipped > 0, 20_000)
+  const sent = client.reports.sent
+  await waitFor('many more skipped', () => client.reports.skipped > 50, 20_000)
+  t.equal(client.reports.sent, sent, 'nothing more was written while the last report waits')
+  t.equal(opened, 1, 'on the one stream')
 })
