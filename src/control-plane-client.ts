@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js'
 import { parseConfigOffThread } from './config/off-thread.ts'
 import type { Config } from './config/schema.ts'
 import { MAX_TIMER_MS } from './config/units.ts'
-import { ConfigError } from './errors.ts'
+import { ConfigError, type ConfigIssue } from './errors.ts'
 import type { Logger } from './log.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import { startProxy, type RunningProxy, type StartOptions } from './proxy.ts'
@@ -212,6 +212,8 @@ export class ControlPlaneClient extends EventEmitter {
       await this.#options.apply(config, res.versionInfo)
     } catch (err) {
       const detail = errorDetail(err)
+      // Valid, only not in place: the next start runs it (Envoy, too, NACKs a listener change it cannot make live).
+      if (err instanceof RestartRequiredError) await this.#saveCache(res)
       this.#log.error('config from the control plane refused; keeping the running config', { version: res.versionInfo, running: this.#version || null, error: detail.message })
       this.emit('rejected', res.versionInfo, err)
       return { ...this.#request(res.nonce), errorDetail: detail }
@@ -314,8 +316,45 @@ export function backoffDelay (attempt: number, options: { initialMs?: number, ma
   return Math.round(cap / 2 + Math.random() * cap / 2)
 }
 
+/**
+ * A pushed config that changes what a running proxy cannot change in place
+ * (its listeners, TLS on/off, h2c, the header-size limit, tracing): NACKed,
+ * so the fleet view does not show a node "in sync" that still listens as
+ * before.
+ */
+export class RestartRequiredError extends Error {
+  readonly issues: ConfigIssue[]
+
+  constructor (issues: ConfigIssue[], then: string) {
+    super(`changing ${issues.map((i) => `${i.path} (${i.expected})`).join(', ')} needs a restart; ${then}`)
+    this.issues = issues
+  }
+}
+
+/** Where `next` differs from `running` in a way only a new process applies (proxy.ts builds these once). */
+export function restartOnlyChanges (running: Config, next: Config): ConfigIssue[] {
+  const fields: Array<[string, (c: Config) => unknown]> = [
+    ['listen.host', (c) => c.listen.host],
+    ['listen.port', (c) => c.listen.port],
+    ['listen.tls', (c) => c.listen.tls === undefined ? 'off' : 'on'],
+    ['listen.tls.http2', (c) => c.listen.tls?.http2],
+    ['listen.h2c', (c) => c.listen.h2c],
+    ['admin.enabled', (c) => c.admin.enabled],
+    ['admin.host', (c) => c.admin.host],
+    ['admin.port', (c) => c.admin.port],
+    ['limits.maxHeaderSize', (c) => c.limits.maxHeaderSize],
+    ['tracing', (c) => c.tracing],
+  ]
+  const issues: ConfigIssue[] = []
+  for (const [at, get] of fields) {
+    const [was, now] = [JSON.stringify(get(running)) ?? 'unset', JSON.stringify(get(next)) ?? 'unset']
+    if (was !== now) issues.push({ path: at, expected: `${was} → ${now}` })
+  }
+  return issues
+}
+
 function errorDetail (err: unknown): pb.ErrorDetail {
-  if (err instanceof ConfigError) return { message: err.message, issues: err.issues.map((i) => ({ path: i.path, expected: i.expected })) }
+  if (err instanceof ConfigError || err instanceof RestartRequiredError) return { message: err.message, issues: err.issues.map((i) => ({ path: i.path, expected: i.expected })) }
   return { message: err instanceof Error ? err.message : String(err), issues: [] }
 }
 
@@ -446,13 +485,19 @@ export async function startManagedProxy (options: ManagedProxyOptions): Promise<
   // the control plane is down, instead of retrying.
   if (proxy === undefined) waiting = setInterval(() => {}, MAX_TIMER_MS)
 
+  // What a restart would run, for the NACK of a config only a restart applies.
+  const afterRestart = options.cacheDir !== undefined ? 'cached: the next start runs it'
+    : options.bootstrap === undefined ? 'the next start runs it'
+      : 'the next start serves the bootstrap config again (no --cache-dir): make its sections agree, or give a cache directory'
   client = new ControlPlaneClient({
     ...options,
     running: cache === undefined ? undefined : { version: cache.cached.version, hash: cache.cached.hash, weightHints: cache.cached.weightHints },
     setWeightHint: (cluster, endpoint, weight) => proxy?.snapshot.clusters.get(cluster)?.setWeightHint(endpoint, weight) ?? false,
     apply: async (config, version) => {
-      if (proxy === undefined) await start(config, `control-plane v${version}`)
-      else await proxy.apply(config, `control-plane v${version}`)
+      if (proxy === undefined) { await start(config, `control-plane v${version}`); return }
+      const changes = restartOnlyChanges(proxy.snapshot.config, config)
+      if (changes.length > 0) throw new RestartRequiredError(changes, afterRestart)
+      await proxy.apply(config, `control-plane v${version}`)
     },
     telemetry: options.telemetryIntervalMs === 0 ? undefined : {
       intervalMs: options.telemetryIntervalMs ?? 5_000,

@@ -8,7 +8,7 @@ import { Fleet } from '../../control-plane/fleet.ts'
 import { register } from '../../control-plane/services/config-discovery.ts'
 import { services } from '../../control-plane/protos.ts'
 import { FileStore } from '../../control-plane/store.ts'
-import { ControlPlaneClient } from '../../src/control-plane-client.ts'
+import { ControlPlaneClient, restartOnlyChanges } from '../../src/control-plane-client.ts'
 import { testLogger } from '../helpers/proxy.ts'
 import { baseDocument, namedUpstream, operatorClient, serves, startTestControlPlane, startTestDataPlane, tempDir, waitFor } from './helpers.ts'
 
@@ -119,4 +119,40 @@ t.test('telemetry: while the control plane does not read, reports are skipped, n
   await waitFor('many more skipped', () => client.reports.skipped > 50, 20_000)
   t.equal(client.reports.sent, sent, 'nothing more was written while the last report waits')
   t.equal(opened, 1, 'on the one stream')
+})
+
+t.test('a push that changes what only a restart applies is NACKed and cached; the restarted node runs it and ACKs', async (t) => {
+  const a = await namedUpstream(t, 'a')
+  const cp = await startTestControlPlane(t, { store: `${await tempDir(t)}/store.json` })
+  const admin = operatorClient(t, cp.address, 'admin')
+  const doc = baseDocument([['a', a.url]], [{ name: 'a', match: { pathPrefix: '/a' }, cluster: 'a' }])
+  const v1 = (await admin.putConfig({ configJson: JSON.stringify(doc) })).version
+  const cacheDir = await tempDir(t)
+  const dp = await startTestDataPlane(t, cp.address, 'dp-move', { cacheDir })
+  await dp.started
+  await waitFor('v1 applied', () => dp.client.version === String(v1))
+
+  const v2 = (await admin.putConfig({ configJson: JSON.stringify({ ...doc, listen: { host: '127.0.0.1', port: 0, h2c: true }, routes: [] }) })).version
+  const node = await waitFor('the NACK', async () => (await admin.getFleet({})).nodes.find((n) => n.nodeId === 'dp-move' && n.nackedVersion === String(v2)))
+  t.equal(node.ackedVersion, String(v1), 'the fleet view does not show it in sync')
+  t.match(node.nackError, { message: /^changing listen\.h2c \(false → true\) needs a restart; cached: the next start runs it$/, issues: [{ path: 'listen.h2c', expected: 'false → true' }] })
+  t.equal(dp.proxy?.snapshot.config.listen.h2c, false)
+  t.ok(await serves(dp, '/a/1', 'a /a/1'), 'the running config, routes too, stays as it was')
+  const cached = JSON.parse(await readFile(path.join(cacheDir, CACHE_FILE), 'utf8')) as { version: string }
+  t.equal(cached.version, String(v2), 'cached for the next start')
+
+  await dp.shutdown(100)
+  const again = await startTestDataPlane(t, cp.address, 'dp-move', { cacheDir })
+  t.equal(again.proxy?.snapshot.config.listen.h2c, true, 'the restarted node runs it')
+  await waitFor('the ACK', async () => (await admin.getFleet({})).nodes.find((n) => n.nodeId === 'dp-move')?.ackedVersion === String(v2))
+  t.pass('and the fleet view shows it in sync')
+})
+
+t.test('restartOnlyChanges names every section a running proxy cannot change in place', async (t) => {
+  const { parseConfig } = await import('../../src/config/load.ts')
+  const cfg = (doc: unknown) => parseConfig(JSON.stringify(doc), 'test.json')
+  const base = cfg({})
+  t.same(restartOnlyChanges(base, cfg({ routes: [], clusters: [] })), [], 'routes and clusters change in place')
+  const moved = cfg({ listen: { host: '127.0.0.2', port: 81 }, admin: { port: 9902 }, limits: { maxHeaderSize: 1024 } })
+  t.same(restartOnlyChanges(base, moved).map((i) => i.path), ['listen.host', 'listen.port', 'admin.port', 'limits.maxHeaderSize'])
 })
