@@ -8,9 +8,9 @@ import type * as pb from './generated/types.ts'
 export interface ConnectOptions {
   /** Bearer token sent with every call. */
   token?: string
-  /** PEM CA that signed the control plane's certificate: TLS when set. */
+  /** PEM CA that signed the control plane's certificate (default: the system's roots). */
   ca?: Buffer
-  /** Client certificate and key for mTLS. */
+  /** Client certificate and key for mTLS (TLS with them, against the system's roots when no CA is given). */
   cert?: Buffer
   key?: Buffer
 }
@@ -23,10 +23,22 @@ export const MAX_PUSH_BYTES = 64 * 1024 * 1024
 /** The largest config document the control plane pushes: the push's other fields (hash, nonce, weight hints) fit in the rest of MAX_PUSH_BYTES. */
 export const MAX_DOCUMENT_BYTES = MAX_PUSH_BYTES - 1024 * 1024
 
-/** Channel credentials for a control-plane address: TLS when a CA is given, with the token on every call. */
+/** Whether `options` speak TLS: a CA, or a client certificate (which would mean nothing in plaintext). */
+export function usesTls (options: ConnectOptions): boolean {
+  return options.ca !== undefined || options.cert !== undefined || options.key !== undefined
+}
+
+/** Channel credentials for a control-plane address: TLS when a CA or a client certificate is given (else plaintext). */
 export function channelCredentials (options: ConnectOptions): grpc.ChannelCredentials {
-  if (options.ca === undefined) return grpc.credentials.createInsecure()
-  return grpc.credentials.createSsl(options.ca, options.key ?? null, options.cert ?? null)
+  if (!usesTls(options)) return grpc.credentials.createInsecure()
+  return grpc.credentials.createSsl(options.ca ?? null, options.key ?? null, options.cert ?? null)
+}
+
+/** True when a bearer token would cross the network unencrypted: plaintext to an address other than loopback. */
+export function sendsTokenInClear (address: string, options: ConnectOptions): boolean {
+  if (options.token === undefined || options.token === '' || usesTls(options)) return false
+  const host = address.replace(/^dns:(\/\/[^/]*\/)?/, '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1')
+  return !(host === 'localhost' || host === '::1' || /^127\./.test(host))
 }
 
 /** `authorization: Bearer …` metadata (gRPC refuses call credentials on plaintext channels, so it is sent as metadata). */

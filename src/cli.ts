@@ -30,6 +30,7 @@ Control plane (config comes from outrider-cp; no file is watched):
       --cp-token T      data-plane bearer token (default: $OUTRIDER_CP_TOKEN)
       --cp-ca FILE      PEM CA of the control plane's certificate (TLS when set)
       --cp-cert FILE, --cp-key FILE  client certificate when the control plane requires mTLS
+                        (TLS with them, against the system's roots without --cp-ca)
       --cache-dir DIR   keep the last config that applied here; served at start
                         when the control plane is down
   With --config FILE too, that file is served until the first config arrives

@@ -12,7 +12,7 @@ import type { ProxyMetrics } from './metrics.ts'
 import { startProxy, type RunningProxy, type StartOptions } from './proxy.ts'
 import { installCrashGuards, onStopSignals } from './run.ts'
 import { services } from '../control-plane/protos.ts'
-import { MAX_PUSH_BYTES, channelCredentials, tokenMetadata, type ConnectOptions } from '../control-plane/operator-client.ts'
+import { MAX_PUSH_BYTES, channelCredentials, sendsTokenInClear, tokenMetadata, type ConnectOptions } from '../control-plane/operator-client.ts'
 import { writeFileAtomic } from '../control-plane/store.ts'
 import type * as pb from '../control-plane/generated/types.ts'
 
@@ -105,6 +105,7 @@ export class ControlPlaneClient extends EventEmitter {
     this.#log = options.log.child({ controlPlane: options.address })
     this.#version = options.running?.version ?? ''
     this.#hash = options.running?.hash ?? ''
+    if (sendsTokenInClear(options.address, options)) this.#log.warn('the control-plane token is sent in plaintext: give --cp-ca (or a client certificate) for TLS')
   }
 
   /** The version of the config applied last ('' before any). */
