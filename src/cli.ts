@@ -5,7 +5,7 @@ import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { loadConfigOffThread } from './config/off-thread.ts'
 import { ConfigError } from './errors.ts'
-import { createLogger, type Level } from './log.ts'
+import { LEVELS, createLogger, type Level } from './log.ts'
 import { runSingle } from './run.ts'
 import { readTlsFiles } from './tls.ts'
 import { runPrimary, runWorker } from './workers.ts'
@@ -79,8 +79,12 @@ async function main (argv: string[]): Promise<number> {
   const { values, positionals } = parsed
   if (values.help === true) { process.stdout.write(`${USAGE}\n`); return 0 }
   if (values.version === true) { process.stdout.write(`outrider ${version()}\n`); return 0 }
-  const level = (values['log-level'] ?? process.env.OUTRIDER_LOG_LEVEL ?? 'info') as Level
-  const log = createLogger({ level })
+  const level = values['log-level'] ?? process.env.OUTRIDER_LOG_LEVEL ?? 'info'
+  if (!(LEVELS as readonly string[]).includes(level)) {
+    process.stderr.write(`--log-level (or OUTRIDER_LOG_LEVEL) must be one of ${LEVELS.join(', ')}, got "${level}"\n`)
+    return 2
+  }
+  const log = createLogger({ level: level as Level })
 
   if (positionals[0] === 'validate') {
     const file = positionals[1] ?? values.config
@@ -129,13 +133,20 @@ async function main (argv: string[]): Promise<number> {
 /** `--control-plane`: one process (no workers yet), config from outrider-cp. */
 async function runManaged (values: Record<string, string | boolean | undefined>, log: ReturnType<typeof createLogger>): Promise<number> {
   if (values.workers !== undefined && values.workers !== '1') { process.stderr.write('--workers is not supported with --control-plane yet (one process)\n'); return 2 }
+  const address = String(values['control-plane']).trim()
+  if (address === '') { process.stderr.write(`--control-plane needs the control plane's HOST:PORT\n\n${USAGE}\n`); return 2 }
   // Loaded only here: gRPC is not needed by a proxy that reads a file.
   const { parseLabels, runWithControlPlane } = await import('./control-plane-client.ts')
   let labels: Record<string, string>
   try { labels = parseLabels(String(values.labels ?? '')) } catch (err) { process.stderr.write(`${(err as Error).message}\n`); return 2 }
   let bootstrap
   if (typeof values.config === 'string') {
-    try { bootstrap = await loadConfigOffThread(values.config) } catch (err) { return reportConfigError(err) }
+    try {
+      bootstrap = await loadConfigOffThread(values.config)
+      await readTlsFiles(bootstrap, values.config)
+    } catch (err) {
+      return reportConfigError(err)
+    }
   }
   if ((values['cp-cert'] === undefined) !== (values['cp-key'] === undefined)) { process.stderr.write('--cp-cert and --cp-key go together\n'); return 2 }
   const pem: Record<'cp-ca' | 'cp-cert' | 'cp-key', Buffer | undefined> = { 'cp-ca': undefined, 'cp-cert': undefined, 'cp-key': undefined }
@@ -144,18 +155,24 @@ async function runManaged (values: Record<string, string | boolean | undefined>,
     if (typeof f !== 'string') continue
     try { pem[name] = readFileSync(f) } catch (err) { process.stderr.write(`--${name}: ${(err as Error).message}\n`); return 2 }
   }
-  await runWithControlPlane({
-    address: String(values['control-plane']),
-    nodeId: typeof values['node-id'] === 'string' ? values['node-id'] : hostname(),
-    labels,
-    token: typeof values['cp-token'] === 'string' ? values['cp-token'] : process.env.OUTRIDER_CP_TOKEN,
-    ca: pem['cp-ca'],
-    cert: pem['cp-cert'],
-    key: pem['cp-key'],
-    cacheDir: typeof values['cache-dir'] === 'string' ? values['cache-dir'] : undefined,
-    bootstrap,
-    log,
-  })
+  try {
+    await runWithControlPlane({
+      address,
+      nodeId: typeof values['node-id'] === 'string' ? values['node-id'] : hostname(),
+      labels,
+      token: typeof values['cp-token'] === 'string' ? values['cp-token'] : process.env.OUTRIDER_CP_TOKEN,
+      ca: pem['cp-ca'],
+      cert: pem['cp-cert'],
+      key: pem['cp-key'],
+      cacheDir: typeof values['cache-dir'] === 'string' ? values['cache-dir'] : undefined,
+      bootstrap,
+      log,
+    })
+  } catch (err) {
+    // A bootstrap config that validates can still fail to build (a plugin's file): exit 2 like any config error.
+    if (err instanceof ConfigError) return reportConfigError(err)
+    throw err
+  }
   return -1 // keeps running; signals decide the exit
 }
 

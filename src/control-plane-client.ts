@@ -505,7 +505,13 @@ export async function startManagedProxy (options: ManagedProxyOptions): Promise<
       read: () => proxy === undefined ? Promise.resolve([]) : readRouteCounters(proxy.metrics),
     },
   })
-  client.start()
+  try {
+    client.start()
+  } catch (err) {
+    // An address gRPC cannot parse: nothing may hold the process now.
+    clearInterval(waiting)
+    throw err
+  }
 
   let stopping: Promise<void> | undefined
   return {
