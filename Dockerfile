@@ -21,7 +21,10 @@ COPY src ./src
 COPY plugins ./plugins
 COPY control-plane ./control-plane
 COPY config/outrider.yaml /etc/outrider/outrider.yaml
-RUN install -d -o 1337 -g 1337 /app/.compile-cache
+# /var/lib/outrider: the one directory uid 1337 may write, for a managed data
+# plane's last-known-good config (`--cache-dir /var/lib/outrider`; mount a
+# volume there so the cache outlives the container).
+RUN install -d -o 1337 -g 1337 /app/.compile-cache /var/lib/outrider
 # A fixed, non-root uid: transparent interception excludes the proxy's own
 # traffic by this uid (`outrider iptables --proxy-uid 1337`), so nothing loops.
 USER 1337:1337
@@ -30,6 +33,9 @@ USER 1337:1337
 RUN node src/warm-compile-cache.js
 EXPOSE 8080 9901
 HEALTHCHECK --interval=10s --timeout=2s --start-period=5s CMD ["node", "-e", "fetch('http://127.0.0.1:9901/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-# SIGTERM drains in-flight requests (shutdown.drainTimeout) and exits 0.
+# SIGTERM drains in-flight requests (shutdown.drainTimeout, 30s by default) and
+# exits 0. Give the container longer than that before it is killed: Docker's
+# default is 10s (`docker run --stop-timeout 35`), Kubernetes' 30s
+# (`terminationGracePeriodSeconds: 35`).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "src/outrider.js"]
