@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { parse as parseYaml } from 'yaml'
-import { createOperatorClient, type CallError, type OperatorClient } from './operator-client.ts'
+import { createOperatorClient, sendsTokenInClear, type CallError, type OperatorClient } from './operator-client.ts'
 import type * as pb from './generated/types.ts'
 import { parseLabels } from '../src/control-plane-client.ts'
 
@@ -87,12 +87,15 @@ export async function runCtl (argv: string[], io: CtlIo): Promise<number> {
   const env = io.env ?? process.env
   let op: OperatorClient
   try {
-    op = createOperatorClient(values.server ?? env.OUTRIDER_CP_ADDRESS ?? '127.0.0.1:50051', {
+    const address = values.server ?? env.OUTRIDER_CP_ADDRESS ?? '127.0.0.1:50051'
+    const options = {
       token: values.token ?? env.OUTRIDER_CP_TOKEN,
       ca: values.ca === undefined ? undefined : await readFile(values.ca),
       cert: values.cert === undefined ? undefined : await readFile(values.cert),
       key: values.key === undefined ? undefined : await readFile(values.key),
-    })
+    }
+    op = createOperatorClient(address, options)
+    if (sendsTokenInClear(address, options)) io.err(`warning: the token goes to ${address} in plaintext; give --ca (or --cert/--key) for TLS`)
   } catch (err) {
     io.err((err as Error).message)
     return 2

@@ -47,6 +47,7 @@ export function onStopSignals (log: Logger, drainTimeout: () => number | undefin
  * they do exit.)
  */
 export function installCrashGuards (log: Logger): void {
-  process.on('uncaughtException', (err) => { log.error('uncaught exception', { err, stack: err.stack }) })
+  // `throw null` is possible too: nothing here may throw in turn.
+  process.on('uncaughtException', (err: unknown) => { log.error('uncaught exception', { err, stack: (err as { stack?: unknown } | null)?.stack }) })
   process.on('unhandledRejection', (err) => { log.error('unhandled rejection', { err }) })
 }

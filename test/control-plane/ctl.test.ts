@@ -87,3 +87,14 @@ t.test('outrider-cp ctl runs from the command line, with the token from the envi
   t.equal((await help.exited).code, 0)
   t.match(help.logs(), /rules list \| put FILE \| delete NAME \| backtest/)
 })
+
+t.test('outrider-cp ctl warns when its token would cross the network in plaintext', async (t) => {
+  const run = async (...args: string[]): Promise<string> => {
+    let err = ''
+    await runCtl(args, { out: () => {}, err: (s) => { err += `${s}\n` }, env: {} })
+    return err
+  }
+  t.match(await run('--server', '10.255.255.1:50051', '--token', 't', 'nonsense'), /warning: the token goes to 10\.255\.255\.1:50051 in plaintext/)
+  t.notMatch(await run('--server', '127.0.0.1:50051', '--token', 't', 'nonsense'), /plaintext/, 'not on loopback')
+  t.notMatch(await run('--server', '10.255.255.1:50051', 'nonsense'), /plaintext/, 'nor without a token')
+})

@@ -79,11 +79,12 @@ t.test('the crash guard survives throws its logger could not serialise', async (
     setTimeout(() => { const o = { what: 'plugin state' }; o.self = o; throw o }, 1)
     setTimeout(() => { const e = new Error('wrapped'); e.cause = e; throw e }, 2)
     setTimeout(() => { Promise.reject(Object.assign(new Error('big'), { n: 1n })) }, 3)
+    setTimeout(() => { throw null }, 4)
     setTimeout(() => { console.log('still alive') }, 50)
   `
   const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script])
   const lines = stdout.trim().split('\n')
-  t.equal(lines.filter((l) => l.includes('"msg":"uncaught exception"')).length, 2)
+  t.equal(lines.filter((l) => l.includes('"msg":"uncaught exception"')).length, 3, 'throw null included')
   t.equal(lines.filter((l) => l.includes('"msg":"unhandled rejection"')).length, 1)
   t.equal(lines.at(-1), 'still alive')
 })
