@@ -56,7 +56,15 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
   metrics.configReloads.labels('success').inc()
   metrics.configVersion.labels(snapshot.version).set(1)
 
-  const tls = config.listen.tls === undefined ? undefined : await loadListenTls(config.listen.tls, options.source ?? 'inline')
+  // A start-up that fails after the build (TLS files, a port in use) retires
+  // the snapshot: its pools and health checks must not outlive the throw
+  // (managed mode falls back and starts again in the same process).
+  const abandon = async (err: unknown, tracing?: Tracing): Promise<never> => {
+    await tracing?.shutdown(0)
+    await snapshot.retire(0)
+    throw err
+  }
+  const tls = config.listen.tls === undefined ? undefined : await loadListenTls(config.listen.tls, options.source ?? 'inline').catch((err: unknown) => abandon(err))
   // One tracer provider per process, for its whole life (a reload keeps it).
   // Loaded only when configured: without tracing the OpenTelemetry SDK is
   // never even imported.
@@ -67,7 +75,7 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
   let draining = false
   let admin: http.Server | undefined
   listener.server.listen({ host: config.listen.host, port: config.listen.port, reusePort: options.reusePort === true, exclusive: options.reusePort === true })
-  await once(listener.server, 'listening')
+  await once(listener.server, 'listening').catch((err: unknown) => abandon(err, tracing))
   const port = (listener.server.address() as AddressInfo).port
 
   let adminPort: number | undefined
@@ -82,8 +90,7 @@ export async function startProxy (options: StartOptions): Promise<RunningProxy> 
       await once(admin, 'listening')
     } catch (err) {
       listener.server.close()
-      await tracing?.shutdown(0)
-      throw err
+      await abandon(err, tracing)
     }
     adminPort = (admin.address() as AddressInfo).port
   }
