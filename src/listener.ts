@@ -51,6 +51,8 @@ export class ProxyListener {
   readonly #http2: boolean
   /** Open WebSocket tunnels: closed on shutdown. */
   readonly #tunnels = new Set<Duplex>()
+  /** limits.maxHeaderSize as started with (a change takes a restart, as node's HTTP/1.1 parser has it for good). */
+  readonly #maxHeaderSize: number
 
   constructor (snapshot: Snapshot, options: { metrics: ProxyMetrics, log: Logger, tls?: SecureContextOptions & { requestCert: boolean }, http2?: boolean, h2c?: boolean, tracer?: Tracing }) {
     this.current = snapshot
@@ -63,6 +65,8 @@ export class ProxyListener {
     this.#tunnelIdleTimeout = limits.tunnelIdleTimeout
     this.#http2 = options.h2c === true || (options.tls !== undefined && options.http2 === true)
     this.#scheme = options.tls === undefined ? 'http' : 'https'
+    // 0 is node's default for HTTP/1.1, so it is for HTTP/2 too.
+    this.#maxHeaderSize = limits.maxHeaderSize > 0 ? limits.maxHeaderSize : http.maxHeaderSize
     const serverOptions: http.ServerOptions = {
       maxHeaderSize: limits.maxHeaderSize,
       headersTimeout: limits.headersTimeout,
@@ -87,11 +91,16 @@ export class ProxyListener {
     }
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => { this.#handle(req, res) }
     const h2Request = onRequest as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void
-    const h2Settings = http2Settings(snapshot.config)
+    const h2Settings = http2Settings(snapshot.config, this.#maxHeaderSize)
+    // node resets a stream with more fields than this (ENHANCE_YOUR_CALM;
+    // 128 by default) whatever their size, where HTTP/1.1 only counts octets.
+    // A field costs at least 33 octets (RFC 9113 §6.5.2): a head with more
+    // is over maxHeaderSize anyway, so the count never refuses one the size allows.
+    const maxHeaderListPairs = Math.ceil(this.#maxHeaderSize / 32)
     if (options.tls === undefined && options.h2c === true) {
       // Cleartext HTTP/2 with prior knowledge: gRPC clients next to a sidecar.
       // There is no ALPN to fall back on, so no HTTP/1.1 here.
-      this.server = this.#trackSessions(http2.createServer({ settings: h2Settings }, h2Request)) as unknown as http.Server
+      this.server = this.#trackSessions(http2.createServer({ settings: h2Settings, maxHeaderListPairs }, h2Request)) as unknown as http.Server
     } else if (options.tls === undefined) {
       this.server = http.createServer(serverOptions, onRequest)
     } else if (options.http2 === true) {
@@ -103,6 +112,7 @@ export class ProxyListener {
         rejectUnauthorized: options.tls.requestCert,
         allowHTTP1: true,
         settings: h2Settings,
+        maxHeaderListPairs,
       }, h2Request)
       Object.assign(h2, { headersTimeout: limits.headersTimeout, requestTimeout: limits.requestTimeout, keepAliveTimeout: limits.keepAliveTimeout, maxHeaderSize: limits.maxHeaderSize, shouldUpgradeCallback: isWebSocketUpgrade })
       this.server = this.#trackSessions(h2) as unknown as http.Server
@@ -190,7 +200,7 @@ export class ProxyListener {
     this.#streamIdleTimeout = l.streamIdleTimeout
     this.#tunnelIdleTimeout = l.tunnelIdleTimeout
     if (!this.#http2) this.server.timeout = l.streamIdleTimeout
-    else (this.server as unknown as http2.Http2Server).updateSettings(http2Settings(config))
+    else (this.server as unknown as http2.Http2Server).updateSettings(http2Settings(config, this.#maxHeaderSize))
     this.server.headersTimeout = l.headersTimeout
     this.server.requestTimeout = l.requestTimeout
     this.server.keepAliveTimeout = l.keepAliveTimeout
@@ -236,7 +246,7 @@ export class ProxyListener {
       if (req.socket.timeout !== this.#streamIdleTimeout) req.socket.setTimeout(this.#streamIdleTimeout)
     }
     const snapshot = this.current
-    const head = h2 ? readH2RequestHead(req) : readRequestHead(req)
+    const head = h2 ? readH2RequestHead(req, this.#maxHeaderSize) : readRequestHead(req)
     if (head instanceof OutriderError) { this.#reject(snapshot, req, res, head, true); return }
     // A request that asked to upgrade reaches here only when it is not one we
     // relay (h2c, HTTP/1.0, a body): node's parser has stopped at it and drops
@@ -613,10 +623,12 @@ function pushField (lines: string[], name: string, value: string): void {
   lines.push(`${name}: ${value}`)
 }
 
-/** What an HTTP/2 listener announces in its SETTINGS (new sessions take a reload's values). */
-function http2Settings (config: Config): http2.Settings {
-  const l = config.limits
-  return { maxHeaderListSize: l.maxHeaderSize, maxConcurrentStreams: l.maxConcurrentStreams, enablePush: false }
+/**
+ * What an HTTP/2 listener announces in its SETTINGS (new sessions take a
+ * reload's values; maxHeaderSize only changes on restart).
+ */
+function http2Settings (config: Config, maxHeaderSize: number): http2.Settings {
+  return { maxHeaderListSize: maxHeaderSize, maxConcurrentStreams: config.limits.maxConcurrentStreams, enablePush: false }
 }
 
 const kRouteIdle = Symbol('outrider.routeIdle')

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import type { HeaderMap } from '../plugin.ts'
-import { BadFramingError, BadRequestError, MethodNotAllowedError, type OutriderError } from '../errors.ts'
+import { BadFramingError, BadRequestError, HeadersTooLargeError, MethodNotAllowedError, type OutriderError } from '../errors.ts'
 import { HOP_BY_HOP } from './hop-by-hop.ts'
 
 /**
@@ -207,11 +207,21 @@ export function readRequestHead (req: IncomingMessage): RequestHead | OutriderEr
  * upper-case names, TE other than "trailers", a Content-Length that does not
  * match the DATA frames); what is left is turning the stream's fields into an
  * HTTP/1.1 request for the upstream.
+ *
+ * node lets a field block past the SETTINGS_MAX_HEADER_LIST_SIZE it announced
+ * through until the client has acknowledged the SETTINGS (a session's first
+ * requests): `maxHeaderSize` is held here, as node's parser holds HTTP/1.1
+ * heads to it. Sizes count as RFC 9113 §6.5.2 does: name + value + 32 octets
+ * a field, pseudo-fields included.
  */
-export function readH2RequestHead (req: IncomingMessage): RequestHead | OutriderError {
+export function readH2RequestHead (req: IncomingMessage, maxHeaderSize: number): RequestHead | OutriderError {
   const method = req.method as string
   if (method === 'CONNECT') return connectNotAllowed()
   const raw = req.rawHeaders
+  let listSize = 0
+  // node builds field strings one octet a character: lengths are octets.
+  for (let i = 0; i < raw.length; i++) listSize += (raw[i] as string).length
+  if (listSize + 32 * (raw.length / 2) > maxHeaderSize) return new HeadersTooLargeError('request head too large')
   const headers: HeaderMap = {}
   let authority: string | undefined
   let host: string | undefined

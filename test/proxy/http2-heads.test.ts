@@ -1,0 +1,67 @@
+import t from 'tap'
+import http2 from 'node:http2'
+import { once } from 'node:events'
+import { startUpstream } from '../helpers/upstream.ts'
+import { startTestProxy, simpleDoc } from '../helpers/proxy.ts'
+
+/**
+ * An HTTP/2 client's request head is held to what an HTTP/1.1 one is:
+ * limits.maxHeaderSize (431), Max-Forwards (RFC 9110 §7.6.2) and
+ * `Expect: 100-continue` (RFC 9110 §10.1.1).
+ */
+
+const H2C = { host: '127.0.0.1', port: 0, h2c: true }
+
+interface H2Response { status: number | undefined, headers: http2.IncomingHttpHeaders, body: string, rstCode: number | undefined }
+
+/** One request on `session`; the stream's reset code when it was refused. */
+async function h2request (session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, body?: string): Promise<H2Response> {
+  const stream = session.request(headers)
+  stream.on('error', () => {})
+  let response: http2.IncomingHttpHeaders = {}
+  let text = ''
+  stream.on('response', (h) => { response = h })
+  stream.setEncoding('utf8')
+  stream.on('data', (c: string) => { text += c })
+  stream.end(body)
+  await once(stream, 'close')
+  return { status: response[':status'] as number | undefined, headers: response, body: text, rstCode: stream.rstCode }
+}
+
+function connect (port: number, t: { teardown (fn: () => unknown): void }): http2.ClientHttp2Session {
+  const session = http2.connect(`http://127.0.0.1:${port}`)
+  session.on('error', () => {})
+  t.teardown(() => { session.destroy() })
+  return session
+}
+
+t.test('limits.maxHeaderSize holds HTTP/2 heads too: a larger one is a 431 problem, never forwarded', async (t) => {
+  // An upstream that would take any head: the refusal must be the proxy's.
+  const up = await startUpstream((_req, res) => { res.end('ok') }, { maxHeaderSize: 1 << 20 })
+  t.teardown(up.close)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), listen: H2C }, t)
+  // A fresh session each: node itself only enforces the announced size once
+  // the client has acknowledged the SETTINGS, so a session's first stream is
+  // the one that reached the upstream.
+  for (const kib of [20, 60]) {
+    const r = await h2request(connect(proxy.port, t), { ':path': '/x', 'x-big': 'a'.repeat(kib * 1024) })
+    t.equal(r.status, 431, `${kib} KiB`)
+    t.match(JSON.parse(r.body), { code: 'HEADERS_TOO_LARGE', status: 431 })
+  }
+  t.equal(up.seen.length, 0, 'the upstream saw none of them')
+
+  const session = connect(proxy.port, t)
+  t.equal((await h2request(session, { ':path': '/x', 'x-big': 'a'.repeat(8 * 1024) })).status, 200, '8 KiB is within the default 16 KiB')
+  t.equal(session.remoteSettings.maxHeaderListSize, 16 * 1024, 'and the limit is announced')
+})
+
+t.test('HTTP/2: many small fields are measured by size, as on HTTP/1.1, not refused for their number', async (t) => {
+  const up = await startUpstream((_req, res) => { res.end('ok') })
+  t.teardown(up.close)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), listen: H2C }, t)
+  const many: http2.OutgoingHttpHeaders = { ':path': '/x' }
+  for (let i = 0; i < 300; i++) many[`x-h${i}`] = 'v'
+  const r = await h2request(connect(proxy.port, t), many)
+  t.equal(r.status, 200, 'node\'s default of 128 fields would reset the stream')
+  t.equal(Object.keys(up.seen[0]?.headers ?? {}).filter((k) => k.startsWith('x-h')).length, 300, 'every field reached the upstream')
+})
