@@ -269,7 +269,7 @@ export function readH2RequestHead (req: IncomingMessage, maxHeaderSize: number):
     hasBody: stream?.endAfterHeaders !== true,
     contentLength,
     expectContinue: false,
-    lastHop: false,
+    lastHop: (method === 'OPTIONS' || method === 'TRACE') && maxForwards(headers),
     upgradeRefused: false,
     teTrailers,
   }

@@ -65,3 +65,20 @@ t.test('HTTP/2: many small fields are measured by size, as on HTTP/1.1, not refu
   t.equal(r.status, 200, 'node\'s default of 128 fields would reset the stream')
   t.equal(Object.keys(up.seen[0]?.headers ?? {}).filter((k) => k.startsWith('x-h')).length, 300, 'every field reached the upstream')
 })
+
+t.test('HTTP/2: Max-Forwards on OPTIONS and TRACE is decremented; at 0 the proxy answers as the final recipient', async (t) => {
+  const up = await startUpstream((_req, res) => { res.end('from upstream') })
+  t.teardown(up.close)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), listen: H2C }, t)
+  const session = connect(proxy.port, t)
+  const options = await h2request(session, { ':method': 'OPTIONS', ':path': '/x', 'max-forwards': '0' })
+  t.equal(options.status, 200)
+  t.match(options.headers.allow, /OPTIONS/)
+  const trace = await h2request(session, { ':method': 'TRACE', ':path': '/x', 'max-forwards': '0', authorization: 'Bearer secret' })
+  t.equal(trace.status, 405, 'TRACE is never reflected')
+  t.notMatch(trace.body, /secret/)
+  t.equal(up.seen.length, 0, 'neither was forwarded')
+
+  t.equal((await h2request(session, { ':method': 'OPTIONS', ':path': '/x', 'max-forwards': '5' })).status, 200)
+  t.equal(up.seen[0]?.headers['max-forwards'], '4', 'forwarded with one hop less')
+})
