@@ -30,9 +30,9 @@ export interface RequestHead {
    */
   teTrailers: boolean
   /**
-   * An HTTP/1.1 `Expect: 100-continue` (node answers any other expectation
-   * with 417, and RFC 9110 §10.1.1 says to ignore it in HTTP/1.0): the client
-   * may hold the body back until it sees `100 Continue`.
+   * An HTTP/1.1 or HTTP/2 `Expect: 100-continue` (node answers any other
+   * expectation with 417, and RFC 9110 §10.1.1 says to ignore it in
+   * HTTP/1.0): the client may hold the body back until it sees `100 Continue`.
    */
   expectContinue: boolean
   /**
@@ -228,6 +228,7 @@ export function readH2RequestHead (req: IncomingMessage, maxHeaderSize: number):
   let contentLength = -1
   let cookies: string | undefined
   let teTrailers = false
+  let expect = false
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const value = raw[i + 1] as string
@@ -241,7 +242,9 @@ export function readH2RequestHead (req: IncomingMessage, maxHeaderSize: number):
       // RFC 9113 §8.2.3: a client may split Cookie into several fields; an
       // HTTP/1.1 upstream expects one, joined with "; ".
       case 'cookie': cookies = cookies === undefined ? value : `${cookies}; ${value}`; continue
-      case 'expect': continue
+      // As on HTTP/1.1: answered on our hop. node has answered any other
+      // expectation than `100-continue` with 417 before the request gets here.
+      case 'expect': expect = true; continue
       // RFC 9113 §8.2.2: in HTTP/2, TE may only say "trailers".
       case 'te': teTrailers = acceptsTrailers(value); continue
     }
@@ -268,7 +271,7 @@ export function readH2RequestHead (req: IncomingMessage, maxHeaderSize: number):
     query: q === -1 ? '' : url.slice(q + 1),
     hasBody: stream?.endAfterHeaders !== true,
     contentLength,
-    expectContinue: false,
+    expectContinue: expect,
     lastHop: (method === 'OPTIONS' || method === 'TRACE') && maxForwards(headers),
     upgradeRefused: false,
     teTrailers,

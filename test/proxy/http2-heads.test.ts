@@ -82,3 +82,33 @@ t.test('HTTP/2: Max-Forwards on OPTIONS and TRACE is decremented; at 0 the proxy
   t.equal((await h2request(session, { ':method': 'OPTIONS', ':path': '/x', 'max-forwards': '5' })).status, 200)
   t.equal(up.seen[0]?.headers['max-forwards'], '4', 'forwarded with one hop less')
 })
+
+t.test('HTTP/2: Expect: 100-continue gets 100 Continue once the body is wanted, and none when it is not', async (t) => {
+  const up = await startUpstream()
+  t.teardown(up.close)
+  // A stream left waiting for a body is reset after this: a client that
+  // never sees its 100 ends the test instead of hanging it.
+  const proxy = await startTestProxy({ ...simpleDoc(up.url, { match: { pathPrefix: '/api/' } }), listen: H2C, limits: { streamIdleTimeout: '1s' } }, t)
+  const session = connect(proxy.port, t)
+
+  const stream = session.request({ ':method': 'POST', ':path': '/api/u', expect: '100-continue', 'content-length': '5' })
+  stream.on('error', () => {})
+  // As curl does: the body only after the 100.
+  const first = await Promise.race([once(stream, 'continue').then(() => 'continue'), once(stream, 'close').then(() => 'closed')])
+  if (first !== 'continue') { t.fail('no 100 Continue: the stream was reset waiting for the body'); return }
+  stream.end('hello')
+  const [headers] = await once(stream, 'response') as [http2.IncomingHttpHeaders]
+  t.equal(headers[':status'], 200)
+  stream.resume()
+  await once(stream, 'close')
+  t.equal(up.seen.length, 1)
+
+  const unwanted = session.request({ ':method': 'POST', ':path': '/nowhere', expect: '100-continue', 'content-length': '5' })
+  unwanted.on('error', () => {})
+  let continued = false
+  unwanted.on('continue', () => { continued = true })
+  const [refused] = await once(unwanted, 'response') as [http2.IncomingHttpHeaders]
+  t.equal(refused[':status'], 404)
+  t.notOk(continued, 'no 100 for a body that is not wanted')
+  unwanted.resume()
+})
