@@ -105,16 +105,19 @@ export class ProxyListener {
       this.server = http.createServer(serverOptions, onRequest)
     } else if (options.http2 === true) {
       // HTTP/2 by ALPN, HTTP/1.1 for everyone else on the same port. HTTP/1.1
-      // connections there are served by node's HTTP/1 code, which reads its
-      // limits from the server object: they are copied onto it below.
+      // connections there are served by node's HTTP/1 code, which takes the
+      // same options as http.createServer (connectionsCheckingInterval
+      // included: without it a slow head waited up to 30 s for its 408).
       const h2 = http2.createSecureServer({
+        ...serverOptions,
         ...options.tls,
         rejectUnauthorized: options.tls.requestCert,
         allowHTTP1: true,
         settings: h2Settings,
         maxHeaderListPairs,
       }, h2Request)
-      Object.assign(h2, { headersTimeout: limits.headersTimeout, requestTimeout: limits.requestTimeout, keepAliveTimeout: limits.keepAliveTimeout, maxHeaderSize: limits.maxHeaderSize, shouldUpgradeCallback: isWebSocketUpgrade })
+      // The constructor sets its own; HTTP/1.1 upgrades are decided as on the other listeners.
+      Object.assign(h2, { shouldUpgradeCallback: isWebSocketUpgrade })
       this.server = this.#trackSessions(h2) as unknown as http.Server
     } else {
       // With a client CA, clients without a certificate it signed are refused in the handshake.

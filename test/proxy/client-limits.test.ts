@@ -175,6 +175,41 @@ t.test('TLS with HTTP/2 by ALPN: HTTP/1.1 connections on that port get the timeo
   await closedByProxy(socket)
 })
 
+t.test('TLS with HTTP/2 by ALPN: HTTP/1.1 connections on that port are held to headersTimeout as promptly as elsewhere (408)', async (t) => {
+  if (!await hasOpenssl()) { t.plan(0, 'openssl is not installed: no certificates to test with'); return }
+  const pki = await makePki()
+  const up = await startUpstream((_req, res) => { res.end('ok') })
+  t.teardown(up.close)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url), listen: { host: '127.0.0.1', port: 0, tls: { cert: pki.serverCert, key: pki.serverKey, http2: true } }, limits: { headersTimeout: '300ms', keepAliveTimeout: '3s' } }, t)
+  const ca = await readFile(pki.caCert)
+  const open = async (): Promise<tls.TLSSocket> => {
+    const socket = tls.connect({ port: proxy.port, host: '127.0.0.1', servername: 'localhost', ca, ALPNProtocols: ['http/1.1'] })
+    socket.on('error', () => {})
+    await once(socket, 'secureConnect')
+    t.equal(socket.alpnProtocol, 'http/1.1')
+    socket.setEncoding('latin1')
+    return socket
+  }
+  // The clock: a connection left idle after a request, which node closes
+  // after keepAliveTimeout on its own timer. node looks for expired heads
+  // only every 30 s unless told otherwise: the slow head's 408 would come
+  // long after it.
+  const idle = await open()
+  idle.write('GET /a HTTP/1.1\r\nHost: x.test\r\n\r\n')
+  let answer = ''
+  while (!answer.endsWith('\r\n\r\nok')) answer += (await once(idle, 'data'))[0] as string
+  const slow = await open()
+  let got = ''
+  slow.on('data', (d: string) => { got += d })
+  slow.write('GET /b HTTP/1.1\r\nHost: x.test\r\n') // and never the rest
+  const first = await Promise.race([once(slow, 'close').then(() => 'slow head'), once(idle, 'close').then(() => 'idle connection')])
+  t.equal(first, 'slow head', 'the slow head is cut before an idle connection times out')
+  t.match(got, /^HTTP\/1\.1 408 /)
+  slow.destroy()
+  idle.destroy()
+  t.equal(up.seen.length, 1)
+})
+
 t.test('a reload changes the timeout for new connections', async (t) => {
   const up = await endlessUpstream(t)
   const doc = simpleDoc(up.url)
