@@ -16,7 +16,7 @@ import type { LocalResponse } from './plugin.ts'
 import { isClosing, lastResponse, markClosing, trackResponse } from './http/connection.ts'
 import {
   BadRequestError, HeadersTooLargeError, NoHealthyUpstreamError, NoRouteError,
-  OutriderError, PluginError, RequestTimeoutError, UpstreamConnectError, pluginError,
+  OutriderError, PluginError, RequestTimeoutError, UpstreamConnectError, UpstreamTimeoutError, pluginError,
 } from './errors.ts'
 import type { ProxyMetrics } from './metrics.ts'
 import type { Logger } from './log.ts'
@@ -158,7 +158,9 @@ export class ProxyListener {
       ws.on('proxyReqWs', (proxyReq: http.ClientRequest, req: IncomingMessage) => { this.#watchUpstreamHandshake(proxyReq, req) })
       ws.on('error', (err: Error, _req: unknown, target: unknown) => {
         this.#log.debug('websocket proxy error', { err })
-        if (target !== undefined && typeof (target as Socket).destroy === 'function') (target as Socket).destroy()
+        // A client we already answered (a 502 or 504 problem) is left to
+        // receive it: http-proxy-3 closes it once that is sent.
+        if (target !== undefined && typeof (target as Socket).destroy === 'function' && !(target as Socket).writableEnded) (target as Socket).destroy()
       })
       this.#ws = ws
       return ws
@@ -448,28 +450,74 @@ export class ProxyListener {
     })
   }
 
-  /** Counts and logs a relayed handshake once the upstream has answered it (or failed to). */
+  /**
+   * Watches a relayed handshake until the upstream answers it (counted and
+   * logged then; after a 101 the tunnel is http-proxy-3's). Until then it is
+   * held to the cluster's timeouts like any request — `connect`, then the
+   * route's or cluster's `request` for the answer's head — and failing is a
+   * problem response; a client that leaves first takes the upstream request
+   * with it (499). http-proxy-3 itself does neither.
+   */
   #watchUpstreamHandshake (proxyReq: http.ClientRequest, req: IncomingMessage): void {
     const u = (req as IncomingMessage & WithUpgrade)[kUpgrade]
     if (u === undefined) return
-    const answered = (status: number): void => {
-      const span = u.ctx.upstreamSpan
-      if (span !== undefined) { (u.ctx.tracer as Tracing).attemptStatus(span, status); span.end(); u.ctx.upstreamSpan = undefined }
-      this.#logUpgrade(u.route, u.ctx, status, undefined)
+    const { route, ctx } = u
+    const client = req.socket
+    let waiting = true
+    let timer: NodeJS.Timeout | undefined
+    const settle = (): boolean => {
+      if (!waiting) return false
+      waiting = false
+      clearTimeout(timer)
+      client.off('end', onClientGone)
+      client.off('close', onClientGone)
+      return true
     }
+    const answered = (status: number): void => {
+      if (!settle()) return
+      const span = ctx.upstreamSpan
+      if (span !== undefined) { (ctx.tracer as Tracing).attemptStatus(span, status); span.end(); ctx.upstreamSpan = undefined }
+      this.#logUpgrade(route, ctx, status, undefined)
+    }
+    const failed = (err: OutriderError): void => {
+      if (!settle()) return
+      proxyReq.destroy()
+      this.#metrics.upstreamErrors.labels(route.cluster.name, err.code).inc()
+      this.#metrics.localReplies.labels(route.name, err.code).inc()
+      const span = ctx.upstreamSpan
+      if (span !== undefined) { (ctx.tracer as Tracing).attemptFailed(span, err); span.end(); ctx.upstreamSpan = undefined }
+      const sent = this.#endProblem(client, err, ctx.requestId)
+      this.#logUpgrade(route, ctx, sent ? err.status : 499, sent ? err.code : 'CLIENT_CLOSED', err)
+    }
+    // A client that half-closes cannot use a tunnel either: 'end' counts
+    // (node's HTTP sockets allow half-open ones, so 'close' may never come).
+    const onClientGone = (): void => {
+      if (!settle()) return
+      proxyReq.destroy()
+      client.destroy()
+      const span = ctx.upstreamSpan
+      if (span !== undefined) { (ctx.tracer as Tracing).attemptCancelled(span, 'client_closed'); span.end(); ctx.upstreamSpan = undefined }
+      this.#logUpgrade(route, ctx, 499, 'CLIENT_CLOSED')
+    }
+    client.once('end', onClientGone)
+    client.once('close', onClientGone)
+    const timeouts = route.cluster.config.timeouts
+    const headersTimeout = route.headersTimeout ?? timeouts.request
+    const awaitHead = (): void => {
+      clearTimeout(timer)
+      if (waiting && headersTimeout > 0) timer = setTimeout(failed, headersTimeout, new UpstreamTimeoutError('the upstream did not answer the handshake in time', { extensions: { phase: 'headers' } }))
+    }
+    // (With TLS, the handshake counts as waiting for the head, after the TCP connect.)
+    proxyReq.once('socket', (s: Socket) => { if (s.connecting) s.once('connect', awaitHead); else awaitHead() })
+    if (timeouts.connect > 0) timer = setTimeout(failed, timeouts.connect, new UpstreamTimeoutError('timed out connecting to the upstream', { extensions: { phase: 'connect' } }))
     proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Socket) => {
       answered(101)
-      if (req.socket.destroyed) return
-      this.#countTunnel(u.route, req.socket, u.rx0, u.tx0)
-      this.#closeWhenIdle(req.socket, upstream, u.route)
+      if (client.destroyed) return
+      this.#countTunnel(route, client, u.rx0, u.tx0)
+      this.#closeWhenIdle(client, upstream, route)
     })
     proxyReq.once('response', (res: IncomingMessage) => { answered(res.statusCode ?? 502) })
-    proxyReq.once('error', (cause: Error) => {
-      const err = new UpstreamConnectError('the upstream handshake failed', { cause })
-      const span = u.ctx.upstreamSpan
-      if (span !== undefined) { (u.ctx.tracer as Tracing).attemptFailed(span, err); span.end(); u.ctx.upstreamSpan = undefined }
-      this.#logUpgrade(u.route, u.ctx, 502, err.code, err)
-    })
+    proxyReq.once('error', (cause: Error) => { failed(new UpstreamConnectError('the upstream handshake failed', { cause })) })
   }
 
   /** A plugin answered the handshake itself (a redirect, say): that answer, then close. */
@@ -496,10 +544,15 @@ export class ProxyListener {
   #refuseUpgrade (route: CompiledRoute, ctx: UpgradeRequest, socket: Duplex, err: OutriderError): void {
     this.#metrics.localReplies.labels(route.name, err.code).inc()
     if (ctx.span !== undefined) (ctx.tracer as Tracing).pluginReply(ctx.span, err.status, err)
+    const sent = this.#endProblem(socket, err, ctx.requestId)
+    this.#logUpgrade(route, ctx, sent ? err.status : 499, sent ? err.code : 'CLIENT_CLOSED', err)
+  }
+
+  /** Ends a raw socket with `err` as a problem response; false if the client is gone. */
+  #endProblem (socket: Duplex, err: OutriderError, requestId: string | undefined, head = false): boolean {
     const lines = [`HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? ''}`, 'content-type: application/problem+json']
     if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) pushField(lines, k, v)
-    const sent = this.#endRaw(socket, lines, ctx.requestId, problemBody(err, ctx.requestId))
-    this.#logUpgrade(route, ctx, sent ? err.status : 499, sent ? err.code : 'CLIENT_CLOSED', err)
+    return this.#endRaw(socket, lines, requestId, problemBody(err, requestId), head)
   }
 
   /**
@@ -536,10 +589,7 @@ export class ProxyListener {
   /** A response on a raw socket (upgrade/CONNECT paths have no ServerResponse). */
   #rejectRaw (socket: Duplex, err: OutriderError, req: IncomingMessage | undefined, head = req?.method === 'HEAD'): void {
     this.#metrics.localReplies.labels('__unmatched__', err.code).inc()
-    if (!socket.writable) { socket.destroy(); return }
-    const lines = [`HTTP/1.1 ${err.status} ${http.STATUS_CODES[err.status] ?? ''}`, 'content-type: application/problem+json']
-    if (err.headers !== undefined) for (const [k, v] of Object.entries(err.headers)) pushField(lines, k, v)
-    this.#endRaw(socket, lines, undefined, problemBody(err, undefined), head)
+    this.#endProblem(socket, err, undefined, head)
   }
 
   /**

@@ -1,9 +1,14 @@
 import t from 'tap'
 import { once } from 'node:events'
 import net from 'node:net'
+import { mkdtemp, readFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { startTestProxy, simpleDoc } from '../helpers/proxy.ts'
 import { startWsEcho } from '../helpers/ws-echo.ts'
 import { rawRequest } from '../helpers/raw-http.ts'
+import { startOtlpReceiver, SPAN_KIND, STATUS_CODE, type OtlpReceiver } from '../helpers/otlp-receiver.ts'
+import { flushAccessLogs } from '../../src/access-log.ts'
 
 /**
  * WebSocket upgrades (RFC 6455, RFC 9110 §7.8) are routed like any request,
@@ -21,6 +26,46 @@ async function open (url: string): Promise<WebSocket> {
     ws.addEventListener('error', () => { reject(new Error('websocket error')) }, { once: true })
   })
   return ws
+}
+
+const HANDSHAKE = `GET /ws HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: websocket\r\n` +
+  'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'
+
+/** An upstream that takes connections and the handshake, and never answers; `connections` resolve as they come. */
+async function hungUpstream (t: { teardown (fn: () => unknown): void }): Promise<{ url: string, next: () => Promise<net.Socket> }> {
+  const waiting: Array<(s: net.Socket) => void> = []
+  const arrived: net.Socket[] = []
+  const server = net.createServer((s) => {
+    s.resume()
+    const w = waiting.shift()
+    if (w !== undefined) w(s); else arrived.push(s)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.close() })
+  const next = (): Promise<net.Socket> => {
+    const s = arrived.shift()
+    return s !== undefined ? Promise.resolve(s) : new Promise((resolve) => { waiting.push(resolve) })
+  }
+  return { url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, next }
+}
+
+/** The access-log file's records once at least `atLeast` were written (asynchronous destination: polled). */
+async function accessLines (file: string, atLeast: number): Promise<Array<Record<string, unknown>>> {
+  let recs: Array<Record<string, unknown>> = []
+  for (let i = 0; i < 100 && recs.length < atLeast; i++) {
+    if (i > 0) await new Promise((resolve) => setTimeout(resolve, 20))
+    flushAccessLogs()
+    const text = await readFile(file, 'utf8').catch(() => '')
+    recs = text.split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>)
+  }
+  return recs
+}
+
+async function receiver (t: { teardown (fn: () => unknown): void }): Promise<OtlpReceiver> {
+  const r = await startOtlpReceiver()
+  t.teardown(r.close)
+  return r
 }
 
 /** The next message on `ws`. */
@@ -132,8 +177,52 @@ t.test('upstream down → the handshake fails, the proxy survives', async (t) =>
   s.close()
   const proxy = await startTestProxy(simpleDoc(`http://127.0.0.1:${port}`), t)
   await t.rejects(open(`ws://127.0.0.1:${proxy.port}/ws`))
+  const h = await rawRequest(proxy.port, HANDSHAKE)
+  t.equal(h.responses[0]?.status, 502, 'the handshake is answered with a problem')
+  t.match(JSON.parse(h.responses[0]?.body.toString() ?? '{}'), { code: 'UPSTREAM_CONNECT_FAILED' })
   const r = await rawRequest(proxy.port, `GET /plain HTTP/1.1\r\n${H}\r\n`)
   t.equal(r.responses[0]?.status, 502, 'ordinary requests still answered')
+})
+
+t.test('an upstream that never answers the handshake: 504 after the cluster\'s request timeout, the upstream request closed, counted and logged', async (t) => {
+  const up = await hungUpstream(t)
+  const file = path.join(await mkdtemp(path.join(tmpdir(), 'outrider-ws-')), 'access.log')
+  const otlp = await receiver(t)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url, {}, { timeouts: { request: '300ms' } }), accessLog: { destination: file }, tracing: { endpoint: otlp.url, exportDelay: 20 } }, t)
+  const [r, upstream] = await Promise.all([rawRequest(proxy.port, HANDSHAKE), up.next()])
+  t.equal(r.responses[0]?.status, 504)
+  t.match(JSON.parse(r.responses[0]?.body.toString() ?? '{}'), { code: 'UPSTREAM_TIMEOUT' })
+  t.ok(r.closed)
+  if (!upstream.destroyed) await once(upstream, 'close')
+  t.pass('the upstream connection was closed')
+  const metrics = await proxy.metrics.registry.metrics()
+  t.match(metrics, /^outrider_requests_total\{route="all",method="GET",status_class="5xx"\} 1$/m)
+  t.match(metrics, /^outrider_upstream_errors_total\{cluster="up",code="UPSTREAM_TIMEOUT"\} 1$/m)
+  t.match((await accessLines(file, 1))[0], { route: 'all', status: 504, error: 'UPSTREAM_TIMEOUT' })
+  const spans = await otlp.waitForSpans(2)
+  t.match(spans.find((s) => s.kind === SPAN_KIND.SERVER), { attributes: { 'http.response.status_code': 504, 'outrider.error.code': 'UPSTREAM_TIMEOUT' }, status: { code: STATUS_CODE.ERROR } })
+  t.match(spans.find((s) => s.kind === SPAN_KIND.CLIENT), { attributes: { 'error.type': 'UPSTREAM_TIMEOUT', 'outrider.error.phase': 'headers' } })
+})
+
+t.test('a client that leaves before the upstream answers the handshake takes the upstream request with it (499)', async (t) => {
+  const up = await hungUpstream(t)
+  const file = path.join(await mkdtemp(path.join(tmpdir(), 'outrider-ws-')), 'access.log')
+  const otlp = await receiver(t)
+  const proxy = await startTestProxy({ ...simpleDoc(up.url, {}, { timeouts: { request: '1h' } }), accessLog: { destination: file }, tracing: { endpoint: otlp.url, exportDelay: 20 } }, t)
+  const client = net.connect(proxy.port, '127.0.0.1')
+  client.on('error', () => {})
+  client.write(HANDSHAKE)
+  const upstream = await up.next()
+  // The handshake is with the upstream before the client goes.
+  if (upstream.bytesRead === 0) await once(upstream, 'data')
+  client.destroy()
+  if (!upstream.destroyed) await once(upstream, 'close')
+  t.pass('the upstream connection was closed')
+  t.match((await accessLines(file, 1))[0], { route: 'all', status: 499, error: 'CLIENT_CLOSED' })
+  t.match(await proxy.metrics.registry.metrics(), /^outrider_requests_total\{route="all",method="GET",status_class="4xx"\} 1$/m)
+  const spans = await otlp.waitForSpans(2)
+  t.match(spans.find((s) => s.kind === SPAN_KIND.SERVER), { attributes: { 'outrider.client_closed': true } })
+  t.match(spans.find((s) => s.kind === SPAN_KIND.CLIENT), { attributes: { 'outrider.attempt.cancelled': 'client_closed' } })
 })
 
 t.test('open tunnels are closed on shutdown', async (t) => {
