@@ -285,7 +285,8 @@ export class ProxyListener {
     res.end()
     const durationMs = performance.now() - start
     snapshot.unmatched.record(req.method as string, status, durationMs / 1000)
-    this.#logUnrouted(snapshot, req, status, durationMs, undefined, undefined)
+    const traceId = this.#env.tracer?.traceRejected(req, this.#scheme, status, undefined)
+    this.#logUnrouted(snapshot, req, status, durationMs, undefined, traceId)
   }
 
   #reject (snapshot: Snapshot, req: IncomingMessage, res: ServerResponse, err: OutriderError, close: boolean): void {
@@ -300,11 +301,17 @@ export class ProxyListener {
     }
     sendProblem(res, err, typeof id === 'string' && id.length <= 200 ? id : undefined, h1 && (close || this.#env.draining))
     if (close && h1) res.once('finish', () => { req.socket.destroySoon() })
+    this.#recordUnrouted(snapshot, req, err, start)
+  }
+
+  /**
+   * Counted, traced (a SERVER span of its own) and access-logged like any
+   * request: scanners and misrouted callers are what an operator looks for.
+   */
+  #recordUnrouted (snapshot: Snapshot, req: IncomingMessage, err: OutriderError, start: number): void {
     const durationMs = performance.now() - start
     snapshot.unmatched.record(req.method as string, err.status, durationMs / 1000)
-    // Requests no route took are traced too (a SERVER span of their own):
-    // scanners and misrouted callers are what an operator looks for.
-    const traceId = this.#env.tracer?.traceRejected(req, this.#scheme, err)
+    const traceId = this.#env.tracer?.traceRejected(req, this.#scheme, err.status, err)
     this.#logUnrouted(snapshot, req, err.status, durationMs, err.code, traceId)
   }
 
@@ -586,10 +593,16 @@ export class ProxyListener {
     })
   }
 
-  /** A response on a raw socket (upgrade/CONNECT paths have no ServerResponse). */
+  /**
+   * A response on a raw socket (upgrade/CONNECT paths have no ServerResponse).
+   * Without `req` (node's parser refused the bytes) there is no request to
+   * count, trace or log, only the reply.
+   */
   #rejectRaw (socket: Duplex, err: OutriderError, req: IncomingMessage | undefined, head = req?.method === 'HEAD'): void {
+    const start = performance.now()
     this.#metrics.localReplies.labels('__unmatched__', err.code).inc()
     this.#endProblem(socket, err, undefined, head)
+    if (req !== undefined) this.#recordUnrouted(this.current, req, err, start)
   }
 
   /**

@@ -51,9 +51,10 @@ import type { OutriderError } from './errors.ts'
  * of a multi-worker proxy has its own): a reload does not change tracing, and
  * a changed `tracing` section takes effect on restart.
  *
- * Traced: every exchange, and requests the listener answers before any route
- * (404, malformed heads). Not traced: WebSocket upgrades (a tunnel, not an
- * HTTP exchange) and connections node's parser refused outright.
+ * Traced: every exchange, WebSocket handshakes (up to the upstream's answer:
+ * the tunnel after a 101 is not an HTTP exchange), and requests the listener
+ * answers before any route (404, malformed heads, CONNECT, Max-Forwards: 0).
+ * Not traced: connections node's parser refused outright.
  *
  * Spans that never reach the collector are counted in
  * `outrider_tracing_spans_dropped_total{reason}` and logged (at most once a
@@ -321,10 +322,11 @@ export class Tracing {
 
   /**
    * A request answered by the listener before any route took it (404 no
-   * route, 400 malformed head …): a SERVER span of its own, started and ended
-   * here. Returns its trace id for the access log.
+   * route, 400 malformed head, 405 CONNECT, OPTIONS with `Max-Forwards: 0` …):
+   * a SERVER span of its own, started and ended here. Returns its trace id
+   * for the access log.
    */
-  traceRejected (req: IncomingMessage, scheme: string, err: OutriderError): string {
+  traceRejected (req: IncomingMessage, scheme: string, status: number, err: OutriderError | undefined): string {
     const headers = req.headers as HeaderMap
     const parent = this.#propagator.extract(ROOT_CONTEXT, headers, headerGetter)
     const raw = req.method ?? 'GET'
@@ -344,7 +346,7 @@ export class Tracing {
       const ua = req.headers['user-agent']
       if (ua !== undefined) span.setAttribute(ATTR_USER_AGENT_ORIGINAL, ua)
     }
-    this.endServer(span, err.status, true, err)
+    this.endServer(span, status, true, err)
     return span.spanContext().traceId
   }
 

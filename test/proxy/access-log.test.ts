@@ -5,6 +5,7 @@ import path from 'node:path'
 import { request } from 'undici'
 import { startUpstream } from '../helpers/upstream.ts'
 import { startTestProxy } from '../helpers/proxy.ts'
+import { rawRequest } from '../helpers/raw-http.ts'
 import { flushAccessLogs } from '../../src/access-log.ts'
 
 /** The file's records once at least `atLeast` were written (async destination: poll, bounded). */
@@ -62,6 +63,31 @@ t.test('one JSON line per exchange, with the fields operators need', async (t) =
   const fresh = await lines(file)
   t.equal(fresh.length, 1)
   t.equal(fresh[0]?.path, '/after-rotation')
+})
+
+t.test('requests the listener refuses on the raw socket (CONNECT, a WebSocket handshake no route takes) are counted and logged too', async (t) => {
+  const up = await startUpstream()
+  t.teardown(up.close)
+  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
+  const file = path.join(dir, 'access.log')
+  const proxy = await startTestProxy({
+    accessLog: { destination: file },
+    clusters: [{ name: 'c', endpoints: [{ url: up.url }] }],
+    routes: [{ name: 'api', match: { pathPrefix: '/api/' }, cluster: 'c' }],
+  }, t)
+  const connect = await rawRequest(proxy.port, 'CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\nx-request-id: r-connect\r\n\r\n')
+  t.equal(connect.responses[0]?.status, 405)
+  const ws = await rawRequest(proxy.port, 'GET /nope HTTP/1.1\r\nHost: x.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nx-request-id: r-ws\r\n' +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+  t.equal(ws.responses[0]?.status, 404)
+  const recs = await lines(file, 2)
+  t.match(recs, [
+    { requestId: 'r-connect', route: '__unmatched__', method: 'CONNECT', status: 405, error: 'METHOD_NOT_ALLOWED' },
+    { requestId: 'r-ws', route: '__unmatched__', method: 'GET', path: '/nope', status: 404, error: 'NO_ROUTE' },
+  ])
+  const metrics = await proxy.metrics.registry.metrics()
+  t.match(metrics, /^outrider_requests_total\{route="__unmatched__",method="OTHER",status_class="4xx"\} 1$/m, 'CONNECT is counted')
+  t.match(metrics, /^outrider_requests_total\{route="__unmatched__",method="GET",status_class="4xx"\} 1$/m, 'so is the handshake')
 })
 
 t.test('query on request; sampling keeps 5xx', async (t) => {

@@ -7,6 +7,7 @@ import path from 'node:path'
 import { request } from 'undici'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 import { startTestProxy } from '../helpers/proxy.ts'
+import { rawRequest } from '../helpers/raw-http.ts'
 import { startOtlpReceiver, SPAN_KIND, STATUS_CODE, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.ts'
 import { flushAccessLogs } from '../../src/access-log.ts'
 import { hashApiKey } from '../../plugins/api-key/hash.ts'
@@ -329,6 +330,22 @@ t.test('requests no route takes are traced from the listener', async (t) => {
   t.equal(span?.parentSpanId, CLIENT_SPAN_ID)
   t.match(span?.attributes, { 'http.request.method': 'GET', 'url.path': '/nowhere', 'outrider.route': '__unmatched__', 'http.response.status_code': 404, 'outrider.error.code': 'NO_ROUTE' })
   t.equal(span?.status.code, STATUS_CODE.UNSET)
+})
+
+t.test('requests the listener answers itself on the raw socket or as the last hop are traced too', async (t) => {
+  const r = await receiver(t)
+  const up = await upstream(t)
+  const proxy = await startTestProxy(doc([up.url], tracing(r)), t)
+  await rawRequest(proxy.port, 'CONNECT evil.test:443 HTTP/1.1\r\nHost: evil.test:443\r\n\r\n')
+  await rawRequest(proxy.port, 'GET /nope HTTP/1.1\r\nHost: x.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n' +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+  await rawRequest(proxy.port, 'OPTIONS /api/x HTTP/1.1\r\nHost: x.test\r\nMax-Forwards: 0\r\n\r\n')
+  const spans = await r.waitForSpans(3)
+  const by = (method: string): ReceivedSpan | undefined => spans.find((s) => s.attributes['http.request.method'] === method)
+  t.match(by('CONNECT'), { kind: SPAN_KIND.SERVER, attributes: { 'outrider.route': '__unmatched__', 'http.response.status_code': 405, 'outrider.error.code': 'METHOD_NOT_ALLOWED' } })
+  t.match(by('GET'), { kind: SPAN_KIND.SERVER, attributes: { 'url.path': '/nope', 'http.response.status_code': 404, 'outrider.error.code': 'NO_ROUTE' } })
+  t.match(by('OPTIONS'), { kind: SPAN_KIND.SERVER, attributes: { 'url.path': '/api/x', 'http.response.status_code': 200 }, status: { code: STATUS_CODE.UNSET } })
+  t.equal(by('OPTIONS')?.attributes['outrider.error.code'], undefined)
 })
 
 t.test('the client goes away mid-response: both spans end once, saying so', async (t) => {
