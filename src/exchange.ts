@@ -18,7 +18,7 @@ import { toUpstreamError } from './upstream/errors.ts'
 import { orcaHeader } from './upstream/orca.ts'
 import { forgetResponse, markClosing } from './http/connection.ts'
 import { appendVia, clientAddress, setForwardingHeaders } from './http/forwarding.ts'
-import { connectionListed, endToEnd, responseFields } from './http/response-head.ts'
+import { connectionListed, endToEnd, responseFields, singleValued } from './http/response-head.ts'
 import {
   NoHealthyUpstreamError, OutriderError, OverloadedError, PayloadTooLargeError, UpstreamTimeoutError, pluginError,
 } from './errors.ts'
@@ -613,7 +613,7 @@ export class Exchange implements RequestContext {
     if (hooks.onResponse.length === 0) {
       // No hook needs a map: the head goes straight to a flat list.
       const attempts = retry?.config.attemptsHeader === true ? String(this.#attempts) : undefined
-      const fields = responseFields(headers, statusCode, this.#env.responseVia, this.requestId, attempts)
+      const fields = responseFields(headers, statusCode, this.#env.responseVia, this.requestId, attempts, this.#h2)
       if (close) fields.push('connection', 'close')
       this.res.writeHead(statusCode, fields as string[])
       this.#sink = this.res
@@ -637,7 +637,9 @@ export class Exchange implements RequestContext {
     controller.pause()
     r.then(() => {
       if (this.#done) return
-      this.#startBody(rc)
+      // A head node refuses fails the attempt as it would without the hook,
+      // not as a rejection no one handles.
+      try { this.#startBody(rc) } catch (err) { controller.abort(err as Error); return }
       controller.resume()
     }, (err) => { controller.abort(pluginError(err)) })
   }
@@ -707,7 +709,7 @@ export class Exchange implements RequestContext {
     this.#release(a)
     if (this.#grpcStatus !== undefined) trailers = { ...this.#grpcStatus, ...trailers }
     if (!this.#replaced) for (const _ in trailers) {
-      this.res.addTrailers(relayableTrailers(trailers) as Record<string, string>)
+      this.res.addTrailers(relayableTrailers(trailers, this.#h2) as Record<string, string>)
       break
     }
     ;(this.#sink as Writable).end()
@@ -779,6 +781,7 @@ export class Exchange implements RequestContext {
 
   #startBody (rc: ResponseState): void {
     this.#status = rc.status
+    if (this.#h2) singleValued(rc.headers)
     this.res.writeHead(rc.status, rc.headers as Record<string, string | string[]>)
     const replacement = rc.replacement
     if (replacement !== undefined) {
@@ -858,6 +861,7 @@ export class Exchange implements RequestContext {
     const finish = (rc: ResponseState): void => {
       if (this.res.headersSent || this.res.destroyed) return
       this.#status = rc.status
+      if (this.#h2) singleValued(rc.headers)
       this.res.writeHead(rc.status, rc.headers as Record<string, string | string[]>)
       const out = this.method === 'HEAD' ? undefined : rc.replacement ?? body
       if (rc.transforms === undefined) { this.res.end(out); return }
@@ -1031,11 +1035,19 @@ const NOT_TRAILERS: ReadonlySet<string> = new Set([
   'cache-control', 'expires', 'date', 'location', 'retry-after', 'vary', 'age',
 ])
 
-/** Response trailers as relayed: hop-by-hop fields and those that have no place in trailers dropped. */
-function relayableTrailers (trailers: HeaderMap): HeaderMap {
+/**
+ * Response trailers as relayed: hop-by-hop fields and those that have no
+ * place in trailers dropped. An HTTP/2 client's trailers are sent by node
+ * from its own 'wantTrailers' listener, where a throw is uncaught (the
+ * process dies, or the stream hangs until its idle timeout) and nothing of
+ * ours could catch it: they MUST be valid when handed over. After this they
+ * are: names come from llhttp or nghttp2 (tokens), connection-specific fields
+ * are stripped, and repeated single-value ones folded.
+ */
+function relayableTrailers (trailers: HeaderMap, h2: boolean): HeaderMap {
   stripHopByHop(trailers)
   for (const name in trailers) if (NOT_TRAILERS.has(name)) delete trailers[name]
-  return trailers
+  return h2 ? singleValued(trailers) : trailers
 }
 
 /** In place, for the rare heads (trailers, 1xx) that are not copied anyway. */

@@ -37,14 +37,54 @@ export function endToEnd (headers: HeaderMap): HeaderMap {
 }
 
 /**
+ * The fields node's HTTP/2 layer holds to one value (`kSingleValueFields` in
+ * its lib/internal/http2/util.js, node 24): handed two, its writeHead and
+ * sendTrailers throw ERR_HTTP2_HEADER_SINGLE_VALUE instead of sending.
+ */
+const H2_SINGLE_VALUE: ReadonlySet<string> = new Set([
+  'access-control-allow-credentials', 'access-control-max-age', 'access-control-request-method',
+  'age', 'authorization', 'content-encoding', 'content-language', 'content-length', 'content-location',
+  'content-md5', 'content-range', 'content-type', 'date', 'dnt', 'etag', 'expires', 'from', 'host',
+  'if-match', 'if-modified-since', 'if-none-match', 'if-range', 'if-unmodified-since', 'last-modified',
+  'location', 'max-forwards', 'proxy-authorization', 'range', 'referer', 'retry-after', 'tk',
+  'upgrade-insecure-requests', 'user-agent', 'x-content-type-options',
+])
+
+/**
+ * The value an HTTP/2 client gets for `name`: the first of repeated values
+ * of a single-value field, else `v` as is. An upstream may repeat
+ * Content-Type or ETag (undici hands them over as an array); HTTP/1.1
+ * clients get every line, as from nginx or Envoy, and read the first, as
+ * node's own parsers do. Joining them with ", " (RFC 9110 §5.3) would make
+ * one field of a grammar that allows no list (`text/plain, text/html`).
+ */
+function h2Value (name: string, v: string | string[]): string | string[] {
+  return typeof v === 'string' || !H2_SINGLE_VALUE.has(name) ? v : v[0] ?? ''
+}
+
+/**
+ * A head or trailers map an HTTP/2 client can be sent, in place (see
+ * h2Value). A value is replaced, never deleted (see endToEnd). Allocates
+ * nothing when no value is an array.
+ */
+export function singleValued (headers: HeaderMap): HeaderMap {
+  for (const name in headers) {
+    const v = headers[name]
+    if (v !== undefined && typeof v !== 'string') headers[name] = h2Value(name, v)
+  }
+  return headers
+}
+
+/**
  * An upstream response head as the flat `[name, value, …]` list node's
  * `writeHead` takes, in the upstream's order: hop-by-hop fields dropped, our
  * hop appended to `Via` (RFC 9110 §7.6.3), `x-request-id` added when the
  * upstream did not echo one, and `x-outrider-attempts` (ours alone) when
- * given. Used when no onResponse hook needs a mutable map: one pass, no
- * intermediate object.
+ * given; for an HTTP/2 client (`h2`), repeated single-value fields folded
+ * (see h2Value). Used when no onResponse hook needs a mutable map: one pass,
+ * no intermediate object.
  */
-export function responseFields (headers: HeaderMap, status: number, via: string, requestId: string, attempts: string | undefined): Array<string | string[]> {
+export function responseFields (headers: HeaderMap, status: number, via: string, requestId: string, attempts: string | undefined, h2: boolean): Array<string | string[]> {
   const listed = connectionListed(headers.connection)
   const out: Array<string | string[]> = []
   let sawVia = false
@@ -62,7 +102,7 @@ export function responseFields (headers: HeaderMap, status: number, via: string,
     if (status === 204 && name === 'content-length') continue
     if (name === 'x-request-id') sawId = true
     else if (attempts !== undefined && name === 'x-outrider-attempts') continue
-    out.push(name, v)
+    out.push(name, h2 && typeof v !== 'string' ? h2Value(name, v) : v)
   }
   if (!sawVia) out.push('via', via)
   if (!sawId) out.push('x-request-id', requestId)
