@@ -1,4 +1,5 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import http2 from 'node:http2'
 import { Readable, Transform, Writable, pipeline, type Duplex, type TransformCallback } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { IBackoff } from 'cockatiel'
@@ -51,6 +52,26 @@ function onSinkDrain (this: Writable & WithExchange): void { this[kExchange]?.re
 /** Node's own way to put bytes on a response's connection in order (it writes 100 Continue with it). */
 interface RawWritable { _writeRaw (data: string, encoding: BufferEncoding): boolean }
 function noop (): void {}
+/**
+ * An HTTP/2 response is complete (node runs this after its own 'wantTrailers'
+ * listener has queued the end of the stream) and the client may still be
+ * sending its body. See endUpload.
+ */
+function onResponseComplete (this: http2.ServerHttp2Stream): void {
+  // node is sending frames right now: a reset asked for here would wait for
+  // a later write that may never come. Next turn, the end has gone out.
+  setImmediate(endUpload, this)
+}
+
+/**
+ * RST_STREAM(NO_ERROR) after a complete response asks the client to stop
+ * sending its body, without error (RFC 9113 §8.1). Otherwise an upload the
+ * answer made unwanted (a 413, an upstream's early 401) stalls on flow
+ * control, and the stream with it, until the stream idle timeout resets it.
+ */
+function endUpload (stream: http2.ServerHttp2Stream): void {
+  if (!stream.closed && !stream.destroyed && stream.state.remoteClose === 0) stream.close(http2.constants.NGHTTP2_NO_ERROR)
+}
 function discard (_chunk: unknown, _enc: unknown, cb: () => void): void { cb() }
 
 /** Why we abort an attempt ourselves: never reported as an upstream failure. */
@@ -615,6 +636,7 @@ export class Exchange implements RequestContext {
       const attempts = retry?.config.attemptsHeader === true ? String(this.#attempts) : undefined
       const fields = responseFields(headers, statusCode, this.#env.responseVia, this.requestId, attempts, this.#h2)
       if (close) fields.push('connection', 'close')
+      this.#endsUpload()
       this.res.writeHead(statusCode, fields as string[])
       this.#sink = this.res
       return
@@ -655,6 +677,17 @@ export class Exchange implements RequestContext {
    */
   #bodyStranded (): boolean {
     return this.#streamed && !this.req.complete
+  }
+
+  /**
+   * HTTP/2: a response starts while the request body may still be coming. Its
+   * end then ends the upload too (see onResponseComplete); HTTP/1.1 has
+   * `Connection: close` for that (see #bodyStranded).
+   */
+  #endsUpload (): void {
+    if (this.#h2 && this.#head.hasBody && !this.req.complete) {
+      (this.res as unknown as http2.Http2ServerResponse).stream.on('wantTrailers', onResponseComplete)
+    }
   }
 
   /**
@@ -782,6 +815,7 @@ export class Exchange implements RequestContext {
   #startBody (rc: ResponseState): void {
     this.#status = rc.status
     if (this.#h2) singleValued(rc.headers)
+    this.#endsUpload()
     this.res.writeHead(rc.status, rc.headers as Record<string, string | string[]>)
     const replacement = rc.replacement
     if (replacement !== undefined) {
@@ -862,6 +896,7 @@ export class Exchange implements RequestContext {
       if (this.res.headersSent || this.res.destroyed) return
       this.#status = rc.status
       if (this.#h2) singleValued(rc.headers)
+      this.#endsUpload()
       this.res.writeHead(rc.status, rc.headers as Record<string, string | string[]>)
       const out = this.method === 'HEAD' ? undefined : rc.replacement ?? body
       if (rc.transforms === undefined) { this.res.end(out); return }
