@@ -753,12 +753,19 @@ export class Exchange implements RequestContext {
       (this.#env.tracer as Tracing).attemptFailed(a.span, toUpstreamError(err))
     }
     if (a === this.#winner) {
+      if (err === CANCELLED) {
+        // Cancelled because the client left (clientClosed): no failure of
+        // the upstream's, and no reply to make; the exchange ends as a 499.
+        this.#verdict(a, 'success', a.orca, a.headLatency)
+        this.#release(a)
+        return
+      }
       // The response had started: cut the client's too, never end it cleanly.
       const e = toUpstreamError(err)
-      // Only the upstream's own fault counts against it (not the client
-      // leaving, a plugin failing or the request body's limit).
+      // Only the upstream's own fault counts against it (not a plugin
+      // failing or the request body's limit).
       const phase = e.extensions?.phase
-      const fault = err !== CANCELLED && (phase === 'reset' || phase === 'response' || phase === 'body')
+      const fault = phase === 'reset' || phase === 'response' || phase === 'body'
       this.#verdict(a, fault ? 'gateway-failure' : 'success', a.orca, a.headLatency)
       this.#release(a)
       // Counted as the upstream's error only when it is one (an HTTP/2 client
@@ -854,7 +861,7 @@ export class Exchange implements RequestContext {
       // Client gone mid-exchange: stop the upstream requests too (no orphaned work).
       for (const a of this.#live?.slice() ?? []) this.#cancel(a, 'client_closed')
       const w = this.#winner?.controller
-      if (w !== undefined && !w.aborted) w.abort(new Error('client closed the connection'))
+      if (w !== undefined && !w.aborted) w.abort(CANCELLED)
     }
     this.#finish(failure)
   }
