@@ -14,7 +14,7 @@ import type { AttemptOutcome } from './upstream/outlier-detection.ts'
 import type { Span } from '@opentelemetry/api'
 import type { CancelReason, Tracing } from './tracing.ts'
 import { HOP_BY_HOP } from './http/hop-by-hop.ts'
-import { problemResponse, toOutriderError } from './http/problem.ts'
+import { grpcProblemResponse, problemResponse, toOutriderError } from './http/problem.ts'
 import { toUpstreamError } from './upstream/errors.ts'
 import { orcaHeader } from './upstream/orca.ts'
 import { forgetResponse, markClosing } from './http/connection.ts'
@@ -232,6 +232,12 @@ export class Exchange implements RequestContext {
   #streamed = false
   /** gRPC status fields that came in the head of a trailers-only answer (see attemptResponse). */
   #grpcStatus: HeaderMap | undefined
+  /**
+   * The HTTP status of an error answered to a gRPC client, which gets it as
+   * 200 with a grpc-status (see #problem): what metrics, the access log and
+   * the trace record, so a 502 or 504 still reads as one.
+   */
+  #answeredAs: number | undefined
 
   constructor (snapshot: Snapshot, route: CompiledRoute, req: IncomingMessage, res: ServerResponse, head: RequestHead, env: ExchangeEnv, scheme: string) {
     this.startTime = performance.now()
@@ -901,11 +907,12 @@ export class Exchange implements RequestContext {
     const hooks = this.#route.pipeline
     const finish = (rc: ResponseState): void => {
       if (this.res.headersSent || this.res.destroyed) return
-      this.#status = rc.status
+      this.#status = this.#answeredAs ?? rc.status
       if (this.#h2) singleValued(rc.headers)
+      const out = this.method === 'HEAD' ? undefined : rc.replacement ?? body
+      if (this.#h2 && out === undefined && rc.transforms === undefined && rc.headers['grpc-status'] !== undefined) { this.#trailersOnly(rc); return }
       this.#endsUpload()
       this.res.writeHead(rc.status, rc.headers as Record<string, string | string[]>)
-      const out = this.method === 'HEAD' ? undefined : rc.replacement ?? body
       if (rc.transforms === undefined) { this.res.end(out); return }
       pipeline([...rc.transforms, this.res] as unknown as [Duplex, Writable], (err) => { if (err != null) this.res.destroy(err) })
       ;(rc.transforms[0] as Duplex).end(out)
@@ -914,7 +921,7 @@ export class Exchange implements RequestContext {
     if (hooks.onResponse.length === 0) { finish(rc); return }
     const failed = (err: unknown): void => {
       this.#env.log.warn('onResponse hook failed on a local response', { route: this.routeName, err })
-      const pr = problemResponse(fallback ?? pluginError(err), this.requestId, headers.connection === 'close')
+      const pr = this.#problem(fallback ?? pluginError(err), headers.connection === 'close')
       body = pr.body
       finish(new ResponseState(pr.status, pr.headers, true))
     }
@@ -925,6 +932,37 @@ export class Exchange implements RequestContext {
     } catch (err) {
       failed(err)
     }
+  }
+
+  /**
+   * HTTP/2: a gRPC status in a bodiless head, sent as one HEADERS frame that
+   * ends the stream. Only that is a trailers-only answer (gRPC over HTTP/2,
+   * "Responses"): grpc-js reads a status in a head that leaves the stream
+   * open as metadata, and waits for trailers. node's writeHead sends the head
+   * at once; an end() before any head sends head and end together.
+   */
+  #trailersOnly (rc: ResponseState): void {
+    const res = this.res
+    res.statusCode = rc.status
+    for (const name in rc.headers) {
+      const v = rc.headers[name]
+      if (v !== undefined) res.setHeader(name, v)
+    }
+    res.end()
+    // No 'wantTrailers' follows such an end (see #endsUpload).
+    if (this.#head.hasBody && !this.req.complete) setImmediate(endUpload, (res as unknown as http2.Http2ServerResponse).stream)
+  }
+
+  /**
+   * `err` as the client can read it: an RFC 9457 problem, or for a gRPC or
+   * gRPC-Web client (which reads no body, and takes any HTTP error status
+   * for UNAVAILABLE) a gRPC status.
+   */
+  #problem (err: OutriderError, close: boolean): { status: number, headers: Record<string, string>, body: string | undefined } {
+    const type = this.req.headers['content-type']
+    if (type === undefined || !type.startsWith('application/grpc')) return problemResponse(err, this.requestId, close)
+    this.#answeredAs = err.status
+    return grpcProblemResponse(err, this.requestId, type, close)
   }
 
   /** Turns an error into a problem response (through onResponse hooks). */
@@ -941,7 +979,7 @@ export class Exchange implements RequestContext {
       this.req.on('error', noop)
       if (!this.#h2) markClosing(this.req.socket)
     }
-    const p = problemResponse(err, this.requestId, !this.#h2 && (close || this.#env.draining))
+    const p = this.#problem(err, !this.#h2 && (close || this.#env.draining))
     // "504 after 4 attempts" is what an operator needs to know about a failure.
     if (this.#attempts > 0 && this.#route.retry?.config.attemptsHeader === true) p.headers['x-outrider-attempts'] = String(this.#attempts)
     this.#writeLocal(p.status, p.headers, p.body, err)

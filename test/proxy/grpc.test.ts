@@ -228,3 +228,80 @@ t.test('HTTP/2 sessions: an idle one is closed after keepAliveTimeout, one with 
   finish?.()
   t.equal(await slow, 'late')
 })
+
+t.test('Outrider\'s own errors reach gRPC clients as gRPC statuses, trailers-only (gRPC-Web: in the head); metrics keep the HTTP status', async (t) => {
+  const http2 = await import('node:http2')
+  const { hashApiKey } = await import('../../plugins/api-key/hash.ts')
+  const { metric } = await import('../helpers/resilience.ts')
+  // Answers nothing, ever: only the route deadline ends a call to it.
+  const silent = http2.createServer(() => {})
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { silent.close() })
+  const sink = http2.createServer(() => {})
+  await new Promise<void>((resolve) => sink.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { sink.close() })
+  const proxy = await startTestProxy({
+    clusters: [
+      { name: 'down', endpoints: [{ url: 'http://127.0.0.1:1' }], protocol: 'http2' },
+      { name: 'silent', endpoints: [{ url: `http://127.0.0.1:${(silent.address() as { port: number }).port}` }], protocol: 'http2' },
+      { name: 'sink', endpoints: [{ url: `http://127.0.0.1:${(sink.address() as { port: number }).port}` }], protocol: 'http2' },
+    ],
+    routes: [
+      { name: 'down', match: { pathPrefix: '/', headers: { 'x-case': 'down' } }, cluster: 'down' },
+      { name: 'locked', match: { pathPrefix: '/', headers: { 'x-case': 'locked' } }, cluster: 'silent', plugins: [{ name: 'api-key', config: { keys: [{ id: 'svc', hash: hashApiKey('k-123456789') }] } }] },
+      { name: 'small', match: { pathPrefix: '/', headers: { 'x-case': 'small' } }, cluster: 'sink', maxBodySize: 1024 },
+      { name: 'slow', match: { pathPrefix: '/' }, cluster: 'silent', timeouts: { overall: 200 } },
+    ],
+    listen: { host: '127.0.0.1', port: 0, h2c: true },
+  }, t)
+  const Client = grpc.makeGenericClientConstructor(service, 'Echo') as unknown as new (addr: string, creds: grpc.ChannelCredentials) => EchoClient
+  const client = new Client(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure())
+  t.teardown(() => { client.close() })
+  const call = (kase: string): Promise<grpc.ServiceError | null> => new Promise((resolve) => {
+    const md = new grpc.Metadata()
+    md.set('x-case', kase)
+    client.say(Buffer.from('hi'), md, (err) => { resolve(err) })
+  })
+
+  const down = await call('down')
+  t.equal(down?.code, grpc.status.UNAVAILABLE, 'no upstream to connect to: UNAVAILABLE')
+  t.equal(down?.details, 'could not connect to the upstream', 'with what happened, not "Received HTTP status code 502"')
+  t.equal((await call('slow'))?.code, grpc.status.DEADLINE_EXCEEDED, 'the route deadline: DEADLINE_EXCEEDED')
+  t.equal((await call('locked'))?.code, grpc.status.UNAUTHENTICATED, 'a plugin\'s 401: UNAUTHENTICATED')
+
+  // A client stream over the body limit: the answer ends the upload too.
+  const md = new grpc.Metadata()
+  md.set('x-case', 'small')
+  const chat = client.chat(md)
+  chat.on('error', () => {})
+  chat.resume()
+  const status = new Promise<grpc.StatusObject>((resolve) => { chat.on('status', resolve) })
+  chat.write(Buffer.alloc(4096))
+  t.equal((await status).code, grpc.status.RESOURCE_EXHAUSTED, 'a 413: RESOURCE_EXHAUSTED')
+
+  t.equal(await metric(proxy.adminUrl, 'outrider_requests_total', { route: 'down', status_class: '5xx' }), 1, 'counted as the 502 it stands for')
+  t.equal(await metric(proxy.adminUrl, 'outrider_requests_total', { route: 'slow', status_class: '5xx' }), 1)
+
+  // gRPC-Web over HTTP/1.1: the status in the head of an empty 200.
+  const plain = await startTestProxy({
+    clusters: [{ name: 'down', endpoints: [{ url: 'http://127.0.0.1:1' }] }],
+    routes: [{ name: 'down', match: { pathPrefix: '/' }, cluster: 'down' }],
+  }, t)
+  const web = await fetch(`${plain.url}/test.Echo/Say`, { method: 'POST', body: 'x', headers: { 'content-type': 'application/grpc-web+proto' } })
+  t.equal(web.status, 200)
+  t.equal(web.headers.get('content-type'), 'application/grpc-web+proto')
+  t.equal(web.headers.get('grpc-status'), String(grpc.status.UNAVAILABLE))
+  t.equal(await web.text(), '')
+  // Anything else still gets a problem.
+  const json = await fetch(`${plain.url}/x`, { method: 'POST', body: 'x', headers: { 'content-type': 'application/json' } })
+  t.equal(json.status, 502)
+  t.equal(json.headers.get('content-type'), 'application/problem+json')
+  await json.text()
+})
+
+t.test('grpc-message is percent-encoded as gRPC over HTTP/2 says', async (t) => {
+  const { grpcMessage } = await import('../../src/http/problem.ts')
+  t.equal(grpcMessage('plain text, (ok)'), 'plain text, (ok)')
+  t.equal(grpcMessage('100% done\nnext'), '100%25 done%0Anext')
+  t.equal(grpcMessage('Zoë'), 'Zo%C3%AB', 'UTF-8 bytes')
+})
