@@ -104,13 +104,7 @@ export function rollingOrigin (series: SyntheticSeries, make: Method): ForecastS
   for (let i = 0; i < n; i++) {
     f.observe(times[i]!, values[i]!)
     if (i + 1 >= evalStart && (i + 1 - evalStart) % every === 0 && i + H < n) {
-      const p = f.forecast(H)
-      const bands = LEVELS.map((level) => f.interval(H, level))
-      for (let h = 1; h <= H; h++) {
-        actual.push(values[i + h]!)
-        predicted.push(p[h - 1]!)
-        tallyInterval(intervals, values[i + h]!, bands.map((b) => b[h - 1]!))
-      }
+      const p = scoreOrigin(f, values, i, H, actual, predicted, intervals)
       actualH.push(values[i + H]!)
       predictedH.push(p[H - 1]!)
     }
@@ -122,6 +116,22 @@ export function rollingOrigin (series: SyntheticSeries, make: Method): ForecastS
     mape: mape(actual, predicted),
     intervals
   }
+}
+
+/**
+ * Forecasts `H` steps from origin `i` and scores them: the actuals and
+ * point forecasts go to `actual`/`predicted`, the intervals to `intervals`.
+ * Returns the point forecasts.
+ */
+function scoreOrigin (f: Forecaster, values: ArrayLike<number>, i: number, H: number, actual: number[], predicted: number[], intervals: IntervalTally): ArrayLike<number> {
+  const p = f.forecast(H)
+  const bands = LEVELS.map((level) => f.interval(H, level))
+  for (let h = 1; h <= H; h++) {
+    actual.push(values[i + h]!)
+    predicted.push(p[h - 1]!)
+    tallyInterval(intervals, values[i + h]!, bands.map((b) => b[h - 1]!))
+  }
+  return p
 }
 
 export interface ShortHistoryScore {
@@ -151,13 +161,7 @@ export function shortHistory (series: SyntheticSeries, days: number, startDay: n
   for (let i = start; i < end + perDay && i + H < values.length; i++) {
     f.observe(times[i]!, values[i]!)
     if (i + 1 < end || (i + 1 - end) % every !== 0) continue
-    const p = f.forecast(H)
-    const bands = LEVELS.map((level) => f.interval(H, level))
-    for (let h = 1; h <= H; h++) {
-      actual.push(values[i + h]!)
-      predicted.push(p[h - 1]!)
-      tallyInterval(intervals, values[i + h]!, bands.map((b) => b[h - 1]!))
-    }
+    scoreOrigin(f, values, i, H, actual, predicted, intervals)
   }
   return { mase: mae(actual, predicted) / scale, intervals }
 }

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { createMetrics, metricsJson, WorkerMetrics, RouteMetrics, type ProxyMetrics } from '../../src/metrics.ts'
+import { parseMetrics } from '../helpers/metrics.ts'
 
 /** The primary's merge of its workers' metrics (src/metrics.ts WorkerMetrics), on real worker registries. */
 
@@ -14,14 +15,7 @@ function worker (): { metrics: ProxyMetrics, serve: (n: number) => void } {
 
 /** The merged exposition as `name{labels}` → value. */
 async function scrape (merged: WorkerMetrics, live: number[], late: number): Promise<Map<string, number>> {
-  const text = await (await merged.merge(live, late)).metrics()
-  const out = new Map<string, number>()
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const i = line.lastIndexOf(' ')
-    out.set(line.slice(0, i), Number(line.slice(i + 1)))
-  }
-  return out
+  return parseMetrics(await (await merged.merge(live, late)).metrics())
 }
 
 const REQUESTS = 'outrider_requests_total{route="all",method="GET",status_class="2xx"}'

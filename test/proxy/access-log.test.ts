@@ -6,7 +6,21 @@ import { request } from 'undici'
 import { startUpstream } from '../helpers/upstream.ts'
 import { startTestProxy } from '../helpers/proxy.ts'
 import { rawRequest } from '../helpers/raw-http.ts'
-import { flushAccessLogs } from '../../src/access-log.ts'
+import { flushAccessLogs, type AccessRecord } from '../../src/access-log.ts'
+
+/** An exchange as AccessLog.write takes it: a 200 GET /a on route api, with `over` on top. */
+function record (over: Partial<AccessRecord>): AccessRecord {
+  return {
+    requestId: 'r-1', traceId: undefined, route: 'api', cluster: 'c', endpoint: undefined, method: 'GET', path: '/a', query: '',
+    status: 200, bytesIn: 0, bytesOut: 5, durationMs: 1.5, upstreamMs: 1, attempts: 1, clientIp: '10.0.0.1', error: undefined, annotations: undefined,
+    ...over,
+  }
+}
+
+/** A fresh access-log path in a temporary directory of its own. */
+async function logFile (): Promise<string> {
+  return path.join(await mkdtemp(path.join(tmpdir(), 'outrider-access-')), 'access.log')
+}
 
 /** The file's records once at least `atLeast` were written (async destination: poll, bounded). */
 async function lines (file: string, atLeast = 1): Promise<Array<Record<string, unknown>>> {
@@ -27,8 +41,7 @@ t.test('one JSON line per exchange, with the fields operators need', async (t) =
     res.end('hello')
   })
   t.teardown(up.close)
-  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
-  const file = path.join(dir, 'access.log')
+  const file = await logFile()
   const proxy = await startTestProxy({
     accessLog: { destination: file },
     clusters: [{ name: 'c', endpoints: [{ url: up.url }] }],
@@ -68,8 +81,7 @@ t.test('one JSON line per exchange, with the fields operators need', async (t) =
 t.test('requests the listener refuses on the raw socket (CONNECT, a WebSocket handshake no route takes) are counted and logged too', async (t) => {
   const up = await startUpstream()
   t.teardown(up.close)
-  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
-  const file = path.join(dir, 'access.log')
+  const file = await logFile()
   const proxy = await startTestProxy({
     accessLog: { destination: file },
     clusters: [{ name: 'c', endpoints: [{ url: up.url }] }],
@@ -93,8 +105,7 @@ t.test('requests the listener refuses on the raw socket (CONNECT, a WebSocket ha
 t.test('query on request; sampling keeps 5xx', async (t) => {
   const up = await startUpstream((_req, res) => { res.end('ok') })
   t.teardown(up.close)
-  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
-  const file = path.join(dir, 'access.log')
+  const file = await logFile()
   const proxy = await startTestProxy({
     accessLog: { destination: file, includeQuery: true, sampleRate: 0 },
     clusters: [{ name: 'c', endpoints: [{ url: up.url }, { url: 'http://127.0.0.1:1' }], loadBalancer: { policy: 'round_robin' }, outlierDetection: { enabled: false } }],
@@ -110,14 +121,9 @@ t.test('query on request; sampling keeps 5xx', async (t) => {
 
 t.test('a plugin annotation named like a core field never replaces it', async (t) => {
   const { AccessLog } = await import('../../src/access-log.ts')
-  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
-  const file = path.join(dir, 'access.log')
+  const file = await logFile()
   const log = await AccessLog.open({ enabled: true, destination: file, sampleRate: 1, includeQuery: false })
-  log.write({
-    requestId: 'r-1', traceId: undefined, route: 'api', cluster: 'c', endpoint: undefined, method: 'GET', path: '/a', query: '',
-    status: 200, bytesIn: 0, bytesOut: 5, durationMs: 1.5, upstreamMs: 1, attempts: 1, clientIp: '10.0.0.1', error: undefined,
-    annotations: { status: 'forged', route: 'other', clientIp: '6.6.6.6', waf: 'pass' },
-  })
+  log.write(record({ annotations: { status: 'forged', route: 'other', clientIp: '6.6.6.6', waf: 'pass' } }))
   const [rec] = await lines(file)
   t.match(rec, { status: 200, route: 'api', clientIp: '10.0.0.1' }, 'the exchange\'s own values')
   t.equal(rec?.waf, 'pass', 'other annotations are kept')
@@ -125,14 +131,9 @@ t.test('a plugin annotation named like a core field never replaces it', async (t
 
 t.test('a plugin annotation named time or log never shadows the ones pino writes', async (t) => {
   const { AccessLog } = await import('../../src/access-log.ts')
-  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
-  const file = path.join(dir, 'access.log')
+  const file = await logFile()
   const log = await AccessLog.open({ enabled: true, destination: file, sampleRate: 1, includeQuery: false })
-  log.write({
-    requestId: 'r-1', traceId: undefined, route: 'api', cluster: 'c', endpoint: undefined, method: 'GET', path: '/a', query: '',
-    status: 200, bytesIn: 0, bytesOut: 5, durationMs: 1.5, upstreamMs: 1, attempts: 1, clientIp: '10.0.0.1', error: undefined,
-    annotations: { time: 'forged', log: 'error', waf: 'pass' },
-  })
+  log.write(record({ annotations: { time: 'forged', log: 'error', waf: 'pass' } }))
   await lines(file)
   const text = await readFile(file, 'utf8')
   t.equal(text.split('"time"').length - 1, 1, 'one time key in the line')
@@ -174,13 +175,9 @@ t.test('includeQuery logs the query, but never the values of credential paramete
   t.equal(loggedQuery('private_token=glpat&jwt=eyJ&client_assertion=eyJ&Authorization=Bearer%20x&token%5B%5D=a&token[]=b&access_key=AK&consumer_key=ck&page=1'),
     'private_token=[redacted]&jwt=[redacted]&client_assertion=[redacted]&Authorization=[redacted]&token%5B%5D=[redacted]&token[]=[redacted]&access_key=[redacted]&consumer_key=[redacted]&page=1',
     'GitLab, JWT, RFC 7523 and array-style names too')
-  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
-  const file = path.join(dir, 'access.log')
+  const file = await logFile()
   const log = await AccessLog.open({ enabled: true, destination: file, sampleRate: 1, includeQuery: true })
-  log.write({
-    requestId: 'r-1', traceId: undefined, route: 'api', cluster: 'c', endpoint: undefined, method: 'GET', path: '/a', query: 'api_key=rk_live_123&page=2',
-    status: 200, bytesIn: 0, bytesOut: 5, durationMs: 1.5, upstreamMs: 1, attempts: 1, clientIp: '10.0.0.1', error: undefined, annotations: undefined,
-  })
+  log.write(record({ query: 'api_key=rk_live_123&page=2' }))
   const [rec] = await lines(file)
   t.equal(rec?.path, '/a?api_key=[redacted]&page=2')
 })
@@ -190,8 +187,7 @@ t.test('the query parameter an api-key route reads its key from is redacted too,
   const { loggedQuery } = await import('../../src/access-log.ts')
   const up = await startUpstream()
   t.teardown(up.close)
-  const dir = await mkdtemp(path.join(tmpdir(), 'outrider-access-'))
-  const file = path.join(dir, 'access.log')
+  const file = await logFile()
   const KEY = 'ck_0123456789abcdef0123'
   const proxy = await startTestProxy({
     accessLog: { destination: file, includeQuery: true },

@@ -10,6 +10,7 @@ import { startUpstream } from '../helpers/upstream.ts'
 import { startTestProxy, simpleDoc, testConfig, testLogger } from '../helpers/proxy.ts'
 import { startProxy } from '../../src/proxy.ts'
 import { createMetrics } from '../../src/metrics.ts'
+import { parseMetrics } from '../helpers/metrics.ts'
 
 const run = promisify(execFile)
 
@@ -17,16 +18,6 @@ async function hasPromtool (): Promise<boolean> {
   try { await run('promtool', ['--version']); return true } catch { return false }
 }
 
-/** Parses Prometheus text into `name{labels}` → value. */
-function parseMetrics (text: string): Map<string, number> {
-  const out = new Map<string, number>()
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const i = line.lastIndexOf(' ')
-    out.set(line.slice(0, i), Number(line.slice(i + 1)))
-  }
-  return out
-}
 
 t.test('admin endpoints', async (t) => {
   const up = await startUpstream((_req, res) => { res.end('ok') })
