@@ -1,6 +1,6 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import http2 from 'node:http2'
-import { Readable, Transform, Writable, pipeline, type Duplex, type TransformCallback } from 'node:stream'
+import { Readable, Transform, Writable, addAbortSignal, pipeline, type Duplex, type TransformCallback } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { IBackoff } from 'cockatiel'
 import type { ExchangeSummary, HeaderMap, LocalResponse, RequestContext, ResponseContext } from './plugin.ts'
@@ -87,8 +87,7 @@ const CANCELLED = new Error('attempt cancelled by the proxy')
 function onTryTimeout (a: Attempt): void {
   a.timer = undefined
   const err = new UpstreamTimeoutError('the upstream did not answer within the per-try timeout', { extensions: { phase: 'headers' } })
-  const c = a.controller
-  if (c !== undefined) { if (!c.aborted) c.abort(err); return }
+  if (a.controller !== undefined) { a.abort(err); return }
   // Still queued for a connection, so undici has given us no way to abort it
   // yet: the exchange hears of the timeout now, and the attempt is cancelled
   // when undici starts it.
@@ -127,6 +126,8 @@ class Attempt implements Dispatcher.DispatchHandler {
   span: Span | undefined = undefined
   /** Why the proxy cancelled it, once recorded on the span. */
   cancelReason: CancelReason | undefined = undefined
+  /** Its request body, when that is a StreamedBody (always, to an HTTP/2 upstream). */
+  upload: StreamedBody | undefined = undefined
 
   constructor (exchange: Exchange, endpoint: Endpoint, startedAt: number, extra: boolean, probe: boolean) {
     this.exchange = exchange
@@ -139,7 +140,19 @@ class Attempt implements Dispatcher.DispatchHandler {
   cancel (): void {
     this.cancelled = true
     if (this.timer !== undefined) { clearTimeout(this.timer); this.timer = undefined }
-    if (this.controller !== undefined && !this.controller.aborted) this.controller.abort(CANCELLED)
+    this.abort(CANCELLED)
+  }
+
+  /**
+   * Aborts the undici request. An upload still streaming to an HTTP/2
+   * upstream is reset first: undici's abort alone can leave its stream open
+   * (see StreamedBody.reset).
+   */
+  abort (reason: Error): void {
+    const c = this.controller
+    if (c === undefined || c.aborted) return
+    this.upload?.reset()
+    c.abort(reason)
   }
 
   onRequestStart (controller: Dispatcher.DispatchController): void {
@@ -348,7 +361,7 @@ export class Exchange implements RequestContext {
           const rest = Readable.from(prepend(chunks, req), { objectMode: false })
           // #send counts only a body it reads from req itself: a chunked one
           // put back here MUST still be held to the route's limit.
-          this.#body = max > 0 && this.#head.contentLength === -1 ? rest.pipe(new BodyLimit(max, this)) : rest
+          this.#body = max > 0 && this.#head.contentLength === -1 ? rest.pipe(new StreamedBody(max, this)) : rest
           return undefined
         }
         continue
@@ -460,11 +473,13 @@ export class Exchange implements RequestContext {
         body = this.#body
       } else {
         this.#sendContinue()
-        const limit = this.#route.maxBodySize
         // A declared length was checked in start(); only chunked bodies need counting.
-        body = limit > 0 && this.#head.contentLength === -1 ? this.req.pipe(new BodyLimit(limit, this)) : this.req
+        const limit = this.#head.contentLength === -1 ? this.#route.maxBodySize : 0
+        body = limit > 0 ? this.req.pipe(new StreamedBody(limit, this)) : this.req
       }
       if (!Buffer.isBuffer(body)) this.#streamed = true
+      if (picked.http2 && body !== null) body = this.#forHttp2(body)
+      if (body instanceof StreamedBody) attempt.upload = body
     }
     let headers = this.upstreamHeaders
     // gRPC servers refuse requests without it; we relay trailers, so it is true.
@@ -488,6 +503,19 @@ export class Exchange implements RequestContext {
       bodyTimeout: this.#route.bodyTimeout,
     }, attempt)
     return true
+  }
+
+  /**
+   * The body as an HTTP/2 upstream gets it: through a StreamedBody, the only
+   * way to reset its stream (see StreamedBody.reset). A buffered one too: it
+   * can wait on flow control. Not an empty one, which undici does not send.
+   */
+  #forHttp2 (body: Readable | Buffer): Readable | Buffer {
+    if (body instanceof StreamedBody || (Buffer.isBuffer(body) && body.length === 0)) return body
+    const s = new StreamedBody(0, this)
+    if (Buffer.isBuffer(body)) s.end(body)
+    else body.pipe(s)
+    return s
   }
 
   /**
@@ -659,7 +687,7 @@ export class Exchange implements RequestContext {
     try {
       r = hooks.runResponse(this, rc)
     } catch (err) {
-      controller.abort(pluginError(err)); return
+      a.abort(pluginError(err)); return
     }
     if (r === undefined) { this.#startBody(rc); return }
     controller.pause()
@@ -667,9 +695,9 @@ export class Exchange implements RequestContext {
       if (this.#done) return
       // A head node refuses fails the attempt as it would without the hook,
       // not as a rejection no one handles.
-      try { this.#startBody(rc) } catch (err) { controller.abort(err as Error); return }
+      try { this.#startBody(rc) } catch (err) { a.abort(err as Error); return }
       controller.resume()
-    }, (err) => { controller.abort(pluginError(err)) })
+    }, (err) => { a.abort(pluginError(err)) })
   }
 
   /**
@@ -855,7 +883,7 @@ export class Exchange implements RequestContext {
   bodyTooLarge (err: PayloadTooLargeError): void {
     this.#bodyError = err
     const live = this.#live
-    if (live !== undefined && live.length > 0) { for (const a of live.slice()) a.controller?.abort(err) } else this.#fail(err, true)
+    if (live !== undefined && live.length > 0) { for (const a of live.slice()) a.abort(err) } else this.#fail(err, true)
   }
 
   /** `close` on the response: either it finished or the client went away. */
@@ -866,8 +894,7 @@ export class Exchange implements RequestContext {
     if (!this.#delivered()) {
       // Client gone mid-exchange: stop the upstream requests too (no orphaned work).
       for (const a of this.#live?.slice() ?? []) this.#cancel(a, 'client_closed')
-      const w = this.#winner?.controller
-      if (w !== undefined && !w.aborted) w.abort(CANCELLED)
+      this.#winner?.abort(CANCELLED)
     }
     this.#finish(failure)
   }
@@ -1079,11 +1106,17 @@ class ResponseState implements ResponseContext {
   }
 }
 
-/** Counts a streamed (chunked) request body and stops it at the route's limit. */
-class BodyLimit extends Transform {
+/**
+ * A request body streamed upstream: counted against the route's limit when
+ * chunked (`limit` 0: not counted), and, for an HTTP/2 upstream, the handle
+ * on the stream undici pipes it into (see reset).
+ */
+class StreamedBody extends Transform {
   readonly #limit: number
   readonly #exchange: Exchange
   #seen = 0
+  /** The HTTP/2 request stream undici pipes this into (it writes HTTP/1.1 bodies itself). */
+  #upstream: Writable | undefined = undefined
 
   constructor (limit: number, exchange: Exchange) {
     super()
@@ -1091,9 +1124,31 @@ class BodyLimit extends Transform {
     this.#exchange = exchange
   }
 
+  override pipe<T extends NodeJS.WritableStream> (destination: T, options?: { end?: boolean }): T {
+    this.#upstream = destination as unknown as Writable
+    return super.pipe(destination, options)
+  }
+
+  /**
+   * Resets the upstream HTTP/2 stream with RST_STREAM(CANCEL). MUST come
+   * before undici's abort, which closes the stream with NO_ERROR and destroys
+   * it at once: while the upload is unfinished node never sends that reset
+   * (the 'aborted' event it emits on close has the pipe destroy the stream
+   * first, or the reset waits for a 'finish' the destroy rules out). nghttp2
+   * then keeps the stream open, and once it asks node for the stream's next
+   * DATA, node's answer for a stream it no longer knows is 0 bytes, not
+   * "deferred": nghttp2 writes empty DATA frames in a loop that never yields,
+   * and the whole process spins. A destroy with node's AbortError (which
+   * addAbortSignal uses) sends the reset itself, with CANCEL (RFC 9113 §7).
+   */
+  reset (): void {
+    const upstream = this.#upstream
+    if (upstream !== undefined && !upstream.destroyed) addAbortSignal(AbortSignal.abort(), upstream)
+  }
+
   override _transform (chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.#seen += chunk.length
-    if (this.#seen > this.#limit) {
+    if (this.#limit > 0 && this.#seen > this.#limit) {
       const err = new PayloadTooLargeError(`request body exceeds the limit of ${this.#limit} bytes`)
       this.#exchange.bodyTooLarge(err)
       cb(err)
