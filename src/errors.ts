@@ -64,6 +64,18 @@ export class UnauthorizedError extends OutriderError {
   readonly status = 401
 }
 
+/**
+ * The token could not be checked: no signing key was ever fetched from the
+ * JWKS (the IdP is down or misconfigured). The proxy's failure, not the
+ * client's, so a 503 with Retry-After, as Envoy and Kong report a JWKS they
+ * cannot fetch: a 401 `invalid_token` would tell the client to discard a
+ * token that may be perfectly good (RFC 6750 §3.1).
+ */
+export class AuthUnavailableError extends OutriderError {
+  readonly code = 'AUTH_UNAVAILABLE'
+  readonly status = 503
+}
+
 export class ForbiddenError extends OutriderError {
   readonly code = 'FORBIDDEN'
   readonly status = 403

@@ -1,6 +1,6 @@
 import { decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions, type CryptoKey } from 'jose'
 import { definePlugin, type HeaderMap, type RequestContext } from '../../src/plugin.ts'
-import { BadRequestError, ForbiddenError, OutriderError, UnauthorizedError } from '../../src/errors.ts'
+import { AuthUnavailableError, BadRequestError, ForbiddenError, UnauthorizedError } from '../../src/errors.ts'
 import { schema, localKeyJwk, JWKS_DEFAULTS, type JwtAuthConfig } from './schema.ts'
 import { buildKeyIndex, type Algorithm } from './keys.ts'
 import { KeysUnavailableError, acquireKeySet, type HeldKeySet, type KeyLookup } from './remote-jwks.ts'
@@ -37,18 +37,6 @@ type Reason = keyof typeof DESCRIPTIONS
  */
 function outcomeOf (reason: Reason): 'invalid' | 'expired' {
   return reason === 'expired' || reason === 'tooOld' ? 'expired' : 'invalid'
-}
-
-/**
- * The token could not be checked: no signing key was ever fetched from the
- * JWKS (the IdP is down or misconfigured). The proxy's failure, not the
- * client's, so a 503 with Retry-After, as Envoy and Kong report a JWKS they
- * cannot fetch: a 401 `invalid_token` would tell the client to discard a
- * token that may be perfectly good (RFC 6750 §3.1).
- */
-export class AuthUnavailableError extends OutriderError {
-  readonly code = 'AUTH_UNAVAILABLE'
-  readonly status = 503
 }
 
 /** The key source found no key for the token's alg and kid. */
