@@ -157,6 +157,7 @@ t.test('lines dropped past the backlog are reported, not lost in silence', async
     setImmediate(() => { process.stderr.write('written\\n'); process.exit(0) })
   `
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { child.kill('SIGKILL') })
   let stderr = ''
   const exited = new Promise((resolve) => child.once('exit', resolve))
   // Read stdout only once the child says something (the warning, or that it
