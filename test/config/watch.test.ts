@@ -6,6 +6,12 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { watchConfigFile } from '../../src/reload.ts'
 
+/** Points the symlink `link` at `target` atomically, as deploy tools do (a new link renamed over it). */
+async function repoint (link: string, target: string): Promise<void> {
+  await symlink(target, `${link}.tmp`)
+  await rename(`${link}.tmp`, link)
+}
+
 async function tempDir (t: Test): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'outrider-watch-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
@@ -13,12 +19,19 @@ async function tempDir (t: Test): Promise<string> {
 }
 
 /** Watches `file` and records what it held each time a change was reported. */
-function record (t: Test, file: string, debounceMs: number): { reads: string[], next: () => Promise<void> } {
+function record (t: Test, file: string, debounceMs: number): { reads: string[], next: () => Promise<void>, seen: (change: () => Promise<unknown>) => Promise<void> } {
   const reads: string[] = []
   let wake: (() => void) | undefined
   const stop = watchConfigFile(file, () => { reads.push(readFileSync(file, 'utf8')); wake?.() }, { debounceMs })
   t.teardown(stop)
-  return { reads, next: () => new Promise((resolve) => { wake = resolve }) }
+  const next = (): Promise<void> => new Promise((resolve) => { wake = resolve })
+  /** Makes `change` and waits until the watcher reports it. */
+  const seen = async (change: () => Promise<unknown>): Promise<void> => {
+    const changed = next()
+    await change()
+    await changed
+  }
+  return { reads, next, seen }
 }
 
 t.test('a file written in two parts, with a pause longer than the debounce, is reported once complete', async (t) => {
@@ -48,19 +61,12 @@ t.test('a config symlinked from another directory: an edit of the target is seen
   await symlink(path.join(dir, 'srv', 'outrider.yaml'), link)
   const watched = record(t, link, 50)
 
-  let changed = watched.next()
-  await writeFile(path.join(dir, 'srv', 'outrider.yaml'), 'v: 2\n')
-  await changed
+  await watched.seen(() => writeFile(path.join(dir, 'srv', 'outrider.yaml'), 'v: 2\n'))
   t.same(watched.reads, ['v: 2\n'], 'the edit of the target, in place')
 
   // Re-pointed by rename, as `ln -sfn` does: a change in the link's own directory.
-  changed = watched.next()
-  await symlink(path.join(dir, 'srv2', 'other.yaml'), `${link}.tmp`)
-  await rename(`${link}.tmp`, link)
-  await changed
-  changed = watched.next()
-  await writeFile(path.join(dir, 'srv2', 'other.yaml'), 'v: 4\n')
-  await changed
+  await watched.seen(() => repoint(link, path.join(dir, 'srv2', 'other.yaml')))
+  await watched.seen(() => writeFile(path.join(dir, 'srv2', 'other.yaml'), 'v: 4\n'))
   t.same(watched.reads.at(-1), 'v: 4\n', 'the new target is watched')
 })
 
@@ -75,14 +81,9 @@ t.test('a chain of links: re-pointing a link in the middle is seen, and so are l
   await symlink(current, link)
   const watched = record(t, link, 50)
 
-  let changed = watched.next()
-  await symlink(path.join(dir, 'srv', 'v2.yaml'), `${current}.tmp`)
-  await rename(`${current}.tmp`, current)
-  await changed
+  await watched.seen(() => repoint(current, path.join(dir, 'srv', 'v2.yaml')))
   t.same(watched.reads.at(-1), 'v: 2\n', 'the middle link re-pointed')
-  changed = watched.next()
-  await writeFile(path.join(dir, 'srv', 'v2.yaml'), 'v: 3\n')
-  await changed
+  await watched.seen(() => writeFile(path.join(dir, 'srv', 'v2.yaml'), 'v: 3\n'))
   t.same(watched.reads.at(-1), 'v: 3\n', 'the file it now ends at is watched')
 })
 
@@ -97,13 +98,8 @@ t.test('a directory link on the way, re-pointed as deploy tools do (current → 
   await symlink(path.join(current, 'outrider.yaml'), link)
   const watched = record(t, link, 50)
 
-  let changed = watched.next()
-  await symlink(path.join(dir, 'app/releases/v2'), `${current}.tmp`)
-  await rename(`${current}.tmp`, current)
-  await changed
+  await watched.seen(() => repoint(current, path.join(dir, 'app/releases/v2')))
   t.same(watched.reads.at(-1), 'v: v2\n', 'the re-pointed directory')
-  changed = watched.next()
-  await writeFile(path.join(dir, 'app/releases/v2/outrider.yaml'), 'v: v2b\n')
-  await changed
+  await watched.seen(() => writeFile(path.join(dir, 'app/releases/v2/outrider.yaml'), 'v: v2b\n'))
   t.same(watched.reads.at(-1), 'v: v2b\n', 'and later edits in the new release')
 })

@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { Test } from 'tap'
 import type { Socket } from 'node:net'
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -51,13 +52,19 @@ const doc = (good: string, bad: string, route: string, cluster: Record<string, u
   routes: [{ name: route, cluster: 'c' }],
 })
 
-t.test('a reload that leaves a cluster as it is keeps its ejections and its connections', async (t) => {
+/** A proxy on doc(good, bad, 'r') after 4 requests: the failing endpoint is ejected by then. */
+async function withEjectedEndpoint (t: Test): Promise<{ good: Awaited<ReturnType<typeof countingUpstream>>, bad: Awaited<ReturnType<typeof countingUpstream>>, proxy: Awaited<ReturnType<typeof startTestProxy>> }> {
   const good = await countingUpstream(200)
   const bad = await countingUpstream(500)
   t.teardown(good.close)
   t.teardown(bad.close)
   const proxy = await startTestProxy(doc(good.url, bad.url, 'r'), t)
   await statuses(proxy.url, 4)
+  return { good, bad, proxy }
+}
+
+t.test('a reload that leaves a cluster as it is keeps its ejections and its connections', async (t) => {
+  const { good, bad, proxy } = await withEjectedEndpoint(t)
   const cluster = proxy.snapshot.clusters.get('c')
   t.equal(cluster?.endpoints[1]?.healthy, false, 'the failing endpoint is ejected')
   t.equal(good.connections(), 1)
@@ -78,12 +85,7 @@ t.test('a reload that leaves a cluster as it is keeps its ejections and its conn
 })
 
 t.test('a reload that changes a cluster builds a new one and drains the old', async (t) => {
-  const good = await countingUpstream(200)
-  const bad = await countingUpstream(500)
-  t.teardown(good.close)
-  t.teardown(bad.close)
-  const proxy = await startTestProxy(doc(good.url, bad.url, 'r'), t)
-  await statuses(proxy.url, 4)
+  const { good, bad, proxy } = await withEjectedEndpoint(t)
   const cluster = proxy.snapshot.clusters.get('c')
   t.equal(cluster?.endpoints[1]?.healthy, false)
 
